@@ -1,0 +1,18 @@
+# Check suites: one executable per tests/test_*.c listed here.
+pkg_check_modules(CHECK REQUIRED IMPORTED_TARGET check)
+set(UFP_TEST_TIMEOUT 300)
+function(ufp_test name)
+  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "SOURCES" ${ARGN})
+  add_executable(${name} tests/${name}.c ${T_SOURCES})
+  target_include_directories(${name} PRIVATE tests tools/ufpagerctl)
+  target_link_libraries(${name} PRIVATE ufpager_internal PkgConfig::CHECK)
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT T_LABEL)
+    set(T_LABEL unit)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT ${UFP_TEST_TIMEOUT})
+  endif()
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS ${T_LABEL}
+                       TIMEOUT ${T_TIMEOUT})
+endfunction()

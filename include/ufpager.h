@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ufpager.h - user-space paging of anonymous memory with userfaultfd.
+ *
+ * The only public header. Every fallible call returns 0 or a negative errno
+ * value; objects are handed back through out-parameters. Types are opaque
+ * except the parameter and statistics structs, which begin with size and
+ * version fields so they can grow.
+ */
+#ifndef UFPAGER_H
+#define UFPAGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define UFP_API __attribute__((visibility("default")))
+#else
+#define UFP_API
+#endif
+
+typedef struct ufp_pager ufp_pager;
+
+/* Lock modes. DEFAULT picks UFPAGER_LOCK_MODE from the environment, else
+ * PER_REGION. */
+enum ufp_lock_mode {
+	UFP_LOCK_DEFAULT = 0,
+	UFP_LOCK_PER_REGION = 1,   /* per-VMA lock protocol (kernel 6.4+ image) */
+	UFP_LOCK_GLOBAL = 2,       /* every fault takes the pager lock: mmap_lock */
+	UFP_LOCK_GLOBAL_RETRY = 3, /* GLOBAL, but swap-in I/O drops the lock */
+};
+
+/* Fault delivery. DEFAULT picks UFPAGER_DELIVERY, else SIGBUS (measured:
+ * README "Fault delivery"). */
+enum ufp_delivery {
+	UFP_DELIVERY_DEFAULT = 0,
+	UFP_DELIVERY_HANDLER = 1,  /* handler threads read the userfaultfd */
+	UFP_DELIVERY_SIGBUS = 2,   /* faulting thread serves itself (self-paging) */
+};
+
+#define UFP_PARAMS_VERSION 1
+
+/*
+ * Pager parameters. A zero-initialised struct (or a NULL pointer) means "all
+ * defaults"; a zero field means "default for that field" (environment
+ * variable UFPAGER_<NAME>, else the built-in value). `size` must be
+ * sizeof(struct ufp_params) of the caller's header, `version`
+ * UFP_PARAMS_VERSION.
+ */
+struct ufp_params {
+	uint32_t size;
+	uint32_t version;
+	uint64_t arena_size;       /* virtual reservation, bytes (default 64G) */
+	uint64_t budget;           /* resident budget, bytes (0: unlimited) */
+	uint32_t handler_threads;  /* default: one per core, at least 2 */
+	uint32_t lock_mode;        /* enum ufp_lock_mode */
+	uint32_t delivery;         /* enum ufp_delivery */
+	int32_t spin_us;           /* handler spin before blocking; -1: none */
+	uint32_t fault_around;     /* pages zero-filled per first-touch fault */
+	uint32_t flags;            /* UFP_PF_* */
+	/* swap (the swap backend; 0 means default) */
+	const char *swap_dir;
+	uint64_t swap_size;
+	uint64_t ztier_size;
+	uint64_t reserved[8];
+};
+
+#define UFP_PF_NO_EXPORT   (1u << 0)  /* no shared-memory stats segment */
+#define UFP_PF_ALL         (UFP_PF_NO_EXPORT)
+
+/*
+ * Create a pager: reserve its arena, open and probe userfaultfd, start the
+ * handler threads. May block; call from a normal thread context.
+ * Returns 0, or -EPERM/-ENOSYS/-EACCES when userfaultfd is unavailable (see
+ * ufp_last_error() for the cause and the fix), -EINVAL for bad parameters,
+ * -ENOMEM.
+ */
+UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out);
+
+/*
+ * Destroy a pager: unmap every region, stop the threads, free everything.
+ * No other call on the pager may run concurrently or follow. Returns 0 or
+ * -EINVAL for a NULL pager.
+ */
+UFP_API int ufp_pager_destroy(ufp_pager *pager);
+
+/*
+ * Register the calling thread with the pager's RCU domain (the first ufp_
+ * call from a thread does it too). In SIGBUS delivery mode a thread that
+ * faults on managed memory without being registered is served through the
+ * pager-lock fallback (slower, still correct). Normal context only.
+ */
+UFP_API int ufp_thread_register(void);
+
+/* Human-readable detail of the last failed ufp_ call in this thread (the
+ * cause and the fix), or "" when none. Valid until the next ufp_ call. */
+UFP_API const char *ufp_last_error(void);
+
+/* ---- mmap-like interface ------------------------------------------------ */
+
+#define UFP_PROT_NONE  0x0
+#define UFP_PROT_READ  0x1
+#define UFP_PROT_WRITE 0x2
+#define UFP_PROT_ALL   (UFP_PROT_READ | UFP_PROT_WRITE)
+
+#define UFP_MAP_FIXED  (1u << 0)  /* map exactly at hint; -EEXIST if taken */
+#define UFP_MAP_ALL    (UFP_MAP_FIXED)
+
+/*
+ * Map len bytes (a multiple of the page size, > 0) of zero-filled memory
+ * managed by the pager. hint is NULL, or with UFP_MAP_FIXED a page-aligned
+ * address inside the arena. May block (structural op). Returns 0 and the
+ * address in *out, or -EINVAL (bad length, flags, prot or hint), -EEXIST
+ * (UFP_MAP_FIXED over a mapped range), -ENOMEM (arena full).
+ */
+UFP_API int ufp_map(ufp_pager *pager, void *hint, size_t len, int prot,
+		    unsigned flags, void **out);
+
+/*
+ * Unmap [addr, addr+len): every page in it must be mapped (stricter than
+ * munmap, so that a double unmap is caught: -EINVAL, nothing changed).
+ * A partial unmap trims or splits regions. Memory of allocator objects
+ * (ufp_alloc) can only be released with ufp_free: -EINVAL.
+ */
+UFP_API int ufp_unmap(ufp_pager *pager, void *addr, size_t len);
+
+/*
+ * Change the protection of [addr, addr+len) (all mapped, else -ENOMEM as
+ * mprotect). Splits regions at the edges; neighbours with equal attributes
+ * merge back.
+ */
+UFP_API int ufp_protect(ufp_pager *pager, void *addr, size_t len, int prot);
+
+#define UFP_ADV_NORMAL   0
+#define UFP_ADV_WILLNEED 1  /* bring pages in now (zero-fill or swap-in) */
+#define UFP_ADV_DONTNEED 2  /* discard contents: next access reads zeros */
+
+/* Advise on [addr, addr+len) (all mapped, else -ENOMEM). */
+UFP_API int ufp_advise(ufp_pager *pager, void *addr, size_t len, int advice);
+
+/* ---- allocator interface ------------------------------------------------ */
+
+/*
+ * Page-granular objects: each object is its own region, so faults on it
+ * never contend with structural work on other objects. size > 0; the
+ * object is zero-filled and page aligned. ufp_free takes only a pointer
+ * returned by ufp_alloc/ufp_realloc (else -EINVAL). ufp_realloc grows in
+ * place where the following address space is free, otherwise moves the
+ * pages (UFFDIO_MOVE where the kernel has it, no copy of resident pages);
+ * on failure the old object is untouched. ufp_realloc(p=NULL) allocates.
+ */
+UFP_API int ufp_alloc(ufp_pager *pager, size_t size, void **out);
+UFP_API int ufp_free(ufp_pager *pager, void *ptr);
+UFP_API int ufp_realloc(ufp_pager *pager, void *ptr, size_t size, void **out);
+/* Requested size of an allocator object, or -EINVAL. */
+UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
+
+/* ---- statistics ---------------------------------------------------------- */
+
+#define UFP_STATS_VERSION 1
+
+/* Latency summary in nanoseconds (from log-linear histograms). */
+struct ufp_latency {
+	uint64_t count;
+	uint64_t p50, p99, p999, max;
+	uint64_t sum;
+};
+
+/*
+ * The statistics fields, one X-macro list (name, kind, description) that
+ * generates the struct below, the text printer and the JSON writer, so they
+ * cannot drift. kind: C = counter (monotonic), G = gauge.
+ */
+#define UFP_STAT_COUNTERS(X) \
+	X(faults,              C, "faults served (missing + write-protect)") \
+	X(faults_missing,      C, "missing-page faults") \
+	X(faults_wp,           C, "write-protect faults") \
+	X(faults_zero,         C, "faults served by zero fill") \
+	X(faults_ztier,        C, "faults served from the compressed RAM tier") \
+	X(faults_file,         C, "faults served from the swap file") \
+	X(fault_around_pages,  C, "extra pages installed by fault-around") \
+	X(sigbus_faults,       C, "faults served in the SIGBUS handler") \
+	X(foreign_sigbus,      C, "SIGBUS not for ufpager, chained") \
+	X(handler_self_faults, C, "faults raised by a handler thread (must be 0)") \
+	X(ioctl_eagain,        C, "uffd ioctl EAGAIN (event pending)") \
+	X(ioctl_eexist,        C, "uffd ioctl EEXIST (already resolved)") \
+	X(ioctl_enoent,        C, "uffd ioctl ENOENT (range gone)") \
+	X(ioctl_esrch,         C, "uffd ioctl ESRCH (process exiting)") \
+	X(events_unmap,        C, "foreign UNMAP events") \
+	X(events_remove,       C, "foreign REMOVE events") \
+	X(events_remap,        C, "foreign REMAP events") \
+	X(events_fork,         C, "FORK events") \
+	X(handler_spins_hit,   C, "messages found while a handler spun") \
+	X(handler_blocks,      C, "times a handler blocked in poll") \
+	X(lock_success,        C, "per-region read lock taken under RCU") \
+	X(lock_abort,          C, "per-region lock failed: fell back") \
+	X(lock_retry,          C, "fault dropped its lock to wait (VM_FAULT_RETRY)") \
+	X(lock_miss,           C, "region changed under lookup: re-walked") \
+	X(lock_fallback,       C, "faults served under the pager lock") \
+	X(maps,                C, "map calls") \
+	X(unmaps,              C, "unmap calls") \
+	X(protects,            C, "protect calls") \
+	X(advises,             C, "advise calls") \
+	X(splits,              C, "region splits") \
+	X(merges,              C, "region merges") \
+	X(swapins,             C, "pages swapped in") \
+	X(swapouts,            C, "pages swapped out") \
+	X(bytes_read,          C, "bytes read from the swap file") \
+	X(bytes_written,       C, "bytes written to the swap file") \
+	X(ztier_bytes_in,      C, "bytes stored into the compressed tier (raw)") \
+	X(ztier_bytes_out,     C, "bytes stored into the compressed tier (compressed)") \
+	X(reclaim_scans,       C, "pages scanned by reclaim") \
+	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
+	X(regions,             G, "regions in the tree") \
+	X(resident_pages,      G, "pages resident in managed memory")
+
+/* Latency histograms: fault service, lock wait, swap I/O. */
+#define UFP_STAT_LATENCIES(X) \
+	X(fault_lat, "fault service latency") \
+	X(lock_wait, "lock wait (fallback and structural)") \
+	X(io_lat,    "swap I/O latency")
+
+/*
+ * Snapshot of a pager's counters, merged from per-thread counters.
+ * The caller sets size = sizeof(struct ufp_stats) and version.
+ */
+struct ufp_stats {
+	uint32_t size;
+	uint32_t version;
+#define UFP_X_FIELD(name, kind, desc) uint64_t name;
+	UFP_STAT_COUNTERS(UFP_X_FIELD)
+#undef UFP_X_FIELD
+#define UFP_X_LAT(name, desc) struct ufp_latency name;
+	UFP_STAT_LATENCIES(UFP_X_LAT)
+#undef UFP_X_LAT
+	uint64_t reserved[16];
+};
+
+/* Fill *out (out->size and out->version set by the caller). May be called
+ * from any thread; never blocks faults. Returns 0 or -EINVAL. */
+UFP_API int ufp_stats_get(ufp_pager *pager, struct ufp_stats *out);
+
+/* ---- machine probe ------------------------------------------------------- */
+
+struct ufp_probe {
+	uint32_t size;
+	uint32_t version;
+	int uffd_errno;          /* 0 if a userfaultfd could be opened */
+	int uffd_via_dev;        /* opened through /dev/userfaultfd */
+	int user_mode_only;      /* only UFFD_USER_MODE_ONLY was allowed */
+	uint64_t uffd_features;  /* features the kernel offers */
+	uint64_t uffd_ioctls;    /* ioctls on a registered anonymous range */
+	int io_uring_errno;      /* 0 if io_uring_setup works */
+	int unprivileged_uffd;   /* vm.unprivileged_userfaultfd, -1 unknown */
+	int io_uring_disabled;   /* kernel.io_uring_disabled, -1 unknown */
+	uint64_t reserved[8];
+};
+
+/* Probe what this machine supports; never fails on a missing feature
+ * (that is reported in the struct). Returns 0 or -EINVAL. */
+UFP_API int ufp_probe_machine(struct ufp_probe *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UFPAGER_H */

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc.c - the large-object allocator on top of the pager: each object is
+ * one region flagged UFP_RF_ALLOC (never merged), so faults on one object
+ * never contend with structural work on another.
+ *
+ * realloc is the "remap" structural op: the old region is write-locked
+ * before its pages move and the new one before it is linked. Pages move
+ * with UFFDIO_MOVE (no copy of resident data), which never faults in this
+ * thread, so it may run under the locks. A page the kernel will not move
+ * (-EBUSY: shared after fork, KSM) is copied afterwards with no lock held,
+ * because a copy touches managed memory and a fault needs the locks.
+ */
+#include <sys/mman.h>
+
+#include "ufp_internal.h"
+
+static size_t page_round(size_t n)
+{
+	return (n + UFP_PAGE_SIZE - 1) & UFP_PAGE_MASK;
+}
+
+static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
+{
+	size_t len = page_round(size);
+	uintptr_t start;
+	int err;
+
+	err = pager_find_free(p, len, &start);
+	if (err)
+		return err;
+	err = pager_map_locked(p, start, len, UFP_PROT_ALL, UFP_RF_ALLOC, out);
+	if (!err)
+		(*out)->alloc_size = size;
+	return err;
+}
+
+/* The allocator object starting exactly at ptr, or NULL. */
+static struct ufp_region *object_at(struct ufp_pager *p, const void *ptr)
+{
+	struct ufp_region *r = region_tree_lookup(&p->tree, (uintptr_t)ptr);
+
+	if (!r || !(r->flags & UFP_RF_ALLOC) || region_start(r) != (uintptr_t)ptr)
+		return NULL;
+	return r;
+}
+
+static int check_entry(struct ufp_pager *p)
+{
+	ufp_clear_error();
+	if (!p)
+		return -EINVAL;
+	if (p->forked_child)
+		return -ECHILD;
+	ufp_thread_enter(p);
+	return 0;
+}
+
+UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
+{
+	struct ufp_region *r;
+	int err = check_entry(p);
+
+	if (err)
+		return err;
+	if (!out || !size || size > p->arena_end - p->arena_base)
+		return size ? -ENOMEM : -EINVAL;
+	pager_write_lock(p);
+	err = alloc_locked(p, size, &r);
+	if (!err)
+		*out = (void *)region_start(r);
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+	return err;
+}
+
+UFP_API int ufp_free(ufp_pager *p, void *ptr)
+{
+	struct ufp_region *r;
+	int err = check_entry(p);
+
+	if (err)
+		return err;
+	if (!ptr)
+		return 0;  /* like free(NULL) */
+	pager_write_lock(p);
+	r = object_at(p, ptr);
+	if (!r)
+		err = -EINVAL;   /* not an object start, or already freed */
+	else
+		err = pager_unmap_locked(p, region_start(r), region_end(r), false);
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+	return err;
+}
+
+UFP_API int ufp_alloc_size(ufp_pager *p, const void *ptr, size_t *out)
+{
+	struct ufp_region *r;
+	int err = check_entry(p);
+
+	if (err)
+		return err;
+	if (!out)
+		return -EINVAL;
+	pager_read_lock(p);
+	r = object_at(p, ptr);
+	if (r)
+		*out = r->alloc_size;
+	pager_read_unlock(p);
+	return r ? 0 : -EINVAL;
+}
+
+/* Grow r in place to newlen if the address space after it is free. */
+static int grow_in_place(struct ufp_pager *p, struct ufp_region *r, size_t newlen)
+{
+	uintptr_t s = region_start(r), oe = region_end(r), ne = s + newlen;
+	struct ufp_region *nx;
+	int err;
+
+	if (ne > p->arena_end || ne < s)
+		return -ENOMEM;
+	nx = region_tree_next(&p->tree, oe);
+	if (nx && region_start(nx) < ne)
+		return -ENOMEM;
+	region_write_lock(r);
+	if (mmap((void *)oe, ne - oe, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return -errno;
+	err = uffd_register(p, oe, ne - oe);
+	if (err) {
+		mmap((void *)oe, ne - oe, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		return err;
+	}
+	atomic_store_explicit(&r->end, ne, memory_order_relaxed);
+	return 0;
+}
+
+static void shrink_locked(struct ufp_pager *p, struct ufp_region *r, size_t newlen)
+{
+	uintptr_t s = region_start(r), ne = s + newlen, oe = region_end(r);
+
+	region_write_lock(r);
+	uffd_unregister(p, ne, oe - ne);
+	mmap((void *)ne, oe - ne, PROT_NONE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	atomic_store_explicit(&r->end, ne, memory_order_relaxed);
+	pager_clear_ptes(p, ne, oe);
+}
+
+/*
+ * Move the pages of [src, src+len) to dst (fresh, empty). Pages the kernel
+ * refused to move are listed in busy[] (offsets, ascending); if there are
+ * more than busy_cap, or the kernel has no UFFDIO_MOVE, everything from
+ * *copy_from on is left to copy too. The caller copies with no lock held.
+ * Page state follows the pages that moved.
+ */
+static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size_t len,
+			 uintptr_t *busy, size_t busy_cap, size_t *copy_from)
+{
+	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	size_t off = 0, nbusy = 0, bi = 0;
+
+	*copy_from = len;
+	if (!(p->features & UFFD_FEATURE_MOVE)) {
+		*copy_from = 0;
+		return 0;
+	}
+	while (off < len) {
+		long r = uffd_move(p, ts, dst + off, src + off, len - off);
+
+		if (r > 0) {
+			off += (size_t)r;
+			continue;
+		}
+		if (nbusy == busy_cap) {
+			*copy_from = off;
+			break;
+		}
+		busy[nbusy++] = off;
+		off += UFP_PAGE_SIZE;
+	}
+	for (size_t o = 0; o < *copy_from; o += UFP_PAGE_SIZE) {
+		if (bi < nbusy && busy[bi] == o) {
+			bi++;
+			continue;
+		}
+		/* relaxed: both regions are write-locked */
+		uint64_t v = atomic_exchange_explicit(&p->pte[pte_index(p, src + o)], 0,
+						      memory_order_relaxed);
+		atomic_store_explicit(&p->pte[pte_index(p, dst + o)], v, memory_order_relaxed);
+	}
+	return nbusy;
+}
+
+#define BUSY_CAP 64
+
+UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
+{
+	struct ufp_region *r, *nr;
+	uintptr_t busy[BUSY_CAP];
+	size_t oldlen, newlen, nbusy = 0, movelen, copy_from = 0;
+	uintptr_t old_start;
+	int err = check_entry(p);
+
+	if (err)
+		return err;
+	if (!out || !size)
+		return -EINVAL;
+	if (!ptr)
+		return ufp_alloc(p, size, out);
+	if (size > p->arena_end - p->arena_base)
+		return -ENOMEM;
+	newlen = page_round(size);
+
+	pager_write_lock(p);
+	r = object_at(p, ptr);
+	if (!r) {
+		err = -EINVAL;
+		goto out_unlock;
+	}
+	oldlen = region_end(r) - region_start(r);
+	if (newlen <= oldlen) {
+		if (newlen < oldlen)
+			shrink_locked(p, r, newlen);
+		r->alloc_size = size;
+		*out = ptr;
+		goto out_unlock;
+	}
+	if (grow_in_place(p, r, newlen) == 0) {
+		r->alloc_size = size;
+		*out = ptr;
+		goto out_unlock;
+	}
+	/* Move: old region locked before the pages move, new one before it
+	 * is linked (alloc_locked links it write-locked). */
+	region_write_lock(r);
+	err = alloc_locked(p, size, &nr);
+	if (err)
+		goto out_unlock;
+	old_start = region_start(r);
+	movelen = oldlen;
+	nbusy = move_pages(p, region_start(nr), old_start, movelen, busy, BUSY_CAP, &copy_from);
+	*out = (void *)region_start(nr);
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+
+	/* Copies touch managed memory: no lock held from here. */
+	for (size_t i = 0; i < nbusy; i++)
+		memcpy((char *)*out + busy[i], (char *)ptr + busy[i], UFP_PAGE_SIZE);
+	if (copy_from < movelen)
+		memcpy((char *)*out + copy_from, (char *)ptr + copy_from, movelen - copy_from);
+
+	pager_write_lock(p);
+	r = object_at(p, ptr);
+	if (r)
+		err = pager_unmap_locked(p, region_start(r), region_end(r), false);
+out_unlock:
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+	return err;
+}

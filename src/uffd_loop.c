@@ -1,0 +1,945 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffd_loop.c - the userfaultfd service: open and probe, (un)registration,
+ * the one ioctl wrapper, fault service, the handler-thread pool with
+ * adaptive polling, the event worker for foreign UNMAP/REMOVE/REMAP, and
+ * self-paging through UFFD_FEATURE_SIGBUS.
+ *
+ * Concurrency contract:
+ *  - a handler thread never touches managed memory: UFFDIO_COPY sources are
+ *    a static zero buffer (outside every registered range) and, with swap,
+ *    bounce buffers; with UFFD_FEATURE_THREAD_ID every fault's thread id is
+ *    checked against the handlers' (handler_self_faults must stay 0);
+ *  - handler threads never block on the pager lock while holding an event
+ *    unread: foreign events are queued to the event worker, which alone
+ *    takes the pager lock for write on their behalf;
+ *  - the SIGBUS handler is async-signal-safe: atomics, futex, ioctl,
+ *    RCU read side for registered threads (urcu-memb), the pager-lock
+ *    fallback for others; no malloc, no stdio, errno saved.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <limits.h>
+
+#include "ufp_internal.h"
+
+#define ZERO_BUF_PAGES 512
+/* UFFDIO_COPY source for zero fill: never registered, never written. */
+static const char zero_buf[ZERO_BUF_PAGES * UFP_PAGE_SIZE]
+	__attribute__((aligned(UFP_PAGE_SIZE)));
+
+static __thread bool tls_is_handler __attribute__((tls_model("initial-exec")));
+static __thread bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
+
+/* ======================================================================
+ * Opening and probing (normal context).
+ * ====================================================================== */
+
+static int uffd_new(int flags, bool *via_dev)
+{
+	int dev, fd;
+
+	*via_dev = false;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+		close(dev);
+		if (fd >= 0) {
+			*via_dev = true;
+			return fd;
+		}
+	}
+	fd = (int)syscall(SYS_userfaultfd, flags);
+	return fd < 0 ? -errno : fd;
+}
+
+static int read_sysctl_int(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), v = -1;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		v = atoi(buf);
+	}
+	close(fd);
+	return v;
+}
+
+UFP_API int ufp_probe_machine(struct ufp_probe *pr)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	bool via_dev;
+	void *page;
+	int fd;
+
+	if (!pr || pr->size < offsetof(struct ufp_probe, reserved))
+		return -EINVAL;
+	memset((char *)pr + 8, 0, pr->size - 8);
+	pr->unprivileged_uffd = read_sysctl_int("/proc/sys/vm/unprivileged_userfaultfd");
+	pr->io_uring_disabled = read_sysctl_int("/proc/sys/kernel/io_uring_disabled");
+
+	fd = uffd_new(O_CLOEXEC | O_NONBLOCK, &via_dev);
+	if (fd < 0) {
+		pr->uffd_errno = -fd;
+		fd = uffd_new(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &via_dev);
+		if (fd < 0)
+			goto io_uring;
+		pr->user_mode_only = 1;
+	}
+	pr->uffd_via_dev = via_dev;
+	/* UFFDIO_API with no features reports what the kernel offers. */
+	if (ioctl(fd, UFFDIO_API, &api) == 0)
+		pr->uffd_features = api.features;
+	close(fd);
+	/* A second throwaway fd: UFFDIO_API may be called once per fd. */
+	fd = uffd_new(O_CLOEXEC | O_NONBLOCK | (pr->user_mode_only ? UFFD_USER_MODE_ONLY : 0),
+		      &via_dev);
+	page = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fd >= 0 && page != MAP_FAILED) {
+		struct uffdio_api a2 = { .api = UFFD_API, .features = 0 };
+		struct uffdio_register reg = {
+			.range = { (uintptr_t)page, UFP_PAGE_SIZE },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (ioctl(fd, UFFDIO_API, &a2) == 0 && ioctl(fd, UFFDIO_REGISTER, &reg) == 0)
+			pr->uffd_ioctls = reg.ioctls;
+	}
+	if (page != MAP_FAILED)
+		munmap(page, UFP_PAGE_SIZE);
+	if (fd >= 0)
+		close(fd);
+io_uring:
+	{
+		/* io_uring_setup(2) with 1 entry and a NULL params is -EFAULT when
+		 * the syscall exists and is allowed; ENOSYS/EPERM otherwise. */
+		long r = syscall(425 /* __NR_io_uring_setup */, 1, NULL);
+
+		pr->io_uring_errno = (r < 0 && errno != EFAULT) ? errno : 0;
+		if (r >= 0)
+			close((int)r);
+	}
+	return 0;
+}
+
+static const char *uffd_fix_text(int err, bool user_mode_only_ok)
+{
+	switch (err) {
+	case EPERM:
+		return user_mode_only_ok ?
+		       "userfaultfd is restricted to user-mode faults here "
+		       "(vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE, no access to "
+		       "/dev/userfaultfd). ufpager needs kernel-mode faults too, or system calls "
+		       "that read or write paged-out memory would fail with EFAULT. Fix: run as "
+		       "root, or grant access to /dev/userfaultfd (e.g. chmod/chgrp it for your "
+		       "group), or sysctl -w vm.unprivileged_userfaultfd=1" :
+		       "userfaultfd is not permitted (a seccomp profile, e.g. a container's "
+		       "default, or an LSM blocks it). Fix: allow the userfaultfd syscall in the "
+		       "profile, or run outside the container";
+	case ENOSYS:
+		return "this kernel has no userfaultfd (CONFIG_USERFAULTFD=n). Fix: use a kernel "
+		       "built with it (Linux 6.4+ recommended)";
+	case EACCES:
+		return "/dev/userfaultfd is not accessible. Fix: chmod/chgrp /dev/userfaultfd or "
+		       "sysctl -w vm.unprivileged_userfaultfd=1";
+	default:
+		return "userfaultfd could not be opened";
+	}
+}
+
+int uffd_open(struct ufp_pager *p)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	uint64_t want;
+	bool via_dev;
+	int fd;
+
+	fd = uffd_new(O_CLOEXEC | O_NONBLOCK, &via_dev);
+	if (fd < 0) {
+		int err = -fd, umo;
+
+		umo = uffd_new(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &via_dev);
+		if (umo >= 0)
+			close(umo);
+		ufp_set_error("ufpager: cannot open userfaultfd: %s: %s", strerror(err),
+			      uffd_fix_text(err, umo >= 0));
+		return -err;
+	}
+	/* Probe on a throwaway fd (UFFDIO_API is once per fd). */
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		int err = errno;
+
+		close(fd);
+		ufp_set_error("ufpager: UFFDIO_API failed: %s", strerror(err));
+		return -err;
+	}
+	close(fd);
+	want = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+	       UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MOVE;
+	if (p->delivery == UFP_DELIVERY_SIGBUS)
+		want |= UFFD_FEATURE_SIGBUS;
+	if (p->delivery == UFP_DELIVERY_SIGBUS && !(api.features & UFFD_FEATURE_SIGBUS)) {
+		ufp_set_error("ufpager: this kernel lacks UFFD_FEATURE_SIGBUS; use delivery=handler");
+		return -EOPNOTSUPP;
+	}
+	want &= api.features;
+
+	fd = uffd_new(O_CLOEXEC | O_NONBLOCK, &via_dev);
+	if (fd < 0)
+		return fd;
+	api = (struct uffdio_api){ .api = UFFD_API, .features = want };
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		int err = errno;
+
+		close(fd);
+		ufp_set_error("ufpager: UFFDIO_API(features=0x%llx) failed: %s",
+			      (unsigned long long)want, strerror(err));
+		return -err;
+	}
+	p->uffd = fd;
+	p->features = want;
+	return 0;
+}
+
+int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len)
+{
+	struct uffdio_register reg = {
+		.range = { start, len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+
+	if (ioctl(p->uffd, UFFDIO_REGISTER, &reg))
+		return -errno;
+	p->ioctls = reg.ioctls;
+	if (!(reg.ioctls & (1ull << _UFFDIO_COPY)))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+int uffd_unregister(struct ufp_pager *p, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { start, len };
+
+	return ioctl(p->uffd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
+}
+
+/* ======================================================================
+ * The ioctl wrapper. Async-signal-safe.
+ * ====================================================================== */
+
+int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len)
+{
+	struct uffdio_range r = { start, len };
+
+	return ioctl(p->uffd, UFFDIO_WAKE, &r) ? -errno : 0;
+}
+
+static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len)
+{
+	if (src) {
+		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
+
+		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0)
+			return (long)len;
+		/* partial progress is reported in .copy with EAGAIN */
+		return c.copy > 0 ? (long)c.copy : -errno;
+	} else {
+		struct uffdio_zeropage z = { .range = { dst, len } };
+
+		if (ioctl(p->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+			return (long)len;
+		return z.zeropage > 0 ? (long)z.zeropage : -errno;
+	}
+}
+
+long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+	       const void *src, size_t len, bool stop_on_exist)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		long r = fill_once(p, dst + done, src ? (const char *)src + done : NULL,
+				   len - done);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		switch (-r) {
+		case EAGAIN:
+			/* a non-cooperative event is pending (mmap_changing):
+			 * the caller drops its locks and retries */
+			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);
+			return done ? (long)done : -EAGAIN;
+		case EEXIST:
+			ufp_stat_add(ts, UFP_C_ioctl_eexist, 1);
+			if (done == 0) {
+				/* the faulting page is already there: resolved;
+				 * wake whoever waits on it */
+				uffd_wake(p, dst, UFP_PAGE_SIZE);
+				done = UFP_PAGE_SIZE;
+				if (stop_on_exist)
+					return (long)done;
+				continue;
+			}
+			if (stop_on_exist)
+				return (long)done;
+			uffd_wake(p, dst + done, UFP_PAGE_SIZE);
+			done += UFP_PAGE_SIZE;
+			continue;
+		case ENOENT:
+			ufp_stat_add(ts, UFP_C_ioctl_enoent, 1);
+			return done ? (long)done : -ENOENT;
+		case ESRCH:
+			ufp_stat_add(ts, UFP_C_ioctl_esrch, 1);
+			return done ? (long)done : -ESRCH;
+		default:
+			return done ? (long)done : r;
+		}
+	}
+	return (long)done;
+}
+
+long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+	       uintptr_t src, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct uffdio_move m = {
+			.dst = dst + done, .src = src + done, .len = len - done,
+			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+		};
+
+		if (ioctl(p->uffd, UFFDIO_MOVE, &m) == 0)
+			return (long)len;
+		if (m.move > 0) {
+			done += (size_t)m.move;
+			continue;
+		}
+		if (errno == EAGAIN) {
+			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);
+			sched_yield();
+			continue;
+		}
+		return done ? (long)done : -errno;
+	}
+	return (long)done;
+}
+
+/* ======================================================================
+ * Fault service (handler thread or SIGBUS handler).
+ * ====================================================================== */
+
+static bool pte_set_present(struct ufp_pager *p, uintptr_t addr)
+{
+	/* relaxed: the page-state bit is only read under the region lock or
+	 * by the structural op that write-locked the region (which orders it) */
+	uint64_t old = atomic_fetch_or_explicit(&p->pte[pte_index(p, addr)], PTE_PRESENT,
+						memory_order_relaxed);
+	return !(old & PTE_PRESENT);
+}
+
+int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
+		    bool write, bool rcu_ok)
+{
+	struct fault_lock fl;
+	struct ufp_region *r;
+	uintptr_t page = addr & UFP_PAGE_MASK, end, limit;
+	size_t n = 1;
+	long ret;
+	int64_t newly = 0;
+
+	r = fault_lock_region(p, page, ts, rcu_ok, &fl);
+	if (!r)
+		return -EFAULT;
+	end = region_end(r);
+	/* Fault-around: extend forward over never-populated pages. */
+	limit = page + (uintptr_t)p->opt.fault_around * UFP_PAGE_SIZE;
+	if (limit > end || limit < page)
+		limit = end;
+	for (uintptr_t q = page + UFP_PAGE_SIZE; q < limit; q += UFP_PAGE_SIZE) {
+		if (atomic_load_explicit(&p->pte[pte_index(p, q)], memory_order_relaxed))
+			break;
+		n++;
+	}
+	/* Write faults get private zeroed pages (no second fault for the
+	 * write); read faults map the shared zero page. */
+	ret = uffd_fill(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true);
+	if (ret > 0) {
+		for (uintptr_t q = page; q < page + (uintptr_t)ret; q += UFP_PAGE_SIZE)
+			newly += pte_set_present(p, q);
+		atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
+	}
+	fault_unlock_region(p, &fl);
+	if (ret < 0)
+		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
+	STAT_INC(ts, faults);
+	STAT_INC(ts, faults_missing);
+	STAT_INC(ts, faults_zero);
+	STAT_ADD(ts, fault_around_pages, (int64_t)(ret / (long)UFP_PAGE_SIZE) - 1);
+	STAT_ADD(ts, resident_pages, newly);
+	return 0;
+}
+
+/* ======================================================================
+ * Own operations: a structural op of ours that raises an event (madvise
+ * DONTNEED raises REMOVE) brackets the syscall; handlers drop such events.
+ * The kernel does not return from the syscall before a handler has read
+ * the event, so the bracket is always visible to that handler.
+ * ====================================================================== */
+
+void own_op_begin(struct ufp_pager *p, uintptr_t start, uintptr_t end)
+{
+	pager_assert_write_locked(p);
+	atomic_store_explicit(&p->own.start, start, memory_order_relaxed);
+	/* release: pairs with the acquire load of own.end in is_own_event */
+	atomic_store_explicit(&p->own.end, end, memory_order_release);
+}
+
+void own_op_end(struct ufp_pager *p)
+{
+	atomic_store_explicit(&p->own.end, 0, memory_order_release);
+	atomic_store_explicit(&p->own.start, 0, memory_order_relaxed);
+}
+
+static bool is_own_event(struct ufp_pager *p, uintptr_t start, uintptr_t end)
+{
+	/* acquire: pairs with the release store in own_op_begin */
+	uintptr_t oe = atomic_load_explicit(&p->own.end, memory_order_acquire);
+	uintptr_t os = atomic_load_explicit(&p->own.start, memory_order_relaxed);
+
+	return oe && start >= os && end <= oe;
+}
+
+/* ======================================================================
+ * Event worker: applies foreign events under the pager write lock.
+ * ====================================================================== */
+
+static long futex_word(_Atomic uint32_t *w, int op, uint32_t v)
+{
+	return syscall(SYS_futex, (uint32_t *)w, op, v, NULL, NULL, 0);
+}
+
+static void apply_event(struct ufp_pager *p, const struct uffd_msg *m)
+{
+	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+
+	pager_write_lock(p);
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE: {
+		uintptr_t s = m->arg.remove.start, e = m->arg.remove.end;
+
+		/* Pages are gone in the kernel: forget their state. Write-lock
+		 * the regions so no fault in flight there races the reset. */
+		for (struct ufp_region *r = region_tree_next(&p->tree, 0);
+		     r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r)))
+			if (region_end(r) > s)
+				region_write_lock(r);
+		pager_clear_ptes(p, s, e);
+		STAT_INC(ts, events_remove);
+		break;
+	}
+	case UFFD_EVENT_UNMAP:
+		pager_unmap_locked(p, m->arg.remove.start, m->arg.remove.end, true);
+		STAT_INC(ts, events_unmap);
+		break;
+	case UFFD_EVENT_REMAP: {
+		uintptr_t from = m->arg.remap.from, to = m->arg.remap.to;
+		size_t len = m->arg.remap.len;
+
+		pager_unmap_locked(p, from, from + len, true);
+		/* The moved range is the application's now: it carries its
+		 * present pages; unregister it so no fault there comes to us. */
+		uffd_unregister(p, to, len);
+		if (pager_owns(p, to)) {
+			struct ufp_region *h = region_alloc(p, to, to + len, 0, UFP_RF_HOLE);
+
+			if (h && region_tree_insert(&p->tree, h) != 0)
+				free(h);
+		}
+		STAT_INC(ts, events_remap);
+		break;
+	}
+	}
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+}
+
+static void *event_worker(void *arg)
+{
+	struct ufp_pager *p = arg;
+
+	urcu_memb_register_thread();
+	for (;;) {
+		struct cds_wfcq_node *node;
+		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
+
+		node = cds_wfcq_dequeue_blocking(&p->evq_head, &p->evq_tail);
+		if (node) {
+			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
+
+			apply_event(p, &ev->msg);
+			free(ev);
+			continue;
+		}
+		if (atomic_load_explicit(&p->stopping, memory_order_acquire))
+			break;
+		futex_word(&p->evq_futex, FUTEX_WAIT_PRIVATE, w);
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+static void queue_event(struct ufp_pager *p, const struct uffd_msg *m)
+{
+	struct ufp_event *ev = malloc(sizeof(*ev));
+
+	if (!ev) {
+		fprintf(stderr, "ufpager: out of memory queueing a uffd event; region tree "
+			"may disagree with the kernel for [%llx..)\n",
+			(unsigned long long)m->arg.remove.start);
+		return;
+	}
+	cds_wfcq_node_init(&ev->node);
+	ev->msg = *m;
+	cds_wfcq_enqueue(&p->evq_head, &p->evq_tail, &ev->node);
+	/* release: pairs with the acquire load in event_worker */
+	atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
+	futex_word(&p->evq_futex, FUTEX_WAKE_PRIVATE, 1);
+}
+
+/* Returns true if the message was an event (handled or queued). */
+static void handle_event(struct ufp_pager *p, const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		if (is_own_event(p, m->arg.remove.start, m->arg.remove.end))
+			return;
+		queue_event(p, m);
+		return;
+	case UFFD_EVENT_REMAP:
+		if (is_own_event(p, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len))
+			return;
+		queue_event(p, m);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ======================================================================
+ * Handler threads.
+ * ====================================================================== */
+
+#define MSG_BATCH 32
+#define RETRY_MAX 64
+
+struct pending_fault {
+	uintptr_t addr;
+	bool write;
+};
+
+static bool is_handler_tid(struct ufp_pager *p, pid_t tid)
+{
+	for (unsigned i = 0; i < p->nhandlers; i++)
+		if (p->handlers[i].tid == tid)
+			return true;
+	return false;
+}
+
+static void serve_msg(struct ufp_pager *p, struct ufp_tstats *ts, const struct uffd_msg *m,
+		      struct pending_fault *retry, unsigned *nretry)
+{
+	uint64_t t0 = ufp_now_ns();
+	uintptr_t addr = m->arg.pagefault.address;
+	bool write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	int r;
+
+	if ((p->features & UFFD_FEATURE_THREAD_ID) &&
+	    is_handler_tid(p, (pid_t)m->arg.pagefault.feat.ptid)) {
+		/* a handler touched managed memory: it would deadlock */
+		STAT_INC(ts, handler_self_faults);
+		UFP_ASSERT(!"handler thread faulted on managed memory");
+	}
+	r = ufp_serve_fault(p, ts, addr, write, true);
+	if (r == -EAGAIN) {
+		if (*nretry < RETRY_MAX)
+			retry[(*nretry)++] = (struct pending_fault){ addr, write };
+		return;
+	}
+	if (r == -EFAULT) {
+		/* no region (a race with unmap): wake, the retry finds no VMA or
+		 * a new registration */
+		uffd_wake(p, addr & UFP_PAGE_MASK, UFP_PAGE_SIZE);
+		return;
+	}
+	ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
+}
+
+static void *handler_main(void *arg)
+{
+	struct ufp_handler *h = arg;
+	struct ufp_pager *p = h->pager;
+	struct uffd_msg msgs[MSG_BATCH];
+	struct pending_fault retry[RETRY_MAX];
+	unsigned nretry = 0;
+	struct ufp_tstats *ts;
+	uint64_t spin_ns = p->opt.spin_us > 0 ? (uint64_t)p->opt.spin_us * 1000 : 0;
+
+	tls_is_handler = true;
+	urcu_memb_register_thread();
+	tls_rcu_registered = true;
+	ts = ufp_tstats_get(p, true);
+
+	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
+		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				break;
+			if (nretry) {
+				/* events pending: give the triggering op a moment */
+				struct pending_fault cur[RETRY_MAX];
+				unsigned nc = nretry;
+
+				memcpy(cur, retry, sizeof(cur[0]) * nc);
+				nretry = 0;
+				sched_yield();
+				for (unsigned i = 0; i < nc; i++) {
+					struct uffd_msg fake = { .event = UFFD_EVENT_PAGEFAULT };
+
+					fake.arg.pagefault.address = cur[i].addr;
+					fake.arg.pagefault.flags = cur[i].write ? UFFD_PAGEFAULT_FLAG_WRITE : 0;
+					serve_msg(p, ts, &fake, retry, &nretry);
+				}
+				continue;
+			}
+			/* Adaptive polling: spin on the non-blocking fd for a
+			 * while after the last message, then block. */
+			if (spin_ns) {
+				uint64_t deadline = ufp_now_ns() + spin_ns;
+				bool hit = false;
+
+				while (ufp_now_ns() < deadline) {
+					struct pollfd pf = { .fd = p->uffd, .events = POLLIN };
+
+					if (poll(&pf, 1, 0) > 0) {
+						hit = true;
+						break;
+					}
+					caa_cpu_relax();
+				}
+				if (hit) {
+					STAT_INC(ts, handler_spins_hit);
+					continue;
+				}
+			}
+			struct pollfd pfd[2] = {
+				{ .fd = p->uffd, .events = POLLIN },
+				{ .fd = p->wake_fd, .events = POLLIN },
+			};
+			STAT_INC(ts, handler_blocks);
+			poll(pfd, 2, -1);
+			continue;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				serve_msg(p, ts, &msgs[i], retry, &nretry);
+			else
+				handle_event(p, &msgs[i]);
+		}
+	}
+	tls_rcu_registered = false;
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+/* Event-only reader for SIGBUS delivery: faults come as signals, but
+ * non-cooperative events still arrive on the fd. */
+static void *event_reader_main(void *arg)
+{
+	struct ufp_handler *h = arg;
+	struct ufp_pager *p = h->pager;
+	struct uffd_msg msgs[MSG_BATCH];
+
+	tls_is_handler = true;
+	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
+		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			struct pollfd pfd[2] = {
+				{ .fd = p->uffd, .events = POLLIN },
+				{ .fd = p->wake_fd, .events = POLLIN },
+			};
+
+			if (errno != EAGAIN && errno != EINTR)
+				break;
+			poll(pfd, 2, -1);
+			continue;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			handle_event(p, &msgs[i]);
+	}
+	return NULL;
+}
+
+static void *handler_trampoline(void *arg)
+{
+	struct ufp_handler *h = arg;
+
+	h->tid = (pid_t)syscall(SYS_gettid);
+	if (h->pager->delivery == UFP_DELIVERY_SIGBUS)
+		return event_reader_main(arg);
+	return handler_main(arg);
+}
+
+int uffd_start_threads(struct ufp_pager *p)
+{
+	sigset_t all, old;
+	int err = 0;
+
+	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->wake_fd < 0)
+		return -errno;
+	cds_wfcq_init(&p->evq_head, &p->evq_tail);
+	p->nhandlers = p->delivery == UFP_DELIVERY_SIGBUS ? 1 : (unsigned)p->opt.handler_threads;
+	p->handlers = calloc(p->nhandlers, sizeof(*p->handlers));
+	if (!p->handlers)
+		return -ENOMEM;
+	/* Service threads block every signal: a signal handler of the
+	 * application must never run on them (it could touch managed memory). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&p->event_thread, NULL, event_worker, p)) {
+		err = -EAGAIN;
+		goto out;
+	}
+	p->event_thread_started = true;
+	for (unsigned i = 0; i < p->nhandlers; i++) {
+		p->handlers[i].pager = p;
+		p->handlers[i].idx = i;
+		if (pthread_create(&p->handlers[i].thread, NULL, handler_trampoline,
+				   &p->handlers[i])) {
+			p->nhandlers = i;
+			err = -EAGAIN;
+			break;
+		}
+	}
+out:
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Handler tids are needed by the self-fault check: wait for them. */
+	for (unsigned i = 0; i < p->nhandlers; i++)
+		while (!__atomic_load_n(&p->handlers[i].tid, __ATOMIC_ACQUIRE))
+			sched_yield();
+	return err;
+}
+
+void uffd_stop_threads(struct ufp_pager *p)
+{
+	uint64_t one = 1;
+
+	atomic_store_explicit(&p->stopping, true, memory_order_release);
+	if (p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof(one)) < 0) {
+		/* the eventfd counter cannot overflow from one write */
+	}
+	for (unsigned i = 0; i < p->nhandlers; i++)
+		pthread_join(p->handlers[i].thread, NULL);
+	if (p->event_thread_started) {
+		atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
+		futex_word(&p->evq_futex, FUTEX_WAKE_PRIVATE, INT_MAX);
+		pthread_join(p->event_thread, NULL);
+		p->event_thread_started = false;
+	}
+	free(p->handlers);
+	p->handlers = NULL;
+	p->nhandlers = 0;
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	p->wake_fd = -1;
+	cds_wfcq_destroy(&p->evq_head, &p->evq_tail);
+}
+
+/* ======================================================================
+ * Thread registration (normal context).
+ * ====================================================================== */
+
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
+
+static void rcu_key_destroy(void *v)
+{
+	(void)v;
+	if (tls_rcu_registered) {
+		tls_rcu_registered = false;
+		urcu_memb_unregister_thread();
+	}
+}
+
+static void rcu_key_make(void)
+{
+	pthread_key_create(&rcu_key, rcu_key_destroy);
+}
+
+void ufp_thread_enter(struct ufp_pager *p)
+{
+	if (ufp_unlikely(!tls_rcu_registered) && !tls_is_handler) {
+		pthread_once(&rcu_key_once, rcu_key_make);
+		urcu_memb_register_thread();
+		tls_rcu_registered = true;
+		pthread_setspecific(rcu_key, (void *)1);
+	}
+	if (p)
+		(void)ufp_tstats_get(p, true);
+}
+
+bool ufp_thread_rcu_registered(void)
+{
+	return tls_rcu_registered;
+}
+
+bool ufp_is_handler_thread(void)
+{
+	return tls_is_handler;
+}
+
+/* ======================================================================
+ * Self-paging: the SIGBUS handler.
+ * ====================================================================== */
+
+static struct {
+	struct ufp_pager *_Atomic p;
+	_Atomic uint32_t refs;
+} sig_pagers[UFP_MAX_PAGERS];
+static struct sigaction old_sigbus;
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool sig_installed;
+
+static void chain_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	if (old_sigbus.sa_flags & SA_SIGINFO) {
+		if (old_sigbus.sa_sigaction) {
+			old_sigbus.sa_sigaction(sig, si, uc);
+			return;
+		}
+	} else if (old_sigbus.sa_handler != SIG_DFL && old_sigbus.sa_handler != SIG_IGN) {
+		old_sigbus.sa_handler(sig);
+		return;
+	}
+	/* default action: restore it; returning re-executes the access and
+	 * the kernel delivers SIGBUS with the default disposition */
+	signal(SIGBUS, SIG_DFL);
+}
+
+static bool fault_was_write(void *ucv)
+{
+#if defined(__x86_64__)
+	ucontext_t *uc = ucv;
+
+	/* x86 page-fault error code: bit 1 set for a write access */
+	return uc && (uc->uc_mcontext.gregs[REG_ERR] & 2);
+#else
+	(void)ucv;
+	return true;
+#endif
+}
+
+static void sigbus_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	uintptr_t addr = (uintptr_t)si->si_addr;
+
+	if (si->si_code == BUS_ADRERR) {
+		for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+			struct ufp_pager *p;
+			int r;
+
+			if (!atomic_load_explicit(&sig_pagers[i].p, memory_order_relaxed))
+				continue;
+			/* seq_cst: the ref is visible before we read p, pairs
+			 * with sigbus_remove's clear-then-wait */
+			atomic_fetch_add(&sig_pagers[i].refs, 1);
+			p = atomic_load(&sig_pagers[i].p);
+			if (!p || !pager_owns(p, addr) || p->forked_child) {
+				atomic_fetch_sub(&sig_pagers[i].refs, 1);
+				continue;
+			}
+			struct ufp_tstats *ts = ufp_tstats_get(p, false);
+			uint64_t t0 = ufp_now_ns();
+			bool write = fault_was_write(uc);
+
+			while ((r = ufp_serve_fault(p, ts, addr, write, tls_rcu_registered)) == -EAGAIN)
+				sched_yield();
+			if (r == 0) {
+				ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
+				STAT_INC(ts, sigbus_faults);
+			}
+			atomic_fetch_sub(&sig_pagers[i].refs, 1);
+			if (r == 0) {
+				errno = saved_errno;
+				return;
+			}
+			break;   /* ours but unmapped: not resolvable */
+		}
+	}
+	chain_sigbus(sig, si, uc);
+	errno = saved_errno;
+}
+
+int sigbus_install(struct ufp_pager *p)
+{
+	int err = -ENOSPC;
+
+	pthread_mutex_lock(&sig_lock);
+	if (!sig_installed) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = sigbus_handler;
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &old_sigbus)) {
+			err = -errno;
+			goto out;
+		}
+		sig_installed = true;
+	}
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+		struct ufp_pager *expect = NULL;
+
+		if (atomic_compare_exchange_strong(&sig_pagers[i].p, &expect, p)) {
+			p->slot = i;
+			err = 0;
+			break;
+		}
+	}
+	if (err)
+		ufp_set_error("ufpager: more than %d SIGBUS-delivery pagers", UFP_MAX_PAGERS);
+out:
+	pthread_mutex_unlock(&sig_lock);
+	return err;
+}
+
+void sigbus_remove(struct ufp_pager *p)
+{
+	unsigned i = p->slot;
+
+	if (i >= UFP_MAX_PAGERS || atomic_load(&sig_pagers[i].p) != p)
+		return;
+	/* seq_cst store then wait for handlers that may have seen p */
+	atomic_store(&sig_pagers[i].p, NULL);
+	while (atomic_load(&sig_pagers[i].refs))
+		sched_yield();
+}

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ufp_internal.h - what the library's files share: the pager and region
+ * objects, the lock protocol, the region tree, the uffd service and the
+ * per-thread statistics. Nothing here is exported.
+ */
+#ifndef UFP_INTERNAL_H
+#define UFP_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define URCU_INLINE_SMALL_FUNCTIONS
+#include <urcu/urcu-memb.h>
+#include <urcu/call-rcu.h>
+#include <urcu/wfcqueue.h>
+
+#include "ufpager.h"
+#include "uffd_compat.h"
+
+#define UFP_PAGE_SHIFT 12
+#define UFP_PAGE_SIZE (1UL << UFP_PAGE_SHIFT)
+#define UFP_PAGE_MASK (~(UFP_PAGE_SIZE - 1))
+#define UFP_CACHELINE 64
+#define ufp_cacheline_aligned __attribute__((aligned(UFP_CACHELINE)))
+
+#define ufp_likely(x) __builtin_expect(!!(x), 1)
+#define ufp_unlikely(x) __builtin_expect(!!(x), 0)
+
+#ifdef UFP_DEBUG
+void ufp_assert_fail(const char *expr, const char *file, int line);
+#define UFP_ASSERT(e) ((e) ? (void)0 : ufp_assert_fail(#e, __FILE__, __LINE__))
+#else
+#define UFP_ASSERT(e) ((void)0)
+#endif
+/* Internal corruption that must abort even in release builds. */
+#define UFP_BUG_ON(e) do { if (ufp_unlikely(e)) ufp_bug(#e, __FILE__, __LINE__); } while (0)
+_Noreturn void ufp_bug(const char *expr, const char *file, int line);
+
+static inline uint64_t ufp_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Record a thread-local error detail for ufp_last_error(). */
+void ufp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ufp_clear_error(void);
+
+/* ======================================================================
+ * Options (options.c): one table, UFPAGER_<NAME> environment variables.
+ * ====================================================================== */
+
+enum ufp_opt_source { UFP_SRC_DEFAULT, UFP_SRC_ENV, UFP_SRC_API };
+
+struct ufp_options {
+	uint64_t arena_size;
+	uint64_t budget;
+	uint64_t handler_threads;
+	uint64_t lock_mode;
+	uint64_t delivery;
+	int64_t spin_us;
+	uint64_t fault_around;
+	uint64_t export_stats;
+	uint64_t swap_size;
+	uint64_t ztier_size;
+	const char *swap_dir;
+	enum ufp_opt_source src[16];
+};
+
+/* Resolve params (may be NULL) + environment into *o. Returns 0 or -EINVAL
+ * for a bad API value (a bad environment value is reported and ignored). */
+int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o);
+/* Print the effective options and their sources, one per line. */
+void ufp_options_print(FILE *f, const struct ufp_options *o);
+/* Parse a size with an optional K/M/G/T suffix. Returns 0 or -EINVAL. */
+int ufp_parse_size(const char *s, uint64_t *out);
+
+/* ======================================================================
+ * Statistics (stats.c). Per-thread blocks, written only by their thread
+ * with relaxed atomics, merged on read. Nothing shared is written on the
+ * fault path.
+ * ====================================================================== */
+
+#define UFP_HIST_SUB 8                   /* linear sub-buckets per power of 2 */
+#define UFP_HIST_BUCKETS (64 * UFP_HIST_SUB)
+
+struct ufp_hist {
+	_Atomic uint64_t b[UFP_HIST_BUCKETS];
+	_Atomic uint64_t max;
+	_Atomic uint64_t sum;
+};
+
+enum ufp_counter {
+#define UFP_X_ENUM(name, kind, desc) UFP_C_##name,
+	UFP_STAT_COUNTERS(UFP_X_ENUM)
+#undef UFP_X_ENUM
+	UFP_C_NR
+};
+
+enum ufp_latency_id {
+#define UFP_X_ENUM(name, desc) UFP_L_##name,
+	UFP_STAT_LATENCIES(UFP_X_ENUM)
+#undef UFP_X_ENUM
+	UFP_L_NR
+};
+
+struct ufp_tstats {
+	_Atomic int64_t c[UFP_C_NR];   /* gauges may go below 0 per thread */
+	struct ufp_hist h[UFP_L_NR];
+	struct ufp_tstats *next;       /* pager's list, under stats_lock */
+	bool shared;                   /* the fallback block: atomic adds */
+} ufp_cacheline_aligned;
+
+struct ufp_pager;
+/* This thread's block for pager p, or the pager's shared fallback block
+ * when none exists and may not be created (signal context). */
+struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc);
+void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
+void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
+void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
+void ufp_stats_free_all(struct ufp_pager *p);
+/* Summaries of one merged histogram. */
+void ufp_hist_summary(const uint64_t *b, uint64_t max, uint64_t sum,
+		      struct ufp_latency *out);
+unsigned ufp_hist_bucket(uint64_t ns);
+uint64_t ufp_hist_bucket_low(unsigned idx);
+/* Text and JSON printers generated from the X-macro list. */
+void ufp_stats_print_text(FILE *f, const struct ufp_stats *s);
+void ufp_stats_print_json(FILE *f, const struct ufp_stats *s);
+
+#define STAT_INC(ts, name) ufp_stat_add((ts), UFP_C_##name, 1)
+#define STAT_ADD(ts, name, v) ufp_stat_add((ts), UFP_C_##name, (v))
+
+/* ======================================================================
+ * Lock protocol (vma_locks.c). See the lock order at the top of that file.
+ * ====================================================================== */
+
+/*
+ * The pager lock: a futex rwsem on which a waiting writer blocks new readers
+ * (the kernel's rwsem, unlike glibc's default reader-preferring rwlock).
+ * Async-signal-safe: atomics and futex(2) only.
+ */
+struct pager_lock {
+	_Atomic uint32_t state;        /* readers | WAITING | WRITER */
+	_Atomic uint32_t writer_seq;   /* futex word for woken readers */
+	pthread_t owner;               /* debug: the write holder */
+};
+
+/* Region reader-count word: count in the low bits, writer announcement on
+ * top. A writer waits (futex) for the count to drain. */
+#define REGION_WRITER_ANNOUNCED (1u << 31)
+#define REGION_READERS_MASK (REGION_WRITER_ANNOUNCED - 1)
+extern uint32_t region_readers_max;  /* tests lower it to force overflow */
+struct ufp_region;
+extern void (*region_unlock_test_hook)(struct ufp_region *r);
+
+/* ======================================================================
+ * Regions and the region tree (region.c).
+ * ====================================================================== */
+
+#define UFP_RF_ALLOC   (1u << 0)  /* an allocator object: never merges */
+#define UFP_RF_HOLE    (1u << 1)  /* placeholder for a foreign unmap */
+
+/*
+ * A region: a contiguous, page-aligned range with one set of attributes.
+ * Invariants (checked by region_tree_check in debug builds):
+ *  - start < end, both page aligned, inside the arena;
+ *  - regions in the tree never overlap; a tree node's key == region start
+ *    for every region reachable from the current root;
+ *  - start/end/prot/flags change only while the region is write-locked
+ *    (lock_seq == pager.lock_seq), under the pager write lock;
+ *  - a detached region is never linked again and is freed only after an
+ *    RCU grace period, with no reader holding it.
+ */
+struct ufp_region {
+	_Atomic uintptr_t start;
+	_Atomic uintptr_t end;
+	_Atomic int prot;
+	unsigned flags;
+	size_t alloc_size;             /* requested size of allocator objects */
+	struct ufp_pager *pager;
+	_Atomic bool detached;
+
+	/* lock word and sequence: on their own line, the only fault-path
+	 * writes to a region apart from its own counters */
+	_Atomic uint32_t readers ufp_cacheline_aligned;
+	_Atomic uint32_t lock_seq;
+	/* per-region counters (per-region, allowed on the fault path) */
+	_Atomic uint64_t nfaults ufp_cacheline_aligned;
+	_Atomic uint64_t nlock[4];     /* success, abort, retry, miss */
+	struct rcu_head rcu;
+	struct ufp_region *free_next;  /* writer: detached in this update */
+};
+
+struct rtree_node;
+
+struct region_tree {
+	struct rtree_node *_Atomic root;  /* rcu_assign_pointer / rcu_dereference */
+	uint64_t gen;                     /* update generation (writer only) */
+	struct rtree_node *retired;       /* old nodes of this update */
+	struct ufp_region *detached;      /* regions detached in this update */
+	size_t count;
+};
+
+void region_tree_init(struct region_tree *t);
+/* Region containing addr (or NULL). Caller: RCU read side or pager lock. */
+struct ufp_region *region_tree_lookup(struct region_tree *t, uintptr_t addr);
+/* First region with start >= addr / last region with start < addr. */
+struct ufp_region *region_tree_next(struct region_tree *t, uintptr_t addr);
+struct ufp_region *region_tree_prev(struct region_tree *t, uintptr_t addr);
+/* Writer side, pager write lock held. Keyed by region start at the time
+ * of the call. Changes are visible to readers only after commit. */
+int region_tree_insert(struct region_tree *t, struct ufp_region *r);
+int region_tree_erase(struct region_tree *t, uintptr_t key);
+void region_tree_commit(struct region_tree *t);
+void region_tree_destroy(struct region_tree *t, void (*fn)(struct ufp_region *));
+/* Debug: check order, balance and keys; returns the region count. */
+size_t region_tree_check(struct region_tree *t);
+/* Iterate in address order (writer side or pager lock held). */
+void region_tree_walk(struct region_tree *t,
+		      void (*fn)(struct ufp_region *, void *), void *arg);
+
+struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
+				uintptr_t end, int prot, unsigned flags);
+/* Detach: mark, unlink from the tree (caller commits), defer the free. */
+void region_detach(struct ufp_pager *p, struct ufp_region *r);
+void region_free_now(struct ufp_region *r);
+
+static inline uintptr_t region_start(const struct ufp_region *r)
+{
+	return atomic_load_explicit(&r->start, memory_order_relaxed);
+}
+static inline uintptr_t region_end(const struct ufp_region *r)
+{
+	return atomic_load_explicit(&r->end, memory_order_relaxed);
+}
+static inline int region_prot(const struct ufp_region *r)
+{
+	return atomic_load_explicit(&r->prot, memory_order_relaxed);
+}
+
+/* ======================================================================
+ * The pager.
+ * ====================================================================== */
+
+/* Page-state table entry (one per arena page, like a pte). */
+#define PTE_PRESENT   (1ull << 0)   /* installed by us, not discarded since */
+
+struct ufp_own_op {                 /* an event our own syscall will raise */
+	_Atomic uintptr_t start, end;
+};
+
+struct ufp_handler {
+	struct ufp_pager *pager;
+	pthread_t thread;
+	pid_t tid;
+	unsigned idx;
+};
+
+struct ufp_event {                  /* a foreign event for the event worker */
+	struct cds_wfcq_node node;
+	struct uffd_msg msg;
+};
+
+struct ufp_pager {
+	/* read-mostly */
+	uintptr_t arena_base, arena_end;
+	int uffd;
+	int wake_fd;                   /* eventfd: stop the handlers */
+	uint64_t features;             /* enabled uffd features */
+	uint64_t ioctls;               /* ioctls allowed on our ranges */
+	enum ufp_lock_mode lock_mode;
+	enum ufp_delivery delivery;
+	struct ufp_options opt;
+	_Atomic uint64_t *pte;         /* page-state table over the arena */
+	size_t npages;
+	unsigned slot;                 /* index in the SIGBUS pager table */
+	bool forked_child;
+
+	/* the mmap_lock image and its sequence */
+	struct pager_lock lock ufp_cacheline_aligned;
+	_Atomic uint32_t lock_seq;     /* odd while write-locked */
+	_Atomic uint32_t writer_wait;  /* futex: region writer waits for readers */
+
+	struct region_tree tree ufp_cacheline_aligned;
+	uintptr_t bump;                /* next-fit arena cursor (writer) */
+	struct ufp_own_op own;
+
+	/* service threads */
+	struct ufp_handler *handlers;
+	unsigned nhandlers;
+	_Atomic bool stopping;
+	pthread_t event_thread;
+	bool event_thread_started;
+	struct cds_wfcq_head evq_head;
+	struct cds_wfcq_tail evq_tail;
+	_Atomic uint32_t evq_futex;
+
+	/* statistics */
+	pthread_mutex_t stats_lock;
+	struct ufp_tstats *tstats;     /* list of per-thread blocks */
+	struct ufp_tstats shared_ts;   /* unregistered threads (signal ctx) */
+	uint64_t id;                   /* unique per pager in the process */
+	struct ufp_tstats *gauge_ts;   /* structural-op gauges */
+
+	/* test hooks (UFP_INTERNAL_TESTING) */
+	void (*hook_after_lookup)(struct ufp_pager *, uintptr_t addr);
+};
+
+/* vma_locks.c */
+void pager_lock_init(struct ufp_pager *p, uint32_t initial_seq);
+void pager_read_lock(struct ufp_pager *p);
+bool pager_read_trylock(struct ufp_pager *p);
+void pager_read_unlock(struct ufp_pager *p);
+void pager_write_lock(struct ufp_pager *p);
+void pager_write_unlock(struct ufp_pager *p);
+void pager_write_downgrade(struct ufp_pager *p);
+bool pager_is_write_locked(struct ufp_pager *p);
+void region_write_lock(struct ufp_region *r);
+bool region_read_trylock(struct ufp_region *r);
+void region_read_unlock(struct ufp_region *r);
+bool region_is_write_locked(struct ufp_region *r);
+#define pager_assert_write_locked(p) UFP_ASSERT(pager_is_write_locked(p))
+#define region_assert_write_locked(r) UFP_ASSERT(region_is_write_locked(r))
+
+/* How a fault's region was locked; unlock with fault_unlock_region. */
+enum fault_lock_kind { FLK_NONE, FLK_REGION, FLK_PAGER };
+struct fault_lock {
+	enum fault_lock_kind kind;
+	struct ufp_region *r;
+};
+/*
+ * lock_region_under_rcu: RCU lookup + per-region read-trylock + bounds and
+ * re-walk checks. Returns the region read-locked, or NULL (not mapped, or
+ * the trylock failed: *aborted says which). Caller: an RCU-registered
+ * thread, outside any RCU read section.
+ */
+struct ufp_region *lock_region_under_rcu(struct ufp_pager *p, uintptr_t addr,
+					 struct ufp_tstats *ts, bool *aborted);
+/* Lock the region holding addr for a fault in the pager's lock mode, with
+ * the fallback to the pager lock. Returns the region or NULL (unmapped). */
+struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
+				     struct ufp_tstats *ts, bool rcu_ok,
+				     struct fault_lock *fl);
+void fault_unlock_region(struct ufp_pager *p, struct fault_lock *fl);
+
+/* Lock-order checker (debug builds). */
+enum ufp_lock_level { LL_PAGER = 1, LL_REGION = 2, LL_PTE = 3, LL_SWAP = 4 };
+#ifdef UFP_DEBUG
+void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key);
+void lockdep_release(enum ufp_lock_level lvl);
+void lockdep_reset_section(void);
+#else
+static inline void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key) { (void)lvl; (void)key; }
+static inline void lockdep_release(enum ufp_lock_level lvl) { (void)lvl; }
+static inline void lockdep_reset_section(void) {}
+#endif
+
+/* uffd_loop.c */
+int uffd_open_probe(struct ufp_probe *pr);
+int uffd_open(struct ufp_pager *p);
+int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len);
+int uffd_unregister(struct ufp_pager *p, uintptr_t start, size_t len);
+/*
+ * The one wrapper for UFFDIO_COPY / UFFDIO_ZEROPAGE (src == NULL).
+ * Installs [dst, dst+len). EAGAIN with progress resumes from the partial
+ * count; EEXIST on the first page counts that page as resolved (it is
+ * woken) and continues unless stop_on_exist. Returns the bytes resolved
+ * (> 0), or -EAGAIN (event pending, nothing done: drop locks and retry),
+ * -ENOENT (range gone), -ESRCH (process exiting), other -errno.
+ */
+long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+	       const void *src, size_t len, bool stop_on_exist);
+int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
+long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+	       uintptr_t src, size_t len);
+int uffd_start_threads(struct ufp_pager *p);
+void uffd_stop_threads(struct ufp_pager *p);
+int sigbus_install(struct ufp_pager *p);
+void sigbus_remove(struct ufp_pager *p);
+/* Serve one missing fault at addr (handler thread or SIGBUS handler).
+ * Returns 0, -EAGAIN (retry later), -EFAULT (not ours / unmapped). */
+int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
+		    bool write, bool rcu_ok);
+/* Own ops: bracket a syscall that raises an event we must not act on. */
+void own_op_begin(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+void own_op_end(struct ufp_pager *p);
+/* Thread registration with RCU (outside signal context). */
+void ufp_thread_enter(struct ufp_pager *p);
+bool ufp_thread_rcu_registered(void);
+bool ufp_is_handler_thread(void);
+
+/* pager.c */
+static inline size_t pte_index(struct ufp_pager *p, uintptr_t addr)
+{
+	return (addr - p->arena_base) >> UFP_PAGE_SHIFT;
+}
+static inline bool pager_owns(struct ufp_pager *p, uintptr_t addr)
+{
+	return addr >= p->arena_base && addr < p->arena_end;
+}
+/* Validate [addr, addr+len) as an aligned, non-empty arena range. */
+int pager_check_range(struct ufp_pager *p, const void *addr, size_t len);
+/* Is every page of [start, end) covered by regions (no HOLE)? */
+bool pager_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+/* Structural primitives, pager write lock held. */
+int pager_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
+		     unsigned rflags, struct ufp_region **out);
+int pager_unmap_locked(struct ufp_pager *p, uintptr_t start, uintptr_t end,
+		       bool kernel_done);
+int pager_find_free(struct ufp_pager *p, size_t len, uintptr_t *out);
+void pager_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+/* Split r at addr (start < addr < end): r keeps [start, addr), the new
+ * region [addr, end) is returned. r must be write-locked. */
+struct ufp_region *region_split(struct ufp_pager *p, struct ufp_region *r,
+				uintptr_t addr);
+/* Merge b into a (adjacent, a before b): b is detached. Both write-locked. */
+void region_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b);
+bool region_mergeable(const struct ufp_region *a, const struct ufp_region *b);
+void pager_check_invariants(struct ufp_pager *p);
+
+/* The SIGBUS pager table (uffd_loop.c). */
+#define UFP_MAX_PAGERS 64
+
+#endif /* UFP_INTERNAL_H */
