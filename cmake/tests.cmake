@@ -16,3 +16,7 @@ function(ufp_test name)
   set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS ${T_LABEL}
                        TIMEOUT ${T_TIMEOUT})
 endfunction()
+
+ufp_test(test_region)
+ufp_test(test_api)
+ufp_test(test_faults)

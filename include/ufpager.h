@@ -104,7 +104,7 @@ UFP_API const char *ufp_last_error(void);
 
 #define UFP_PROT_NONE  0x0
 #define UFP_PROT_READ  0x1
-#define UFP_PROT_WRITE 0x2
+#define UFP_PROT_WRITE 0x2  /* implies UFP_PROT_READ */
 #define UFP_PROT_ALL   (UFP_PROT_READ | UFP_PROT_WRITE)
 
 #define UFP_MAP_FIXED  (1u << 0)  /* map exactly at hint; -EEXIST if taken */

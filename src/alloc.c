@@ -63,8 +63,10 @@ UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
 
 	if (err)
 		return err;
-	if (!out || !size || size > p->arena_end - p->arena_base)
-		return size ? -ENOMEM : -EINVAL;
+	if (!out || !size)
+		return -EINVAL;
+	if (size > p->arena_end - p->arena_base)
+		return -ENOMEM;
 	pager_write_lock(p);
 	err = alloc_locked(p, size, &r);
 	if (!err)

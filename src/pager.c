@@ -21,6 +21,12 @@ static pthread_mutex_t pagers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ufp_pager *pagers[UFP_MAX_PAGERS];
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Write implies read (as on x86 and arm64 page tables). */
+static int prot_norm(int prot)
+{
+	return prot & UFP_PROT_WRITE ? prot | UFP_PROT_READ : prot;
+}
+
 static int prot_to_mmap(int prot)
 {
 	return (prot & UFP_PROT_READ ? PROT_READ : 0) |
@@ -547,6 +553,7 @@ UFP_API int ufp_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned fla
 			return -EINVAL;
 		hint = NULL;
 	}
+	prot = prot_norm(prot);
 	pager_write_lock(p);
 	start = (uintptr_t)hint;
 	if (hint) {
@@ -624,6 +631,7 @@ UFP_API int ufp_protect(ufp_pager *p, void *addr, size_t len, int prot)
 		return err;
 	if (prot & ~UFP_PROT_ALL)
 		return -EINVAL;
+	prot = prot_norm(prot);
 	err = pager_check_range(p, addr, len);
 	if (err)
 		return err;

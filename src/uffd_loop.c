@@ -903,6 +903,12 @@ int sigbus_install(struct ufp_pager *p)
 	int err = -ENOSPC;
 
 	pthread_mutex_lock(&sig_lock);
+	/* (Re)install when the current handler is not ours: the application
+	 * may have replaced it since; chain to whatever it installed. */
+	struct sigaction cur;
+	if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+	    (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != sigbus_handler))
+		sig_installed = false;
 	if (!sig_installed) {
 		struct sigaction sa;
 

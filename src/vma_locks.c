@@ -403,8 +403,9 @@ struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
 		}
 		if (!aborted)
 			return NULL;
-		ufp_stat_add(ts, UFP_C_lock_fallback, 1);
 	}
+	if (p->lock_mode == UFP_LOCK_PER_REGION)   /* aborted, or no RCU here */
+		ufp_stat_add(ts, UFP_C_lock_fallback, 1);
 	/* The pager lock for read: global mode, an unregistered thread in
 	 * signal context, or the per-region fallback. */
 	t0 = ufp_now_ns();

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* ufp_test.h - helpers shared by the Check suites: skipping when the
+ * kernel lacks userfaultfd, pager construction, page patterns. */
+#ifndef UFP_TEST_H
+#define UFP_TEST_H
+
+#include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ufpager.h"
+
+#define UFP_SKIP 77
+#define PAGE 4096UL
+
+/* Exit 77 (CTest skip) with the reason when userfaultfd is unusable here. */
+static inline void ufp_test_require_uffd(void)
+{
+	ufp_pager *p;
+	int r = ufp_pager_create(NULL, &p);
+
+	if (r == -EPERM || r == -ENOSYS || r == -EACCES || r == -EOPNOTSUPP) {
+		printf("SKIP: userfaultfd unavailable: %s\n", ufp_last_error());
+		exit(UFP_SKIP);
+	}
+	if (r) {
+		printf("FAIL: ufp_pager_create: %d %s\n", r, ufp_last_error());
+		exit(1);
+	}
+	ufp_pager_destroy(p);
+}
+
+static inline ufp_pager *ufp_test_pager(unsigned delivery, unsigned lock_mode, uint64_t arena)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+		.delivery = delivery, .lock_mode = lock_mode, .arena_size = arena,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	ufp_pager *p = NULL;
+	int r = ufp_pager_create(&pr, &p);
+
+	ck_assert_msg(r == 0, "ufp_pager_create: %d %s", r, ufp_last_error());
+	return p;
+}
+
+/* A page pattern derived from its address and a generation. */
+static inline uint64_t ufp_pattern(uintptr_t page, uint32_t gen)
+{
+	uint64_t x = (uint64_t)page * 0x9E3779B97F4A7C15ull ^ gen;
+
+	x ^= x >> 31;
+	x *= 0xBF58476D1CE4E5B9ull;
+	return x ^ (x >> 29) ^ 1;  /* never 0: 0 means "never written" */
+}
+
+static inline void ufp_fill_page(void *page, uint32_t gen)
+{
+	uint64_t *w = page, v = ufp_pattern((uintptr_t)page, gen);
+
+	for (unsigned i = 0; i < PAGE / 8; i += 64)
+		w[i] = v + i;
+}
+
+/* 0 if the page holds generation gen, 1 if all zero, -1 otherwise. */
+static inline int ufp_check_page(const void *page, uint32_t gen)
+{
+	const uint64_t *w = page;
+	uint64_t v = ufp_pattern((uintptr_t)page, gen);
+	bool zero = true, ok = true;
+
+	for (unsigned i = 0; i < PAGE / 8; i += 64) {
+		if (w[i])
+			zero = false;
+		if (w[i] != v + i)
+			ok = false;
+	}
+	return ok ? 0 : zero ? 1 : -1;
+}
+
+static inline int ufp_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int nf;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nf = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nf ? 1 : 0;
+}
+
+#endif
