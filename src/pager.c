@@ -859,3 +859,38 @@ void pager_check_invariants(struct ufp_pager *p)
 	}
 	pager_read_unlock(p);
 }
+
+/*
+ * A pager with no userfaultfd, no arena and no threads: the region tree and
+ * the lock protocol alone, for the protocol benchmarks and unit tests.
+ * base/size describe a notional address range that is never mapped.
+ */
+struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode)
+{
+	struct ufp_pager *p = aligned_alloc(UFP_CACHELINE, (sizeof(*p) + UFP_CACHELINE - 1) &
+					    ~(size_t)(UFP_CACHELINE - 1));
+
+	if (!p)
+		return NULL;
+	memset(p, 0, sizeof(*p));
+	pager_lock_init(p, 0);
+	region_tree_init(&p->tree);
+	p->arena_base = base;
+	p->arena_end = base + size;
+	p->lock_mode = mode;
+	p->uffd = -1;
+	p->wake_fd = -1;
+	p->shared_ts.shared = true;
+	pthread_mutex_init(&p->stats_lock, NULL);
+	p->id = atomic_fetch_add(&next_pager_id, 1);
+	return p;
+}
+
+void pager_free_bare(struct ufp_pager *p)
+{
+	urcu_memb_barrier();
+	region_tree_destroy(&p->tree, free_region_cb);
+	ufp_stats_free_all(p);
+	pthread_mutex_destroy(&p->stats_lock);
+	free(p);
+}

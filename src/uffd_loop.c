@@ -629,7 +629,10 @@ static void *handler_main(void *arg)
 			}
 			/* Adaptive polling: spin on the non-blocking fd for a
 			 * while after the last message, then block. */
-			if (spin_ns) {
+			/* One spinner at a time: on a machine with few cores
+			 * several spinning handlers starve the faulting threads. */
+			if (spin_ns && !atomic_exchange_explicit(&p->spinner, true,
+								 memory_order_relaxed)) {
 				uint64_t deadline = ufp_now_ns() + spin_ns;
 				bool hit = false;
 
@@ -642,6 +645,7 @@ static void *handler_main(void *arg)
 					}
 					caa_cpu_relax();
 				}
+				atomic_store_explicit(&p->spinner, false, memory_order_relaxed);
 				if (hit) {
 					STAT_INC(ts, handler_spins_hit);
 					continue;

@@ -300,6 +300,7 @@ struct ufp_pager {
 	struct ufp_handler *handlers;
 	unsigned nhandlers;
 	_Atomic bool stopping;
+	_Atomic bool spinner;          /* a handler is spinning (at most one) */
 	pthread_t event_thread;
 	bool event_thread_started;
 	struct cds_wfcq_head evq_head;
@@ -428,6 +429,9 @@ struct ufp_region *region_split(struct ufp_pager *p, struct ufp_region *r,
 void region_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b);
 bool region_mergeable(const struct ufp_region *a, const struct ufp_region *b);
 void pager_check_invariants(struct ufp_pager *p);
+/* No uffd, no arena, no threads: the tree and the lock protocol alone. */
+struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode);
+void pager_free_bare(struct ufp_pager *p);
 
 /* The SIGBUS pager table (uffd_loop.c). */
 #define UFP_MAX_PAGERS 64

@@ -11,30 +11,15 @@
 
 static struct ufp_pager *fake_pager(void)
 {
-	struct ufp_pager *p = aligned_alloc(64, (sizeof(*p) + 63) & ~63UL);
+	struct ufp_pager *p = pager_alloc_bare(0x100000000ull, 1ull << 40, UFP_LOCK_PER_REGION);
 
-	memset(p, 0, sizeof(*p));
-	pager_lock_init(p, 0);
-	region_tree_init(&p->tree);
-	p->arena_base = 0x100000000ull;
-	p->arena_end = p->arena_base + (1ull << 40);
-	p->shared_ts.shared = true;
-	pthread_mutex_init(&p->stats_lock, NULL);
-	p->id = 1000 + (uint64_t)rand();
+	ck_assert_ptr_nonnull(p);
 	return p;
-}
-
-static void free_region(struct ufp_region *r)
-{
-	region_free_now(r);
 }
 
 static void fake_pager_free(struct ufp_pager *p)
 {
-	urcu_memb_barrier();
-	region_tree_destroy(&p->tree, free_region);
-	ufp_stats_free_all(p);
-	free(p);
+	pager_free_bare(p);
 }
 
 static struct ufp_region *add(struct ufp_pager *p, uintptr_t s, uintptr_t e)

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ufpagerctl - the command-line tool: check what this machine supports,
+ * print the effective configuration, run the benchmarks.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ufp_internal.h"
+#include "bench.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ufpagerctl <command> [options]\n"
+		"\n"
+		"commands:\n"
+		"  check            what this machine supports (userfaultfd features, io_uring,\n"
+		"                   swap, privileges) and what to do about what is missing\n"
+		"  config           the effective options and where each came from\n"
+		"  bench [SUITE]    run benchmarks; no SUITE runs the default comparison\n"
+		"                   (ufpagerctl bench --help lists the suites)\n"
+		"  help             this text\n"
+		"\n"
+		"Every command takes --help.\n");
+}
+
+static const struct {
+	uint64_t bit;
+	const char *name;
+	const char *why;
+} features[] = {
+	{ UFFD_FEATURE_PAGEFAULT_FLAG_WP, "PAGEFAULT_FLAG_WP", "write-protect faults" },
+	{ UFFD_FEATURE_EVENT_FORK, "EVENT_FORK", "(not used: fork policy instead)" },
+	{ UFFD_FEATURE_EVENT_REMAP, "EVENT_REMAP", "foreign mremap keeps the tree right" },
+	{ UFFD_FEATURE_EVENT_REMOVE, "EVENT_REMOVE", "foreign madvise(DONTNEED) keeps page state right" },
+	{ UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP", "foreign munmap keeps the tree right" },
+	{ UFFD_FEATURE_SIGBUS, "SIGBUS", "self-paging delivery (the default)" },
+	{ UFFD_FEATURE_THREAD_ID, "THREAD_ID", "handler self-fault check" },
+	{ UFFD_FEATURE_WP_UNPOPULATED, "WP_UNPOPULATED", "dirty tracking of never-touched pages" },
+	{ UFFD_FEATURE_POISON, "POISON", "poison a page after an I/O or checksum error" },
+	{ UFFD_FEATURE_WP_ASYNC, "WP_ASYNC", "dirty tracking with PAGEMAP_SCAN" },
+	{ UFFD_FEATURE_MOVE, "MOVE", "realloc without copies; atomic eviction" },
+};
+
+static int cmd_check(int argc, char **argv)
+{
+	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
+	int problems = 0;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: ufpagerctl check\n\nProbe userfaultfd (features, ioctls, privileges), "
+		       "io_uring and swap on this machine.\nExit status: 0 if ufpager can run "
+		       "here, 1 if not.\n");
+		return 0;
+	}
+	ufp_probe_machine(&pr);
+	printf("userfaultfd:\n");
+	if (pr.uffd_errno && !pr.user_mode_only) {
+		printf("  UNAVAILABLE: %s\n", strerror(pr.uffd_errno));
+		printf("  %s\n", pr.uffd_errno == ENOSYS ?
+		       "fix: a kernel built with CONFIG_USERFAULTFD=y" :
+		       "fix: run as root, or allow the userfaultfd syscall in the seccomp profile "
+		       "(containers block it by default)");
+		problems++;
+	} else if (pr.user_mode_only) {
+		printf("  RESTRICTED: only UFFD_USER_MODE_ONLY is allowed "
+		       "(vm.unprivileged_userfaultfd=%d, no CAP_SYS_PTRACE, no /dev/userfaultfd access)\n",
+		       pr.unprivileged_uffd);
+		printf("  consequence: a system call that reads or writes paged-out memory fails with "
+		       "EFAULT\n  fix: run as root, grant access to /dev/userfaultfd, or "
+		       "sysctl -w vm.unprivileged_userfaultfd=1\n");
+		problems++;
+	} else {
+		printf("  available (%s), vm.unprivileged_userfaultfd=%d\n",
+		       pr.uffd_via_dev ? "/dev/userfaultfd" : "userfaultfd(2)", pr.unprivileged_uffd);
+	}
+	printf("  features 0x%llx:\n", (unsigned long long)pr.uffd_features);
+	for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++)
+		printf("    %-3s %-18s %s\n", pr.uffd_features & features[i].bit ? "yes" : "NO",
+		       features[i].name, features[i].why);
+	printf("  ioctls on anonymous memory: COPY %s, ZEROPAGE %s, WAKE %s, MOVE %s\n",
+	       pr.uffd_ioctls & (1ull << _UFFDIO_COPY) ? "yes" : "no",
+	       pr.uffd_ioctls & (1ull << _UFFDIO_ZEROPAGE) ? "yes" : "no",
+	       pr.uffd_ioctls & (1ull << _UFFDIO_WAKE) ? "yes" : "no",
+	       pr.uffd_ioctls & (1ull << _UFFDIO_MOVE) ? "yes" : "no");
+	printf("fault delivery:\n"
+	       "  sigbus (default): the faulting thread serves itself; no cross-thread wakeup and\n"
+	       "    no mmap_lock on the retry. Limit: a system call that touches a never-touched\n"
+	       "    page gets EFAULT instead of waiting (touch it first, or use delivery=handler).\n"
+	       "    A thread that blocks SIGBUS and faults is killed by the kernel.\n"
+	       "  handler: handler threads serve faults; system calls wait like normal faults.\n");
+	printf("io_uring: %s", pr.io_uring_errno ? "UNAVAILABLE" : "available");
+	if (pr.io_uring_errno)
+		printf(" (%s; kernel.io_uring_disabled=%d): the swap file backend cannot run",
+		       strerror(pr.io_uring_errno), pr.io_uring_disabled);
+	printf("\n");
+	printf("privileges: %s\n", geteuid() == 0 ? "root (kernel swap baselines can run)" :
+	       "not root (kernel swap baselines in the benchmarks are skipped)");
+	{
+		FILE *f = fopen("/proc/swaps", "r");
+		char line[256];
+		int n = -1;
+
+		while (f && fgets(line, sizeof(line), f))
+			n++;
+		if (f)
+			fclose(f);
+		printf("kernel swap: %d device(s) active; zram: %s\n", n < 0 ? 0 : n,
+		       access("/sys/block/zram0", F_OK) == 0 ? "/sys/block/zram0 present" : "absent");
+	}
+	printf("verdict: %s\n", problems ? "ufpager cannot run here as is (see above)" :
+	       "ufpager can run here");
+	return problems ? 1 : 0;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+	struct ufp_options o;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: ufpagerctl config\n\nPrint each option's effective value and its "
+		       "source (default or environment;\nAPI values are per pager and shown by the "
+		       "application itself).\n");
+		return 0;
+	}
+	if (ufp_options_resolve(NULL, &o))
+		return 1;
+	printf("%-26s %-14s %-12s %s\n", "VARIABLE", "VALUE", "SOURCE", "MEANING");
+	ufp_options_print(stdout, &o);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "check"))
+		return cmd_check(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "config"))
+		return cmd_config(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "ufpagerctl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
