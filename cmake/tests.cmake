@@ -20,3 +20,9 @@ endfunction()
 ufp_test(test_region)
 ufp_test(test_api)
 ufp_test(test_faults)
+
+# The benchmarks must run: a short smoke of each suite that needs no root.
+add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
+         --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
+add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
+set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)

@@ -119,9 +119,11 @@ static void kernel_prots(uintptr_t base, int *out)
 
 		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) != 3)
 			continue;
+		if (s < base)
+			s = base;
+		if (e > base + MPAGES * PAGE)
+			e = base + MPAGES * PAGE;
 		for (unsigned long a = s; a < e; a += PAGE) {
-			if (a < base || a >= base + MPAGES * PAGE)
-				continue;
 			out[(a - base) / PAGE] = (perms[0] == 'r' ? UFP_PROT_READ : 0) |
 						 (perms[1] == 'w' ? UFP_PROT_WRITE : 0);
 		}

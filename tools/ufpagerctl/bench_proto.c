@@ -85,7 +85,7 @@ static void *pb_reader_main(void *arg)
 	struct ufp_tstats *ts;
 	unsigned k = 0;
 
-	urcu_memb_register_thread();
+	ufp_thread_register();
 	ts = ufp_tstats_get(p, true);
 	pthread_barrier_wait(&r->c->bar);
 	while (!atomic_load_explicit(&r->c->stop, memory_order_relaxed)) {
@@ -100,7 +100,6 @@ static void *pb_reader_main(void *arg)
 		lat_add(&r->lat, ufp_now_ns() - t0);
 		r->ops++;
 	}
-	urcu_memb_unregister_thread();
 	return NULL;
 }
 
@@ -115,13 +114,12 @@ static void *pb_writer_main(void *arg)
 	struct pb_writer *w = arg;
 	unsigned k = 0;
 
-	urcu_memb_register_thread();
+	ufp_thread_register();
 	pthread_barrier_wait(&w->c->bar);
 	while (!atomic_load_explicit(&w->c->stop, memory_order_relaxed)) {
 		pb_split_merge(w->c->p, w->first + k++ % w->count);
 		w->ops += 2;
 	}
-	urcu_memb_unregister_thread();
 	return NULL;
 }
 
@@ -236,7 +234,7 @@ int bench_tree(struct bench_opts *o)
 		uint64_t t0, seed = 88172645463325252ull, hits = 0;
 		double lookup_ns, locked_ns, update_us, insert_us;
 
-		urcu_memb_register_thread();
+		ufp_thread_register();
 		ts = ufp_tstats_get(p, true);
 		t0 = ufp_now_ns();
 		if (!p || pb_populate(p, n))
@@ -281,7 +279,6 @@ int bench_tree(struct bench_opts *o)
 		json_kv_num(o, "insert_us", insert_us);
 		json_row_end(o);
 		pager_free_bare(p);
-		urcu_memb_unregister_thread();
 	}
 	printf("   (update = one write section: lock, split or merge, publish, unlock; the old\n"
 	       "    nodes go to call_rcu; no update copies more than O(log n) nodes)\n");
