@@ -19,6 +19,10 @@
  */
 #include "ufp_internal.h"
 
+#if defined(__SANITIZE_THREAD__)
+char ufp_tsan_rcu_token;
+#endif
+
 struct rtree_node {
 	uintptr_t key;                 /* region start when linked */
 	struct ufp_region *region;
@@ -312,8 +316,10 @@ static void region_free_cb(struct rcu_head *head);
 static void free_batch_cb(struct rcu_head *head)
 {
 	struct rtree_free_batch *b = caa_container_of(head, struct rtree_free_batch, rcu);
-	struct rtree_node *n = b->list, *next;
+	struct rtree_node *n, *next;
 
+	ufp_rcu_callback_begin();
+	n = b->list;
 	for (; n; n = next) {
 		next = n->retired_next;
 		free(n);
@@ -335,7 +341,7 @@ void region_tree_commit(struct region_tree *t)
 
 		if (b) {
 			b->list = t->retired;
-			urcu_memb_call_rcu(&b->rcu, free_batch_cb);
+			ufp_call_rcu(&b->rcu, free_batch_cb);
 		} else {   /* no memory for the batch: wait here instead */
 			struct rtree_free_batch tmp = { .list = t->retired };
 
@@ -353,7 +359,7 @@ void region_tree_commit(struct region_tree *t)
 		struct ufp_region *r = t->detached;
 
 		t->detached = r->free_next;
-		urcu_memb_call_rcu(&r->rcu, region_free_cb);
+		ufp_call_rcu(&r->rcu, region_free_cb);
 	}
 	t->gen++;
 }
@@ -471,6 +477,7 @@ void region_free_now(struct ufp_region *r)
 
 static void region_free_cb(struct rcu_head *head)
 {
+	ufp_rcu_callback_begin();
 	region_free_now(caa_container_of(head, struct ufp_region, rcu));
 }
 

@@ -555,7 +555,7 @@ struct pending_fault {
 static bool is_handler_tid(struct ufp_pager *p, pid_t tid)
 {
 	for (unsigned i = 0; i < p->nhandlers; i++)
-		if (p->handlers[i].tid == tid)
+		if (__atomic_load_n(&p->handlers[i].tid, __ATOMIC_ACQUIRE) == tid)
 			return true;
 	return false;
 }
@@ -704,7 +704,9 @@ static void *handler_trampoline(void *arg)
 {
 	struct ufp_handler *h = arg;
 
-	h->tid = (pid_t)syscall(SYS_gettid);
+	/* release: pairs with the acquire loads in uffd_start_threads and
+	 * is_handler_tid */
+	__atomic_store_n(&h->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	if (h->pager->delivery == UFP_DELIVERY_SIGBUS)
 		return event_reader_main(arg);
 	return handler_main(arg);

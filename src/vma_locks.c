@@ -351,7 +351,7 @@ struct ufp_region *lock_region_under_rcu(struct ufp_pager *p, uintptr_t addr,
 retry:
 	r = region_tree_lookup(&p->tree, addr);
 	if (!r || (r->flags & UFP_RF_HOLE)) {
-		urcu_memb_read_unlock();
+		ufp_rcu_read_unlock();
 		return NULL;
 	}
 #ifdef UFP_INTERNAL_TESTING
@@ -360,7 +360,7 @@ retry:
 #endif
 	if (!region_read_trylock(r)) {
 		count_lock(ts, r, UFP_C_lock_abort, 1);
-		urcu_memb_read_unlock();
+		ufp_rcu_read_unlock();
 		*aborted = true;
 		return NULL;
 	}
@@ -374,11 +374,11 @@ retry:
 		count_lock(ts, r, UFP_C_lock_miss, 3);
 		if (++tries < LOCK_MISS_RETRIES)
 			goto retry;
-		urcu_memb_read_unlock();
+		ufp_rcu_read_unlock();
 		*aborted = true;
 		return NULL;
 	}
-	urcu_memb_read_unlock();
+	ufp_rcu_read_unlock();
 	count_lock(ts, r, UFP_C_lock_success, 0);
 	return r;
 }
