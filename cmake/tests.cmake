@@ -26,3 +26,10 @@ add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
          --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
 add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
 set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)
+
+# The README's quick start compiles against the installed-style public
+# header and the shared library, and runs.
+add_executable(quickstart examples/quickstart.c)
+target_link_libraries(quickstart PRIVATE ufpager)
+add_test(NAME readme_quickstart COMMAND quickstart)
+set_tests_properties(readme_quickstart PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 60)
