@@ -862,6 +862,29 @@ static bool fault_was_write(void *ucv)
 #endif
 }
 
+/* Async-signal-safe report of a fault we own but could not serve. */
+static void sig_report(uintptr_t addr, int err)
+{
+	char buf[96] = "ufpager: cannot serve fault at 0x";
+	size_t n = strlen(buf);
+
+	for (int sh = 60; sh >= 0; sh -= 4)
+		buf[n++] = "0123456789abcdef"[(addr >> sh) & 15];
+	memcpy(buf + n, ": errno ", 8);
+	n += 8;
+	if (err < 0)
+		err = -err;
+	if (err >= 100)
+		buf[n++] = (char)('0' + err / 100 % 10);
+	if (err >= 10)
+		buf[n++] = (char)('0' + err / 10 % 10);
+	buf[n++] = (char)('0' + err % 10);
+	buf[n++] = '\n';
+	if (write(2, buf, n) < 0) {
+		/* nothing more we can do from a signal handler */
+	}
+}
+
 static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved_errno = errno;
@@ -897,7 +920,8 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 				errno = saved_errno;
 				return;
 			}
-			break;   /* ours but unmapped: not resolvable */
+			sig_report(addr, r);
+			break;   /* ours but unmapped (or failed): not resolvable */
 		}
 	}
 	chain_sigbus(sig, si, uc);

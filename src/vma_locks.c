@@ -350,7 +350,17 @@ struct ufp_region *lock_region_under_rcu(struct ufp_pager *p, uintptr_t addr,
 	urcu_memb_read_lock();
 retry:
 	r = region_tree_lookup(&p->tree, addr);
-	if (!r || (r->flags & UFP_RF_HOLE)) {
+	if (!r) {
+		/* Not an answer: a region's end shrinks in place before the
+		 * split-off half is published, so an older root may miss it.
+		 * Like the kernel, fall back to the pager lock, which does
+		 * answer (lock_vma_under_rcu's "inval" path). */
+		count_lock(ts, NULL, UFP_C_lock_abort, 1);
+		ufp_rcu_read_unlock();
+		*aborted = true;
+		return NULL;
+	}
+	if (r->flags & UFP_RF_HOLE) {
 		ufp_rcu_read_unlock();
 		return NULL;
 	}

@@ -192,6 +192,65 @@ START_TEST(old_snapshot_stays_readable_until_grace_period)
 }
 END_TEST
 
+/*
+ * A split shrinks the old region's end in place before the new half is
+ * published: a reader on the old root finds no region for an address in
+ * the upper half. That must mean "fall back to the pager lock", never
+ * "unmapped" (which would kill the faulting thread with SIGBUS).
+ */
+struct split_reader {
+	struct ufp_pager *p;
+	uintptr_t addr;
+	bool aborted;
+	struct ufp_region *got;
+};
+
+static void *split_reader_main(void *arg)
+{
+	struct split_reader *sr = arg;
+
+	urcu_memb_register_thread();
+	sr->got = lock_region_under_rcu(sr->p, sr->addr, ufp_tstats_get(sr->p, true),
+					&sr->aborted);
+	if (sr->got)
+		region_read_unlock(sr->got);
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+START_TEST(lookup_during_unpublished_split_falls_back)
+{
+	struct ufp_pager *p = fake_pager();
+	uintptr_t b = p->arena_base;
+	struct split_reader sr = { .p = p, .addr = b + 6 * PAGE };
+	pthread_t t;
+
+	urcu_memb_register_thread();
+	pager_write_lock(p);
+	struct ufp_region *r = add(p, b, b + 8 * PAGE);
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+
+	pager_write_lock(p);
+	region_write_lock(r);
+	ck_assert_ptr_nonnull(region_split(p, r, b + 4 * PAGE));   /* not committed */
+	pthread_create(&t, NULL, split_reader_main, &sr);
+	pthread_join(t, NULL);
+	ck_assert_ptr_null(sr.got);
+	ck_assert_msg(sr.aborted, "an unpublished split must not look like an unmapped address");
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+
+	sr.aborted = false;
+	pthread_create(&t, NULL, split_reader_main, &sr);
+	pthread_join(t, NULL);
+	ck_assert_ptr_nonnull(sr.got);
+	ck_assert_uint_eq(region_start(sr.got), b + 4 * PAGE);
+	fake_pager_free(p);
+	urcu_memb_unregister_thread();
+}
+END_TEST
+
 static Suite *region_suite(void)
 {
 	Suite *s = suite_create("region");
@@ -202,6 +261,7 @@ static Suite *region_suite(void)
 	tcase_add_test(tc, random_updates_match_reference_model);
 	tcase_add_test(tc, split_merge_keep_invariants);
 	tcase_add_test(tc, old_snapshot_stays_readable_until_grace_period);
+	tcase_add_test(tc, lookup_during_unpublished_split_falls_back);
 	suite_add_tcase(s, tc);
 	return s;
 }
