@@ -209,6 +209,8 @@ struct ufp_latency {
 	X(merges,              C, "region merges") \
 	X(swapins,             C, "pages swapped in") \
 	X(swapouts,            C, "pages swapped out") \
+	X(swapouts_clean,      C, "evictions that kept a valid stored copy (no write)") \
+	X(swap_full_events,    C, "times eviction stopped because swap was full") \
 	X(bytes_read,          C, "bytes read from the swap file") \
 	X(bytes_written,       C, "bytes written to the swap file") \
 	X(ztier_bytes_in,      C, "bytes stored into the compressed tier (raw)") \

@@ -152,46 +152,55 @@ static void shrink_locked(struct ufp_pager *p, struct ufp_region *r, size_t newl
 }
 
 /*
- * Move the pages of [src, src+len) to dst (fresh, empty). Pages the kernel
- * refused to move are listed in busy[] (offsets, ascending); if there are
- * more than busy_cap, or the kernel has no UFFDIO_MOVE, everything from
- * *copy_from on is left to copy too. The caller copies with no lock held.
- * Page state follows the pages that moved.
+ * Move the pages of [src, src+len) to dst (fresh, empty), both regions
+ * write-locked. Resident pages move with UFFDIO_MOVE, their state (and a
+ * clean page's stored copy) with them. Pages the kernel refused to move,
+ * and pages that are evicted or in flight, are listed in busy[] (offsets,
+ * ascending) for the caller to copy with no lock held (the copy faults
+ * them in); past busy_cap, everything from *copy_from on is copied.
  */
 static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size_t len,
 			 uintptr_t *busy, size_t busy_cap, size_t *copy_from)
 {
 	struct ufp_tstats *ts = ufp_tstats_get(p, true);
-	size_t off = 0, nbusy = 0, bi = 0;
+	size_t nbusy = 0;
 
 	*copy_from = len;
 	if (!(p->features & UFFD_FEATURE_MOVE)) {
 		*copy_from = 0;
 		return 0;
 	}
-	while (off < len) {
-		long r = uffd_move(p, ts, dst + off, src + off, len - off);
+	for (size_t off = 0; off < len; off += UFP_PAGE_SIZE) {
+		size_t si = pte_index(p, src + off), di = pte_index(p, dst + off);
+		uint64_t v = atomic_load_explicit(&p->pte[si], memory_order_acquire);
 
-		if (r > 0) {
-			off += (size_t)r;
+		if (!(v & PTE_STATE_MASK))
+			continue;                    /* never touched: stays zero */
+		if ((v & (PTE_PRESENT | PTE_INFLIGHT)) == PTE_PRESENT &&
+		    uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE) {
+			/* relaxed: both regions are write-locked */
+			if (p->slots)
+				atomic_store_explicit(&p->slots[di],
+					atomic_load_explicit(&p->slots[si], memory_order_relaxed),
+					memory_order_relaxed);
+			if (p->chash)
+				atomic_store_explicit(&p->chash[di],
+					atomic_load_explicit(&p->chash[si], memory_order_relaxed),
+					memory_order_relaxed);
+			atomic_store_explicit(&p->pte[di],
+				(atomic_load_explicit(&p->pte[di], memory_order_relaxed) & PTE_GEN_MASK) |
+				(v & ~PTE_GEN_MASK), memory_order_relaxed);
+			/* the source entry is empty now; its copy moved */
+			atomic_store_explicit(&p->pte[si], (v & PTE_GEN_MASK) + PTE_GEN_ONE,
+					      memory_order_relaxed);
 			continue;
 		}
+		/* evicted, in flight, or refused (-EBUSY: shared, pinned) */
 		if (nbusy == busy_cap) {
 			*copy_from = off;
 			break;
 		}
 		busy[nbusy++] = off;
-		off += UFP_PAGE_SIZE;
-	}
-	for (size_t o = 0; o < *copy_from; o += UFP_PAGE_SIZE) {
-		if (bi < nbusy && busy[bi] == o) {
-			bi++;
-			continue;
-		}
-		/* relaxed: both regions are write-locked */
-		uint64_t v = atomic_exchange_explicit(&p->pte[pte_index(p, src + o)], 0,
-						      memory_order_relaxed);
-		atomic_store_explicit(&p->pte[pte_index(p, dst + o)], v, memory_order_relaxed);
 	}
 	return nbusy;
 }

@@ -46,15 +46,20 @@ static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&pagers_lock);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (pagers[i])
+		if (pagers[i]) {
+			reclaim_pause(pagers[i]);
 			pager_write_lock(pagers[i]);
+			swapin_all_locked(pagers[i]);
+		}
 }
 
 static void atfork_parent(void)
 {
 	for (unsigned i = UFP_MAX_PAGERS; i-- > 0;)
-		if (pagers[i])
+		if (pagers[i]) {
 			pager_write_unlock(pagers[i]);
+			reclaim_resume(pagers[i]);
+		}
 	pthread_mutex_unlock(&pagers_lock);
 }
 
@@ -153,12 +158,8 @@ void pager_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 		start = p->arena_base;
 	if (end > p->arena_end)
 		end = p->arena_end;
-	for (uintptr_t a = start; a < end; a += UFP_PAGE_SIZE) {
-		/* relaxed: the regions are write-locked (no fault in flight) */
-		uint64_t old = atomic_exchange_explicit(&p->pte[pte_index(p, a)], 0,
-							memory_order_relaxed);
-		cleared += (old & PTE_PRESENT) != 0;
-	}
+	for (uintptr_t a = start; a < end; a += UFP_PAGE_SIZE)
+		cleared += pte_discard(p, pte_index(p, a));
 	if (cleared)
 		STAT_ADD(ufp_tstats_get(p, true), resident_pages, -cleared);
 }
@@ -484,12 +485,17 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		ufp_set_error("ufpager: cannot start service threads");
 		goto fail_threads;
 	}
+	err = reclaim_init(p);
+	if (err)
+		goto fail_threads;
 	ufp_thread_enter(p);
 	*out = p;
 	return 0;
 
 fail_threads:
+	reclaim_stop_thread(p);
 	uffd_stop_threads(p);
+	reclaim_fini(p);
 	pagers_del(p);
 fail_sig:
 	sigbus_remove(p);
@@ -517,11 +523,13 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	ufp_clear_error();
 	if (!p->forked_child) {
 		ufp_thread_enter(p);
+		reclaim_stop_thread(p);
 		sigbus_remove(p);
 		pager_write_lock(p);
 		uffd_unregister(p, p->arena_base, p->arena_end - p->arena_base);
 		pager_write_unlock(p);
 		uffd_stop_threads(p);
+		reclaim_fini(p);
 		/* every deferred free (tree nodes, regions) runs before we go */
 		urcu_memb_barrier();
 	}
@@ -739,48 +747,23 @@ out:
 	return err;
 }
 
-/* WILLNEED: populate [s, e) now, region by region, under region locks
- * (not a structural op). Touches no managed memory. */
+/* WILLNEED: populate [s, e) now through the fault path (zero fill with
+ * fault-around, swap-in with readahead), region by region. Not a
+ * structural op; touches no managed memory. */
 static int advise_willneed(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 {
 	struct ufp_tstats *ts = ufp_tstats_get(p, true);
-	static const char zero_page[UFP_PAGE_SIZE] __attribute__((aligned(UFP_PAGE_SIZE)));
-	uintptr_t a = s;
 
-	while (a < e) {
-		struct fault_lock fl;
-		struct ufp_region *r = fault_lock_region(p, a, ts, true, &fl);
-		uintptr_t re;
-		int64_t newly = 0;
-		bool again = false;
+	for (uintptr_t a = s; a < e; a += UFP_PAGE_SIZE) {
+		uint64_t v = atomic_load_explicit(&p->pte[pte_index(p, a)], memory_order_acquire);
+		int r;
 
-		if (!r)
-			return -ENOMEM;
-		re = region_end(r) < e ? region_end(r) : e;
-		while (a < re) {
-			long ret;
-
-			if (!(region_prot(r) & UFP_PROT_READ) ||
-			    atomic_load_explicit(&p->pte[pte_index(p, a)], memory_order_relaxed)) {
-				a += UFP_PAGE_SIZE;
-				continue;
-			}
-			ret = uffd_fill(p, ts, a, zero_page, UFP_PAGE_SIZE, true);
-			if (ret == -EAGAIN) {   /* event pending: unlock, retry */
-				again = true;
-				break;
-			}
-			if (ret > 0) {
-				uint64_t old = atomic_fetch_or_explicit(&p->pte[pte_index(p, a)],
-						PTE_PRESENT, memory_order_relaxed);
-				newly += !(old & PTE_PRESENT);
-			}
-			a += UFP_PAGE_SIZE;
-		}
-		fault_unlock_region(p, &fl);
-		STAT_ADD(ts, resident_pages, newly);
-		if (again)
+		if (v & (PTE_PRESENT | PTE_POISON))
+			continue;
+		while ((r = ufp_serve_fault(p, ts, a, true, true)) == -EAGAIN)
 			sched_yield();
+		if (r == -EFAULT)
+			return -ENOMEM;      /* unmapped meanwhile */
 	}
 	return 0;
 }

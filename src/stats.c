@@ -170,6 +170,18 @@ void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 #undef UFP_X_LAT
 }
 
+int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
+{
+	int64_t sum;
+
+	pthread_mutex_lock(&p->stats_lock);
+	sum = atomic_load_explicit(&p->shared_ts.c[c], memory_order_relaxed);
+	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+		sum += atomic_load_explicit(&ts->c[c], memory_order_relaxed);
+	pthread_mutex_unlock(&p->stats_lock);
+	return sum;
+}
+
 void ufp_stats_free_all(struct ufp_pager *p)
 {
 	struct ufp_tstats *ts, *next;

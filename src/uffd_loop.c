@@ -29,11 +29,6 @@
 
 #include "ufp_internal.h"
 
-#define ZERO_BUF_PAGES 512
-/* UFFDIO_COPY source for zero fill: never registered, never written. */
-static const char zero_buf[ZERO_BUF_PAGES * UFP_PAGE_SIZE]
-	__attribute__((aligned(UFP_PAGE_SIZE)));
-
 static __thread bool tls_is_handler __attribute__((tls_model("initial-exec")));
 static __thread bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
 
@@ -339,61 +334,6 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 }
 
 /* ======================================================================
- * Fault service (handler thread or SIGBUS handler).
- * ====================================================================== */
-
-static bool pte_set_present(struct ufp_pager *p, uintptr_t addr)
-{
-	/* relaxed: the page-state bit is only read under the region lock or
-	 * by the structural op that write-locked the region (which orders it) */
-	uint64_t old = atomic_fetch_or_explicit(&p->pte[pte_index(p, addr)], PTE_PRESENT,
-						memory_order_relaxed);
-	return !(old & PTE_PRESENT);
-}
-
-int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
-		    bool write, bool rcu_ok)
-{
-	struct fault_lock fl;
-	struct ufp_region *r;
-	uintptr_t page = addr & UFP_PAGE_MASK, end, limit;
-	size_t n = 1;
-	long ret;
-	int64_t newly = 0;
-
-	r = fault_lock_region(p, page, ts, rcu_ok, &fl);
-	if (!r)
-		return -EFAULT;
-	end = region_end(r);
-	/* Fault-around: extend forward over never-populated pages. */
-	limit = page + (uintptr_t)p->opt.fault_around * UFP_PAGE_SIZE;
-	if (limit > end || limit < page)
-		limit = end;
-	for (uintptr_t q = page + UFP_PAGE_SIZE; q < limit; q += UFP_PAGE_SIZE) {
-		if (atomic_load_explicit(&p->pte[pte_index(p, q)], memory_order_relaxed))
-			break;
-		n++;
-	}
-	/* Write faults get private zeroed pages (no second fault for the
-	 * write); read faults map the shared zero page. */
-	ret = uffd_fill(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true);
-	if (ret > 0) {
-		for (uintptr_t q = page; q < page + (uintptr_t)ret; q += UFP_PAGE_SIZE)
-			newly += pte_set_present(p, q);
-		atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
-	}
-	fault_unlock_region(p, &fl);
-	if (ret < 0)
-		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
-	STAT_INC(ts, faults);
-	STAT_INC(ts, faults_missing);
-	STAT_INC(ts, faults_zero);
-	STAT_ADD(ts, fault_around_pages, (int64_t)(ret / (long)UFP_PAGE_SIZE) - 1);
-	STAT_ADD(ts, resident_pages, newly);
-	return 0;
-}
-
-/* ======================================================================
  * Own operations: a structural op of ours that raises an event (madvise
  * DONTNEED raises REMOVE) brackets the syscall; handlers drop such events.
  * The kernel does not return from the syscall before a handler has read
@@ -526,7 +466,8 @@ static void handle_event(struct ufp_pager *p, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
 	case UFFD_EVENT_UNMAP:
-		if (is_own_event(p, m->arg.remove.start, m->arg.remove.end))
+		if (is_own_event(p, m->arg.remove.start, m->arg.remove.end) ||
+		    is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
 			return;
 		queue_event(p, m);
 		return;
@@ -603,6 +544,7 @@ static void *handler_main(void *arg)
 	urcu_memb_register_thread();
 	tls_rcu_registered = true;
 	ts = ufp_tstats_get(p, true);
+	reclaim_thread_enter(p, ts);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
@@ -808,7 +750,7 @@ void ufp_thread_enter(struct ufp_pager *p)
 		pthread_setspecific(rcu_key, (void *)1);
 	}
 	if (p)
-		(void)ufp_tstats_get(p, true);
+		reclaim_thread_enter(p, ufp_tstats_get(p, true));
 }
 
 bool ufp_thread_rcu_registered(void)

@@ -138,9 +138,11 @@ enum ufp_latency_id {
 	UFP_L_NR
 };
 
+struct swb_ctx;
 struct ufp_tstats {
 	_Atomic int64_t c[UFP_C_NR];   /* gauges may go below 0 per thread */
 	struct ufp_hist h[UFP_L_NR];
+	struct swb_ctx *swb_ctx;       /* this thread's swap I/O context */
 	struct ufp_tstats *next;       /* pager's list, under stats_lock */
 	bool shared;                   /* the fallback block: atomic adds */
 } ufp_cacheline_aligned;
@@ -153,6 +155,7 @@ void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
 void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
 void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
 void ufp_stats_free_all(struct ufp_pager *p);
+int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c);
 /* Summaries of one merged histogram. */
 void ufp_hist_summary(const uint64_t *b, uint64_t max, uint64_t sum,
 		      struct ufp_latency *out);
@@ -222,6 +225,8 @@ struct ufp_region {
 	/* per-region counters (per-region, allowed on the fault path) */
 	_Atomic uint64_t nfaults ufp_cacheline_aligned;
 	_Atomic uint64_t nlock[4];     /* success, abort, retry, miss */
+	_Atomic uintptr_t last_fault;  /* readahead: sequential detection */
+	_Atomic uint32_t ra_pages;
 	struct rcu_head rcu;
 	struct ufp_region *free_next;  /* writer: detached in this update */
 };
@@ -277,8 +282,35 @@ static inline int region_prot(const struct ufp_region *r)
  * The pager.
  * ====================================================================== */
 
-/* Page-state table entry (one per arena page, like a pte). */
-#define PTE_PRESENT   (1ull << 0)   /* installed by us, not discarded since */
+/*
+ * Page-state table entry (one per arena page, like a pte):
+ *  PRESENT   installed in the arena by us, not discarded since
+ *  SWAPPED   not present; the content is in the backend at slots[i]
+ *  INFLIGHT  a swap-in or an eviction owns the entry (faults wait)
+ *  REF       referenced since the last clock pass (second chance)
+ *  CLEAN     present, and slots[i] still holds its content (chash[i] is
+ *            the hash of that content): eviction may drop it without I/O
+ *  POISON    the stored copy was bad; the page is poisoned (SIGBUS)
+ * The bits above PTE_GEN_SHIFT count discards, so that an owner of
+ * INFLIGHT can tell "still mine" from "discarded and reused" (no ABA).
+ * Invariants: PRESENT and SWAPPED never together; CLEAN implies PRESENT;
+ * whoever holds INFLIGHT owns the stored copy's release.
+ */
+#define PTE_PRESENT   (1ull << 0)
+#define PTE_SWAPPED   (1ull << 1)
+#define PTE_INFLIGHT  (1ull << 2)
+#define PTE_REF       (1ull << 3)
+#define PTE_CLEAN     (1ull << 4)
+#define PTE_POISON    (1ull << 5)
+#define PTE_STATE_MASK (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT | PTE_POISON)
+#define PTE_GEN_SHIFT 8
+#define PTE_GEN_MASK  (~0ull << PTE_GEN_SHIFT)
+#define PTE_GEN_ONE   (1ull << PTE_GEN_SHIFT)
+
+#define UFP_RA_MAX 16               /* readahead window, pages */
+#define UFP_PWAIT_WORDS 256         /* page wait futexes (hashed) */
+#define UFP_STAGING_BATCH 32        /* pages per eviction batch */
+#define UFP_STAGING_SETS 4          /* concurrent eviction batches */
 
 struct ufp_own_op {                 /* an event our own syscall will raise */
 	_Atomic uintptr_t start, end;
@@ -307,7 +339,28 @@ struct ufp_pager {
 	enum ufp_delivery delivery;
 	struct ufp_options opt;
 	_Atomic uint64_t *pte;         /* page-state table over the arena */
+	_Atomic uint64_t *slots;       /* backend handle per page (SWAPPED/CLEAN) */
+	_Atomic uint64_t *chash;       /* hash of the stored copy (CLEAN) */
 	size_t npages;
+	_Atomic uint32_t pwait[UFP_PWAIT_WORDS];  /* page wait futexes */
+
+	/* swap (reclaim.c); budget_pages == 0: no budget, no swap */
+	struct swb *swb;
+	uint64_t budget_pages, high_pages, low_pages;
+	_Atomic uint64_t resident_est;  /* written by the reclaim thread only */
+	_Atomic uint32_t reclaim_futex; /* wakes the reclaim thread */
+	_Atomic uint32_t reclaimed_futex; /* wakes throttled faults */
+	_Atomic bool reclaim_paused;
+	_Atomic uint32_t evicting;     /* evictions in progress */
+	_Atomic bool swap_full;
+	_Atomic uintptr_t clock_hand;
+	pthread_t reclaim_thread;
+	bool reclaim_started;
+	_Atomic bool reclaim_stop;
+	uintptr_t staging;             /* UFP_STAGING_SETS x BATCH registered pages */
+	_Atomic bool staging_busy[UFP_STAGING_SETS];
+	struct swb_ctx *ctx_pool[4];   /* for threads without their own */
+	_Atomic bool ctx_pool_busy[4];
 	unsigned slot;                 /* index in the SIGBUS pager table */
 	bool forked_child;
 
@@ -417,6 +470,30 @@ void sigbus_remove(struct ufp_pager *p);
  * Returns 0, -EAGAIN (retry later), -EFAULT (not ours / unmapped). */
 int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		    bool write, bool rcu_ok);
+/* fault.c */
+void page_wait(struct ufp_pager *p, size_t i);
+void page_wake(struct ufp_pager *p, size_t i);
+
+/* reclaim.c */
+int reclaim_init(struct ufp_pager *p);       /* budget, backend, thread */
+void reclaim_stop_thread(struct ufp_pager *p);
+void reclaim_fini(struct ufp_pager *p);
+void reclaim_thread_enter(struct ufp_pager *p, struct ufp_tstats *ts);
+void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts);
+/* The thread's I/O context (or one from the shared pool; NULL if none is
+ * free). Async-signal-safe. */
+struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts);
+void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c);
+/* Fork prepare: stop reclaim and bring every evicted page back. Pager
+ * write lock held. */
+void reclaim_pause(struct ufp_pager *p);
+void reclaim_resume(struct ufp_pager *p);
+int swapin_all_locked(struct ufp_pager *p);
+/* Release the stored copy an entry refers to (not if INFLIGHT: its owner
+ * does). Returns whether the entry was resident. */
+bool pte_discard(struct ufp_pager *p, size_t i);
+bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+
 /* Own ops: bracket a syscall that raises an event we must not act on. */
 void own_op_begin(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 void own_op_end(struct ufp_pager *p);

@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fault.c - serving one fault: zero fill with fault-around, and swap-in
+ * with the region lock dropped while the I/O is in flight (the user-space
+ * image of VM_FAULT_RETRY with the per-VMA lock dropped), readahead, and
+ * poisoning of pages whose stored copy is bad.
+ *
+ * Called from handler threads and from the SIGBUS handler: everything here
+ * is async-signal-safe (atomics, futex, ioctl, swb_load on the thread's own
+ * I/O context; no malloc, no stdio, no pthread locks).
+ *
+ * Page-state protocol (p->pte[i], see ufp_internal.h):
+ *  - a swap-in claims SWAPPED -> SWAPPED|INFLIGHT with a CAS under the
+ *    region read lock, drops the lock, reads, re-locks, and installs only
+ *    if the entry is still exactly what it claimed (generation included);
+ *    otherwise the entry was discarded meanwhile and the claimer releases
+ *    the stored copy (ownership passes to whoever holds INFLIGHT);
+ *  - faults that find INFLIGHT drop their lock and wait on the page's
+ *    futex (counted as RETRY), so one I/O serves every faulting thread.
+ */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ufp_internal.h"
+#include "swap_backend.h"
+
+#define ZERO_BUF_PAGES 512
+/* UFFDIO_COPY source for zero fill: never registered, never written. */
+static const char zero_buf[ZERO_BUF_PAGES * UFP_PAGE_SIZE]
+	__attribute__((aligned(UFP_PAGE_SIZE)));
+
+/* ======================================================================
+ * Page wait table.
+ * ====================================================================== */
+
+static _Atomic uint32_t *page_wait_word(struct ufp_pager *p, size_t i)
+{
+	return &p->pwait[(i * 0x9E3779B1u >> 7) % UFP_PWAIT_WORDS];
+}
+
+void page_wake(struct ufp_pager *p, size_t i)
+{
+	_Atomic uint32_t *w = page_wait_word(p, i);
+
+	/* release: pairs with the acquire load in page_wait; the pte change
+	 * that ended INFLIGHT happens before it */
+	atomic_fetch_add_explicit(w, 1, memory_order_release);
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+void page_wait(struct ufp_pager *p, size_t i)
+{
+	_Atomic uint32_t *w = page_wait_word(p, i);
+	struct timespec ts = { 0, 2000000 };  /* re-check every 2 ms */
+	uint32_t seq = atomic_load_explicit(w, memory_order_acquire);
+
+	if (!(atomic_load_explicit(&p->pte[i], memory_order_acquire) & PTE_INFLIGHT))
+		return;
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
+}
+
+/* ======================================================================
+ * Zero fill.
+ * ====================================================================== */
+
+static int64_t mark_present(struct ufp_pager *p, uintptr_t start, size_t len)
+{
+	int64_t newly = 0;
+
+	for (uintptr_t q = start; q < start + len; q += UFP_PAGE_SIZE) {
+		_Atomic uint64_t *e = &p->pte[pte_index(p, q)];
+		uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
+
+		/* relaxed: the entry is read under the region lock or by an op
+		 * that write-locked the region; CAS keeps concurrent REF/claims */
+		while (!(v & (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT)) &&
+		       !atomic_compare_exchange_weak_explicit(e, &v,
+				(v & PTE_GEN_MASK) | PTE_PRESENT | PTE_REF,
+				memory_order_relaxed, memory_order_relaxed))
+			;
+		newly += !(v & (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT));
+	}
+	return newly;
+}
+
+static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
+		     uintptr_t page, bool write)
+{
+	uintptr_t end = region_end(r), limit;
+	size_t n = 1;
+	long ret;
+	int64_t newly;
+
+	/* Fault-around: extend forward over never-populated pages. */
+	limit = page + (uintptr_t)p->opt.fault_around * UFP_PAGE_SIZE;
+	if (limit > end || limit < page)
+		limit = end;
+	for (uintptr_t q = page + UFP_PAGE_SIZE; q < limit; q += UFP_PAGE_SIZE) {
+		if (atomic_load_explicit(&p->pte[pte_index(p, q)], memory_order_relaxed) &
+		    PTE_STATE_MASK)
+			break;
+		n++;
+	}
+	/* Write faults get private zeroed pages (no second fault for the
+	 * write); read faults map the shared zero page. */
+	ret = uffd_fill(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true);
+	if (ret < 0)
+		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
+	newly = mark_present(p, page, (size_t)ret);
+	atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
+	STAT_INC(ts, faults);
+	STAT_INC(ts, faults_missing);
+	STAT_INC(ts, faults_zero);
+	STAT_ADD(ts, fault_around_pages, (int64_t)(ret / (long)UFP_PAGE_SIZE) - 1);
+	STAT_ADD(ts, resident_pages, newly);
+	return 0;
+}
+
+/* ======================================================================
+ * Swap-in.
+ * ====================================================================== */
+
+struct claim {
+	size_t idx;
+	uint64_t v;          /* the entry as claimed (INFLIGHT set) */
+	uint64_t handle;
+};
+
+/* Claim up to max entries starting at page (page itself already checked
+ * SWAPPED): consecutive SWAPPED pages of the region, for readahead. */
+static unsigned claim_window(struct ufp_pager *p, struct ufp_region *r, uintptr_t page,
+			     uint64_t v0, unsigned max, struct claim *c)
+{
+	unsigned n = 0;
+	uintptr_t end = region_end(r);
+
+	for (uintptr_t q = page; q < end && n < max; q += UFP_PAGE_SIZE) {
+		size_t i = pte_index(p, q);
+		uint64_t v = q == page ? v0 : atomic_load_explicit(&p->pte[i], memory_order_relaxed);
+
+		if ((v & (PTE_SWAPPED | PTE_INFLIGHT)) != PTE_SWAPPED)
+			break;
+		/* acquire: pairs with the release CAS that published the slot
+		 * (evict_finish), so slots[i] below is the one for this v */
+		if (!atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v | PTE_INFLIGHT,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+		c[n].idx = i;
+		c[n].v = v | PTE_INFLIGHT;
+		c[n].handle = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+		n++;
+	}
+	return n;
+}
+
+/* Readahead window for a fault at page: grows while faults are sequential. */
+static unsigned ra_window(struct ufp_region *r, uintptr_t page)
+{
+	uintptr_t last = atomic_exchange_explicit(&r->last_fault, page, memory_order_relaxed);
+	unsigned w = atomic_load_explicit(&r->ra_pages, memory_order_relaxed);
+
+	if (last + UFP_PAGE_SIZE == page || (last < page && page - last <= w * UFP_PAGE_SIZE))
+		w = w ? (w * 2 > UFP_RA_MAX ? UFP_RA_MAX : w * 2) : 4;
+	else
+		w = 0;
+	atomic_store_explicit(&r->ra_pages, w, memory_order_relaxed);
+	return w ? w : 1;
+}
+
+static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock *fl,
+		   struct ufp_region *r, uintptr_t page, uint64_t v, bool rcu_ok)
+{
+	struct claim c[UFP_RA_MAX];
+	uint64_t handles[UFP_RA_MAX], failed = 0;
+	void *bufs[UFP_RA_MAX];
+	struct swb_ctx *ctx;
+	bool drop = p->lock_mode != UFP_LOCK_GLOBAL;   /* GLOBAL holds it: the convoy */
+	unsigned n, max;
+	uint64_t t0;
+	int err, result = 0;
+
+	ctx = ufp_swb_ctx_get(p, ts);
+	if (!ctx) {
+		fault_unlock_region(p, fl);
+		sched_yield();     /* every shared context busy: look again */
+		return -EINTR;
+	}
+	max = ra_window(r, page);
+	if (max > swb_ctx_nbufs(ctx))
+		max = swb_ctx_nbufs(ctx);
+	n = claim_window(p, r, page, v, max, c);
+	if (!n) {
+		ufp_swb_ctx_put(p, ts, ctx);
+		fault_unlock_region(p, fl);
+		return -EINTR;     /* lost the race: look again */
+	}
+	if (drop) {
+		fault_unlock_region(p, fl);
+		STAT_INC(ts, lock_retry);
+		atomic_fetch_add_explicit(&r->nlock[2], 1, memory_order_relaxed);
+	}
+	for (unsigned k = 0; k < n; k++) {
+		handles[k] = c[k].handle;
+		bufs[k] = swb_ctx_buf(ctx, k);
+	}
+	t0 = ufp_now_ns();
+	err = swb_load(ctx, handles, n, bufs, &failed);
+	ufp_hist_record(ts, UFP_L_io_lat, ufp_now_ns() - t0);
+	if (err && !failed)
+		failed = n >= 64 ? ~0ull : (1ull << n) - 1;
+
+	if (drop)
+		r = fault_lock_region(p, page, ts, rcu_ok, fl);
+	for (unsigned k = 0; k < n; k++) {
+		size_t i = c[k].idx;
+		uintptr_t a = p->arena_base + (i << UFP_PAGE_SHIFT);
+		uint64_t cur = atomic_load_explicit(&p->pte[i], memory_order_relaxed);
+		uint64_t gen = c[k].v & PTE_GEN_MASK;
+
+		if (!r || cur != c[k].v) {
+			/* discarded (unmap, DONTNEED) while we read: the copy is ours
+			 * to release, nothing to install */
+			swb_release(p->swb, c[k].handle);
+			page_wake(p, i);
+			continue;
+		}
+		if (failed & (1ull << k)) {
+			struct uffdio_poison po = { .range = { a, UFP_PAGE_SIZE } };
+
+			/* the program gets SIGBUS on this page, never wrong data */
+			if (ioctl(p->uffd, UFFDIO_POISON, &po) == 0 || errno == EEXIST)
+				STAT_INC(ts, pages_poisoned);
+			atomic_store_explicit(&p->pte[i], gen | PTE_POISON, memory_order_release);
+			swb_release(p->swb, c[k].handle);
+			page_wake(p, i);
+			continue;
+		}
+		long ret = uffd_fill(p, ts, a, bufs[k], UFP_PAGE_SIZE, true);
+
+		if (ret == -EAGAIN) {
+			/* an event is pending: put the entry back as it was; the
+			 * faulting page's caller retries after reading events */
+			atomic_store_explicit(&p->pte[i], c[k].v & ~PTE_INFLIGHT,
+					      memory_order_release);
+			page_wake(p, i);
+			if (k == 0)
+				result = -EAGAIN;
+			continue;
+		}
+		/* the copy stays valid while the page is clean */
+		atomic_store_explicit(&p->chash[i], XXH3_64bits(bufs[k], UFP_PAGE_SIZE),
+				      memory_order_relaxed);
+		/* release: pairs with acquire readers of the entry (evict_claim) */
+		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | PTE_REF,
+				      memory_order_release);
+		page_wake(p, i);
+		STAT_INC(ts, swapins);
+		STAT_ADD(ts, resident_pages, 1);
+		if (swb_handle_is_ztier(c[k].handle))
+			STAT_INC(ts, faults_ztier);
+		else if (!swb_handle_is_same(c[k].handle))
+			STAT_ADD(ts, bytes_read, UFP_PAGE_SIZE);
+	}
+	ufp_swb_ctx_put(p, ts, ctx);
+	if (r) {
+		atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
+		fault_unlock_region(p, fl);
+	}
+	if (result)
+		return result;
+	STAT_INC(ts, faults);
+	STAT_INC(ts, faults_missing);
+	if (!swb_handle_is_ztier(c[0].handle))
+		STAT_INC(ts, faults_file);
+	return 0;
+}
+
+/* ======================================================================
+ * Entry.
+ * ====================================================================== */
+
+int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
+		    bool write, bool rcu_ok)
+{
+	uintptr_t page = addr & UFP_PAGE_MASK;
+	size_t i = pte_index(p, page);
+
+	for (;;) {
+		struct fault_lock fl;
+		struct ufp_region *r;
+		uint64_t v;
+		int ret;
+
+		if (p->budget_pages)
+			reclaim_throttle(p, ts);
+		r = fault_lock_region(p, page, ts, rcu_ok, &fl);
+		if (!r)
+			return -EFAULT;
+		/* acquire: pairs with the release stores that end INFLIGHT */
+		v = atomic_load_explicit(&p->pte[i], memory_order_acquire);
+		if (v & PTE_INFLIGHT) {
+			/* a swap-in or an eviction owns the page: wait for it
+			 * without holding the lock, then look again */
+			fault_unlock_region(p, &fl);
+			STAT_INC(ts, lock_retry);
+			page_wait(p, i);
+			continue;
+		}
+		if (v & PTE_POISON) {
+			fault_unlock_region(p, &fl);
+			return -EIO;
+		}
+		if (v & PTE_SWAPPED)
+			ret = swap_in(p, ts, &fl, r, page, v, rcu_ok);
+		else {
+			ret = zero_fill(p, ts, r, page, write);
+			fault_unlock_region(p, &fl);
+		}
+		if (ret == -EINTR)
+			continue;         /* lost a race: look again */
+		return ret;               /* 0, -EAGAIN (event pending), -errno */
+	}
+}

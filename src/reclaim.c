@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reclaim.c - the resident budget: the reclaim thread, victim selection
+ * (CLOCK with second chance per region), eviction that never loses a
+ * write, direct reclaim / throttling of faults, and the fork policy's
+ * swap-in of everything.
+ *
+ * Eviction of a page (the "taken away atomically" rule):
+ *  1. under the region read lock, claim PRESENT -> PRESENT|INFLIGHT (CAS):
+ *     faults on it now wait;
+ *  2. UFFDIO_MOVE the page out of the arena into a registered staging page:
+ *     from that instant the arena page is missing, so any write faults and
+ *     waits, and the content in staging is final. No copy, no window;
+ *  3. drop the region lock; a page that was CLEAN and still hashes to the
+ *     stored copy's hash keeps that copy (no write); others are stored;
+ *  4. publish SWAPPED with the handle (release CAS). If the entry was
+ *     discarded meanwhile (its generation changed), release the copy.
+ *     If the store failed (swap full), move the page back: never dropped.
+ *
+ * Concurrency contract: the reclaim thread and handler threads doing
+ * direct reclaim evict concurrently; the clock hand is a hint, claims are
+ * CAS, each eviction uses its own staging set. Lock order: region read
+ * lock, then backend queues (LL_SWAP); nothing here takes the pager lock
+ * except swapin_all_locked, whose caller holds it.
+ */
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ufp_internal.h"
+#include "swap_backend.h"
+
+static long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
+}
+
+static void futex_bump_wake(_Atomic uint32_t *w)
+{
+	/* release: pairs with the acquire load before the waiter's futex_wait */
+	atomic_fetch_add_explicit(w, 1, memory_order_release);
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* ======================================================================
+ * I/O contexts.
+ * ====================================================================== */
+
+struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	if (ts && !ts->shared && ts->swb_ctx)
+		return ts->swb_ctx;
+	for (unsigned k = 0; k < 4; k++) {
+		bool f = false;
+
+		/* acquire: pairs with the release in ufp_swb_ctx_put */
+		if (p->ctx_pool[k] &&
+		    atomic_compare_exchange_strong_explicit(&p->ctx_pool_busy[k], &f, true,
+				memory_order_acquire, memory_order_relaxed))
+			return p->ctx_pool[k];
+	}
+	return NULL;
+}
+
+void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c)
+{
+	if (ts && !ts->shared && ts->swb_ctx == c)
+		return;
+	for (unsigned k = 0; k < 4; k++)
+		if (p->ctx_pool[k] == c)
+			atomic_store_explicit(&p->ctx_pool_busy[k], false, memory_order_release);
+}
+
+/* Give the calling thread its own context (normal context only). */
+static void thread_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
+		swb_ctx_create(p->swb, &ts->swb_ctx);
+}
+
+bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end)
+{
+	uintptr_t s = p->staging;
+
+	return s && start >= s &&
+	       end <= s + (uintptr_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+}
+
+/* ======================================================================
+ * Discard (unmap, DONTNEED): caller has the region write-locked.
+ * ====================================================================== */
+
+bool pte_discard(struct ufp_pager *p, size_t i)
+{
+	uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed), nv;
+
+	do {
+		nv = (v & PTE_GEN_MASK) + PTE_GEN_ONE;   /* new generation, empty */
+		/* acq_rel: pairs with the claimers' CAS; an INFLIGHT owner
+		 * that later sees the new generation releases the copy */
+	} while (!atomic_compare_exchange_weak_explicit(&p->pte[i], &v, nv,
+			memory_order_acq_rel, memory_order_relaxed));
+	if (p->swb && !(v & PTE_INFLIGHT) && (v & (PTE_SWAPPED | PTE_CLEAN)))
+		swb_release(p->swb, atomic_load_explicit(&p->slots[i], memory_order_relaxed));
+	if (v & PTE_INFLIGHT)
+		page_wake(p, i);
+	return (v & PTE_PRESENT) != 0;
+}
+
+/* ======================================================================
+ * Eviction.
+ * ====================================================================== */
+
+struct victim {
+	size_t idx;
+	uint64_t v;       /* claimed value (INFLIGHT set) */
+	uint64_t handle;
+	bool keep;        /* clean: the stored copy stays valid */
+};
+
+static uintptr_t staging_page(struct ufp_pager *p, unsigned set, unsigned k)
+{
+	return p->staging + ((uintptr_t)set * UFP_STAGING_BATCH + k) * UFP_PAGE_SIZE;
+}
+
+static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
+{
+	uint64_t want = v->v;
+
+	/* release: pairs with the acquire in fault paths that saw INFLIGHT */
+	atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
+			v->v & ~(PTE_INFLIGHT | clear), memory_order_release, memory_order_relaxed);
+	page_wake(p, v->idx);
+}
+
+/* Claim up to max victims in one region, advancing the clock hand. */
+static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
+			      struct victim *vs, unsigned max, struct fault_lock *fl,
+			      bool *wrapped)
+{
+	uintptr_t hand = atomic_load_explicit(&p->clock_hand, memory_order_relaxed);
+	struct ufp_region *r;
+	uintptr_t a, end;
+	unsigned n = 0;
+
+	if (hand < p->arena_base || hand >= p->arena_end)
+		hand = p->arena_base;
+	urcu_memb_read_lock();
+	r = region_tree_lookup(&p->tree, hand);
+	if (!r)
+		r = region_tree_next(&p->tree, hand);
+	if (!r) {
+		r = region_tree_next(&p->tree, p->arena_base);
+		*wrapped = true;
+	}
+	a = r ? (region_start(r) > hand || *wrapped ? region_start(r) : hand) : 0;
+	end = r ? region_end(r) : 0;
+	ufp_rcu_read_unlock();
+	if (!r)
+		return 0;
+	r = fault_lock_region(p, a, ts, true, fl);
+	if (!r) {
+		atomic_store_explicit(&p->clock_hand, end, memory_order_relaxed);
+		return 0;
+	}
+	end = region_end(r);
+	for (; a < end && n < max; a += UFP_PAGE_SIZE) {
+		size_t i = pte_index(p, a);
+		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed);
+
+		STAT_INC(ts, reclaim_scans);
+		if ((v & (PTE_PRESENT | PTE_INFLIGHT | PTE_POISON)) != PTE_PRESENT)
+			continue;
+		if (v & PTE_REF) {   /* second chance */
+			atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v & ~PTE_REF,
+					memory_order_relaxed, memory_order_relaxed);
+			continue;
+		}
+		/* acquire: pairs with the release that published the entry */
+		if (!atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v | PTE_INFLIGHT,
+				memory_order_acquire, memory_order_relaxed))
+			continue;
+		vs[n].idx = i;
+		vs[n].v = v | PTE_INFLIGHT;
+		vs[n].handle = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+		vs[n].keep = false;
+		n++;
+	}
+	atomic_store_explicit(&p->clock_hand, a >= end ? end : a, memory_order_relaxed);
+	return n;
+}
+
+/* Evict one batch with staging set `set`. Returns pages evicted. */
+static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+			    unsigned set, bool *wrapped)
+{
+	struct victim vs[UFP_STAGING_BATCH];
+	const void *pages[UFP_STAGING_BATCH];
+	uint64_t handles[UFP_STAGING_BATCH];
+	unsigned idx[UFP_STAGING_BATCH];
+	struct fault_lock fl;
+	unsigned n, m = 0, nd = 0, done = 0, max = swb_ctx_nbufs(ctx);
+	int stored;
+
+	if (max > UFP_STAGING_BATCH)
+		max = UFP_STAGING_BATCH;
+	n = claim_victims(p, ts, vs, max, &fl, wrapped);
+	/* Take the pages away: after the move the arena page is missing. */
+	for (unsigned k = 0; k < n; k++) {
+		uintptr_t a = p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT);
+		long r = uffd_move(p, ts, staging_page(p, set, m), a, UFP_PAGE_SIZE);
+
+		if (r != (long)UFP_PAGE_SIZE) {
+			/* -EBUSY: shared with a fork child or pinned; keep it */
+			unclaim(p, &vs[k], 0);
+			continue;
+		}
+		vs[m++] = vs[k];
+	}
+	if (fl.kind != FLK_NONE)
+		fault_unlock_region(p, &fl);
+	if (!m)
+		return 0;
+	/* Clean pages whose content still matches their stored copy. */
+	for (unsigned k = 0; k < m; k++) {
+		const void *pg = (const void *)staging_page(p, set, k);
+
+		if ((vs[k].v & PTE_CLEAN) &&
+		    XXH3_64bits(pg, UFP_PAGE_SIZE) ==
+		    atomic_load_explicit(&p->chash[vs[k].idx], memory_order_relaxed)) {
+			vs[k].keep = true;
+			continue;
+		}
+		if (vs[k].v & PTE_CLEAN)   /* written since: the old copy is stale */
+			swb_release(p->swb, vs[k].handle);
+		idx[nd] = k;
+		pages[nd++] = pg;
+	}
+	stored = nd ? swb_store(ctx, pages, nd, handles) : 0;
+	if (stored < 0)
+		stored = 0;
+	for (unsigned d = 0; d < nd; d++) {
+		struct victim *v = &vs[idx[d]];
+
+		if (d < (unsigned)stored) {
+			v->handle = handles[d];
+			STAT_INC(ts, swapouts);
+			if (swb_handle_is_file(handles[d]))
+				STAT_ADD(ts, bytes_written, UFP_PAGE_SIZE);
+			continue;
+		}
+		/* Not stored (swap full, I/O error): put the page back. */
+		uint64_t cur = atomic_load_explicit(&p->pte[v->idx], memory_order_acquire);
+		uintptr_t a = p->arena_base + (v->idx << UFP_PAGE_SHIFT);
+
+		if (cur == v->v &&
+		    uffd_move(p, ts, a, staging_page(p, set, idx[d]), UFP_PAGE_SIZE) ==
+		    (long)UFP_PAGE_SIZE)
+			unclaim(p, v, PTE_CLEAN);
+		else if (cur == v->v)
+			ufp_bug("eviction could neither store nor restore a page", __FILE__, __LINE__);
+		else
+			page_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
+		v->idx = SIZE_MAX;
+		if (!atomic_exchange(&p->swap_full, true))
+			STAT_INC(ts, swap_full_events);
+	}
+	/* Publish. */
+	for (unsigned k = 0; k < m; k++) {
+		struct victim *v = &vs[k];
+		uint64_t want = v->v;
+
+		if (v->idx == SIZE_MAX)
+			continue;
+		atomic_store_explicit(&p->slots[v->idx], v->handle, memory_order_relaxed);
+		/* release: pairs with the acquire claim in fault.c, which then
+		 * reads slots[i] */
+		if (atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
+				(v->v & PTE_GEN_MASK) | PTE_SWAPPED,
+				memory_order_release, memory_order_relaxed)) {
+			done++;
+			if (v->keep)
+				STAT_INC(ts, swapouts_clean);
+		} else {
+			swb_release(p->swb, v->handle);   /* discarded meanwhile */
+		}
+		page_wake(p, v->idx);
+	}
+	STAT_ADD(ts, resident_pages, -(int64_t)m);
+	/* Empty the staging set (our own REMOVE event; handlers drop it). */
+	madvise((void *)staging_page(p, set, 0), UFP_STAGING_BATCH * UFP_PAGE_SIZE, MADV_DONTNEED);
+	return done;
+}
+
+/* Evict about `want` pages. Returns pages evicted. */
+static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+		      uint64_t want)
+{
+	uint64_t got = 0;
+	unsigned wraps = 0, set;
+
+	for (set = 0; set < UFP_STAGING_SETS; set++) {
+		bool f = false;
+
+		/* acquire: pairs with the release below */
+		if (atomic_compare_exchange_strong_explicit(&p->staging_busy[set], &f, true,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+	}
+	if (set == UFP_STAGING_SETS)
+		return 0;
+	atomic_fetch_add(&p->evicting, 1);
+	while (got < want && wraps < 3 && !atomic_load(&p->reclaim_paused) &&
+	       !atomic_load_explicit(&p->swap_full, memory_order_relaxed)) {
+		bool wrapped = false;
+
+		got += evict_batch(p, ts, ctx, set, &wrapped);
+		wraps += wrapped;
+	}
+	atomic_fetch_sub(&p->evicting, 1);
+	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+	return got;
+}
+
+/* ======================================================================
+ * The reclaim thread and throttling.
+ * ====================================================================== */
+
+static void *reclaim_main(void *arg)
+{
+	struct ufp_pager *p = arg;
+	struct ufp_tstats *ts;
+	uint64_t last_full = 0, last_maint = 0;
+
+	ufp_thread_enter(p);
+	ts = ufp_tstats_get(p, true);
+	thread_ctx_ensure(p, ts);
+	while (!atomic_load_explicit(&p->reclaim_stop, memory_order_acquire)) {
+		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
+		int64_t res = ufp_stats_counter_sum(p, UFP_C_resident_pages);
+		uint64_t now = ufp_now_ns();
+
+		if (res < 0)
+			res = 0;
+		atomic_store_explicit(&p->resident_est, (uint64_t)res, memory_order_relaxed);
+		if ((uint64_t)res <= p->high_pages)
+			futex_bump_wake(&p->reclaimed_futex);
+		if (atomic_load(&p->swap_full) && now - last_full > 100000000ull) {
+			last_full = now;          /* retry after frees */
+			swb_maintain(p->swb);
+			atomic_store(&p->swap_full, false);
+		}
+		if (!atomic_load(&p->reclaim_paused) && ts->swb_ctx &&
+		    (uint64_t)res > p->high_pages && !atomic_load(&p->swap_full)) {
+			uint64_t got = evict(p, ts, ts->swb_ctx, (uint64_t)res - p->low_pages);
+
+			futex_bump_wake(&p->reclaimed_futex);
+			if (got)
+				continue;
+		}
+		if (now - last_maint > 50000000ull) {
+			last_maint = now;
+			swb_maintain(p->swb);
+		}
+		futex_wait_ms(&p->reclaim_futex, w, 1);
+	}
+	return NULL;
+}
+
+void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	uint64_t limit = p->high_pages + p->high_pages / 8 + 64;
+
+	for (int i = 0; i < 50; i++) {
+		uint32_t w = atomic_load_explicit(&p->reclaimed_futex, memory_order_acquire);
+
+		if (atomic_load_explicit(&p->resident_est, memory_order_relaxed) < limit ||
+		    atomic_load_explicit(&p->swap_full, memory_order_relaxed) ||
+		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed))
+			return;
+		/* Direct reclaim where it is allowed (a handler thread: normal
+		 * context, its own I/O context); elsewhere wake the reclaim
+		 * thread and wait for it. */
+		if (ufp_is_handler_thread() && ts->swb_ctx && !ts->shared) {
+			evict(p, ts, ts->swb_ctx, UFP_STAGING_BATCH);
+			continue;
+		}
+		futex_bump_wake(&p->reclaim_futex);
+		futex_wait_ms(&p->reclaimed_futex, w, 1);
+	}
+}
+
+void reclaim_pause(struct ufp_pager *p)
+{
+	if (!p->swb)
+		return;
+	atomic_store(&p->reclaim_paused, true);
+	while (atomic_load(&p->evicting))
+		sched_yield();
+}
+
+void reclaim_resume(struct ufp_pager *p)
+{
+	if (!p->swb)
+		return;
+	atomic_store(&p->reclaim_paused, false);
+	futex_bump_wake(&p->reclaim_futex);
+}
+
+/* Fork policy: bring every evicted page back (pager write lock held, so
+ * no structural op runs; reclaim paused, so no eviction runs). A swap-in
+ * in flight is taken over: the page is installed here and its generation
+ * bumped, so the owner releases the copy and installs nothing. */
+static void swapin_region(struct ufp_region *r, void *arg)
+{
+	struct ufp_pager *p = arg;
+	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	struct swb_ctx *ctx = ts->swb_ctx;
+	void *buf;
+
+	if (!ctx)
+		return;
+	buf = swb_ctx_buf(ctx, 0);
+	for (uintptr_t a = region_start(r); a < region_end(r); a += UFP_PAGE_SIZE) {
+		size_t i = pte_index(p, a);
+		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_acquire), h, failed = 0;
+
+		if (!(v & PTE_SWAPPED))
+			continue;
+		h = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+		if (swb_load(ctx, &h, 1, &buf, &failed) == 0 &&
+		    uffd_fill(p, ts, a, buf, UFP_PAGE_SIZE, true) > 0) {
+			uint64_t nv = (v & PTE_GEN_MASK) + ((v & PTE_INFLIGHT) ? PTE_GEN_ONE : 0);
+
+			/* acq_rel: pairs with the in-flight owner's re-check */
+			if (atomic_compare_exchange_strong_explicit(&p->pte[i], &v, nv | PTE_PRESENT,
+					memory_order_acq_rel, memory_order_relaxed)) {
+				if (!(v & PTE_INFLIGHT))
+					swb_release(p->swb, h);
+				STAT_ADD(ts, resident_pages, 1);
+				STAT_INC(ts, swapins);
+			}
+		}
+	}
+}
+
+int swapin_all_locked(struct ufp_pager *p)
+{
+	if (!p->swb)
+		return 0;
+	pager_assert_write_locked(p);
+	region_tree_walk(&p->tree, swapin_region, p);
+	return 0;
+}
+
+/* ======================================================================
+ * Setup and teardown.
+ * ====================================================================== */
+
+int reclaim_init(struct ufp_pager *p)
+{
+	struct swb_params sp = {
+		.dir = p->opt.swap_dir, .file_size = p->opt.swap_size,
+		.ztier_size = p->opt.ztier_size,
+	};
+	size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+	void *st;
+	int err;
+
+	if (!p->opt.budget)
+		return 0;
+	if (!(p->features & UFFD_FEATURE_MOVE)) {
+		ufp_set_error("ufpager: a resident budget needs UFFDIO_MOVE (Linux 6.8+) to take "
+			      "pages away atomically; this kernel lacks it");
+		return -EOPNOTSUPP;
+	}
+	p->budget_pages = p->opt.budget >> UFP_PAGE_SHIFT;
+	if (p->budget_pages < 2 * UFP_STAGING_BATCH) {
+		ufp_set_error("ufpager: budget must be at least %d KiB",
+			      2 * UFP_STAGING_BATCH * 4);
+		return -EINVAL;
+	}
+	p->high_pages = p->budget_pages;
+	p->low_pages = p->high_pages - (p->high_pages / 16 > UFP_STAGING_BATCH ?
+					p->high_pages / 16 : UFP_STAGING_BATCH);
+	p->slots = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	p->chash = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->slots == MAP_FAILED || p->chash == MAP_FAILED)
+		return -ENOMEM;
+	err = swb_create(&sp, &p->swb);
+	if (err) {
+		ufp_set_error("ufpager: swap backend: %s", swb_error_detail());
+		return err;
+	}
+	for (unsigned k = 0; k < 4; k++)
+		if (swb_ctx_create(p->swb, &p->ctx_pool[k]))
+			p->ctx_pool[k] = NULL;
+	/* Staging: registered with the same uffd (UFFDIO_MOVE needs it),
+	 * outside the arena, never handed to the application. */
+	st = mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st == MAP_FAILED)
+		return -errno;
+	p->staging = (uintptr_t)st;
+	err = uffd_register(p, p->staging, slen);
+	if (err)
+		return err;
+	if (pthread_create(&p->reclaim_thread, NULL, reclaim_main, p))
+		return -EAGAIN;
+	p->reclaim_started = true;
+	return 0;
+}
+
+/* First step of pager destroy: the reclaim thread needs the handlers. */
+void reclaim_stop_thread(struct ufp_pager *p)
+{
+	if (p->reclaim_started) {
+		atomic_store_explicit(&p->reclaim_stop, true, memory_order_release);
+		futex_bump_wake(&p->reclaim_futex);
+		pthread_join(p->reclaim_thread, NULL);
+		p->reclaim_started = false;
+	}
+}
+
+/* Called at pager destroy after the service threads stopped. */
+void reclaim_fini(struct ufp_pager *p)
+{
+	reclaim_stop_thread(p);
+	if (p->swb) {
+		pthread_mutex_lock(&p->stats_lock);
+		for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+			if (ts->swb_ctx) {
+				swb_ctx_destroy(ts->swb_ctx);
+				ts->swb_ctx = NULL;
+			}
+		pthread_mutex_unlock(&p->stats_lock);
+		for (unsigned k = 0; k < 4; k++)
+			if (p->ctx_pool[k])
+				swb_ctx_destroy(p->ctx_pool[k]);
+		swb_destroy(p->swb);
+		p->swb = NULL;
+	}
+	if (p->staging) {
+		size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+
+		/* unregister first: an UNMAP event with no reader left would
+		 * block munmap forever */
+		uffd_unregister(p, p->staging, slen);
+		munmap((void *)p->staging, slen);
+	}
+	if (p->slots && p->slots != MAP_FAILED)
+		munmap(p->slots, p->npages * sizeof(uint64_t));
+	if (p->chash && p->chash != MAP_FAILED)
+		munmap(p->chash, p->npages * sizeof(uint64_t));
+	p->staging = 0;
+	p->slots = p->chash = NULL;
+}
+
+/* A thread entering the library gets its own I/O context (normal context). */
+void reclaim_thread_enter(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	thread_ctx_ensure(p, ts);
+}
