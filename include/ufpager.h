@@ -138,6 +138,7 @@ UFP_API int ufp_protect(ufp_pager *pager, void *addr, size_t len, int prot);
 #define UFP_ADV_NORMAL   0
 #define UFP_ADV_WILLNEED 1  /* bring pages in now (zero-fill or swap-in) */
 #define UFP_ADV_DONTNEED 2  /* discard contents: next access reads zeros */
+#define UFP_ADV_PAGEOUT  3  /* evict resident pages now (needs a budget) */
 
 /* Advise on [addr, addr+len) (all mapped, else -ENOMEM). */
 UFP_API int ufp_advise(ufp_pager *pager, void *addr, size_t len, int advice);

@@ -85,6 +85,15 @@ static int64_t mark_present(struct ufp_pager *p, uintptr_t start, size_t len)
 	return newly;
 }
 
+/* With handler threads the faulting thread sleeps until woken: install
+ * without waking, record the page state, then wake (else it could run on,
+ * and e.g. evict the page, before its state says present). The SIGBUS
+ * handler's thread is the faulting thread itself. */
+static bool handler_wakes(struct ufp_pager *p)
+{
+	return p->delivery == UFP_DELIVERY_HANDLER;
+}
+
 static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
 		     uintptr_t page, bool write)
 {
@@ -105,10 +114,13 @@ static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_regi
 	}
 	/* Write faults get private zeroed pages (no second fault for the
 	 * write); read faults map the shared zero page. */
-	ret = uffd_fill(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true);
+	ret = uffd_fill_mode(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true,
+			     handler_wakes(p));
 	if (ret < 0)
 		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
 	newly = mark_present(p, page, (size_t)ret);
+	if (handler_wakes(p))
+		uffd_wake(p, page, (size_t)ret);
 	atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
 	STAT_INC(ts, faults);
 	STAT_INC(ts, faults_missing);
@@ -237,11 +249,13 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			page_wake(p, i);
 			continue;
 		}
-		long ret = uffd_fill(p, ts, a, bufs[k], UFP_PAGE_SIZE, true);
+		long ret = uffd_fill_mode(p, ts, a, bufs[k], UFP_PAGE_SIZE, true,
+					  handler_wakes(p));
 
-		if (ret == -EAGAIN) {
-			/* an event is pending: put the entry back as it was; the
-			 * faulting page's caller retries after reading events */
+		if (ret < 0) {
+			/* -EAGAIN: an event is pending; anything else (-ENOMEM):
+			 * the page is not installed. Put the entry back as it was;
+			 * the faulting page's caller retries (after reading events) */
 			atomic_store_explicit(&p->pte[i], c[k].v & ~PTE_INFLIGHT,
 					      memory_order_release);
 			page_wake(p, i);
@@ -255,6 +269,8 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		/* release: pairs with acquire readers of the entry (evict_claim) */
 		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | PTE_REF,
 				      memory_order_release);
+		if (handler_wakes(p))
+			uffd_wake(p, a, UFP_PAGE_SIZE);
 		page_wake(p, i);
 		STAT_INC(ts, swapins);
 		STAT_ADD(ts, resident_pages, 1);
@@ -310,7 +326,7 @@ int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		}
 		if (v & PTE_POISON) {
 			fault_unlock_region(p, &fl);
-			return -EIO;
+			return -EHWPOISON;   /* SIGBUS for this page, by design */
 		}
 		if (v & PTE_SWAPPED)
 			ret = swap_in(p, ts, &fl, r, page, v, rcu_ok);

@@ -777,11 +777,21 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 
 	if (err)
 		return err;
-	if (advice != UFP_ADV_NORMAL && advice != UFP_ADV_WILLNEED && advice != UFP_ADV_DONTNEED)
+	if (advice != UFP_ADV_NORMAL && advice != UFP_ADV_WILLNEED &&
+	    advice != UFP_ADV_DONTNEED && advice != UFP_ADV_PAGEOUT)
 		return -EINVAL;
 	err = pager_check_range(p, addr, len);
 	if (err)
 		return err;
+	if (advice == UFP_ADV_PAGEOUT) {
+		long got;
+
+		if (!p->swb)
+			return -EOPNOTSUPP;
+		got = reclaim_pageout(p, s, e);
+		STAT_INC(ufp_tstats_get(p, true), advises);
+		return got < 0 ? (int)got : 0;
+	}
 	if (advice == UFP_ADV_WILLNEED) {
 		pager_read_lock(p);
 		bool mapped = pager_range_mapped(p, s, e);

@@ -137,37 +137,50 @@ static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
 	page_wake(p, v->idx);
 }
 
-/* Claim up to max victims in one region, advancing the clock hand. */
+/*
+ * Claim up to max victims in one region, advancing the hand: the clock
+ * hand, or for a PAGEOUT of [*range_hand, range_end) the range's own hand
+ * (then the second chance is not given: the caller asked for these pages).
+ */
 static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 			      struct victim *vs, unsigned max, struct fault_lock *fl,
-			      bool *wrapped)
+			      bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
 {
-	uintptr_t hand = atomic_load_explicit(&p->clock_hand, memory_order_relaxed);
+	uintptr_t hand = range_hand ? *range_hand :
+			 atomic_load_explicit(&p->clock_hand, memory_order_relaxed);
 	struct ufp_region *r;
 	uintptr_t a, end;
 	unsigned n = 0;
 
-	if (hand < p->arena_base || hand >= p->arena_end)
+	if (!range_hand && (hand < p->arena_base || hand >= p->arena_end))
 		hand = p->arena_base;
 	urcu_memb_read_lock();
 	r = region_tree_lookup(&p->tree, hand);
 	if (!r)
 		r = region_tree_next(&p->tree, hand);
-	if (!r) {
+	if (!r && !range_hand) {
 		r = region_tree_next(&p->tree, p->arena_base);
 		*wrapped = true;
 	}
 	a = r ? (region_start(r) > hand || *wrapped ? region_start(r) : hand) : 0;
 	end = r ? region_end(r) : 0;
 	ufp_rcu_read_unlock();
-	if (!r)
+	if (!r || (range_hand && a >= range_end)) {
+		if (range_hand)
+			*range_hand = range_end;
 		return 0;
+	}
 	r = fault_lock_region(p, a, ts, true, fl);
 	if (!r) {
-		atomic_store_explicit(&p->clock_hand, end, memory_order_relaxed);
+		if (range_hand)
+			*range_hand = end;
+		else
+			atomic_store_explicit(&p->clock_hand, end, memory_order_relaxed);
 		return 0;
 	}
 	end = region_end(r);
+	if (range_hand && end > range_end)
+		end = range_end;
 	for (; a < end && n < max; a += UFP_PAGE_SIZE) {
 		size_t i = pte_index(p, a);
 		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed);
@@ -175,7 +188,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		STAT_INC(ts, reclaim_scans);
 		if ((v & (PTE_PRESENT | PTE_INFLIGHT | PTE_POISON)) != PTE_PRESENT)
 			continue;
-		if (v & PTE_REF) {   /* second chance */
+		if ((v & PTE_REF) && !range_hand) {   /* second chance */
 			atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v & ~PTE_REF,
 					memory_order_relaxed, memory_order_relaxed);
 			continue;
@@ -190,13 +203,33 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		vs[n].keep = false;
 		n++;
 	}
-	atomic_store_explicit(&p->clock_hand, a >= end ? end : a, memory_order_relaxed);
+	if (range_hand)
+		*range_hand = a >= end ? end : a;
+	else
+		atomic_store_explicit(&p->clock_hand, a >= end ? end : a, memory_order_relaxed);
 	return n;
+}
+
+/*
+ * Empty a staging set for the next batch. MADV_DONTNEED on a registered
+ * range raises a REMOVE event, and the caller would wait until a handler
+ * thread reads it: with direct reclaim in every handler thread that can
+ * deadlock (each waits for another to read its event). So unregister the
+ * set, discard, register again: no event at all.
+ */
+static void staging_empty(struct ufp_pager *p, unsigned set)
+{
+	uintptr_t s = staging_page(p, set, 0);
+	size_t len = UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+
+	uffd_unregister(p, s, len);
+	madvise((void *)s, len, MADV_DONTNEED);
+	UFP_BUG_ON(uffd_register(p, s, len) != 0);
 }
 
 /* Evict one batch with staging set `set`. Returns pages evicted. */
 static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
-			    unsigned set, bool *wrapped)
+			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
 {
 	struct victim vs[UFP_STAGING_BATCH];
 	const void *pages[UFP_STAGING_BATCH];
@@ -208,7 +241,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 
 	if (max > UFP_STAGING_BATCH)
 		max = UFP_STAGING_BATCH;
-	n = claim_victims(p, ts, vs, max, &fl, wrapped);
+	n = claim_victims(p, ts, vs, max, &fl, wrapped, range_hand, range_end);
 	/* Take the pages away: after the move the arena page is missing. */
 	for (unsigned k = 0; k < n; k++) {
 		uintptr_t a = p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT);
@@ -291,8 +324,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		page_wake(p, v->idx);
 	}
 	STAT_ADD(ts, resident_pages, -(int64_t)m);
-	/* Empty the staging set (our own REMOVE event; handlers drop it). */
-	madvise((void *)staging_page(p, set, 0), UFP_STAGING_BATCH * UFP_PAGE_SIZE, MADV_DONTNEED);
+	staging_empty(p, set);
 	return done;
 }
 
@@ -306,7 +338,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	for (set = 0; set < UFP_STAGING_SETS; set++) {
 		bool f = false;
 
-		/* acquire: pairs with the release below */
+		/* acquire: pairs with the release at the end of evict */
 		if (atomic_compare_exchange_strong_explicit(&p->staging_busy[set], &f, true,
 				memory_order_acquire, memory_order_relaxed))
 			break;
@@ -318,7 +350,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	       !atomic_load_explicit(&p->swap_full, memory_order_relaxed)) {
 		bool wrapped = false;
 
-		got += evict_batch(p, ts, ctx, set, &wrapped);
+		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
 		wraps += wrapped;
 	}
 	atomic_fetch_sub(&p->evicting, 1);
@@ -392,6 +424,45 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 		futex_bump_wake(&p->reclaim_futex);
 		futex_wait_ms(&p->reclaimed_futex, w, 1);
 	}
+}
+
+/* PAGEOUT: evict every resident page of [s, e) now (the image of
+ * MADV_PAGEOUT). Normal context, no lock held. Returns pages evicted, or
+ * -EOPNOTSUPP without a budget (no backend), -ENOSPC if swap filled up. */
+long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
+{
+	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	uintptr_t hand = s;
+	long got = 0;
+	unsigned set;
+
+	if (!p->swb)
+		return -EOPNOTSUPP;
+	thread_ctx_ensure(p, ts);
+	if (!ts->swb_ctx)
+		return -ENOMEM;
+	for (;;) {
+		bool f = false;
+
+		for (set = 0; set < UFP_STAGING_SETS; set++)
+			if (atomic_compare_exchange_strong_explicit(&p->staging_busy[set], &f, true,
+					memory_order_acquire, memory_order_relaxed))
+				break;
+			else
+				f = false;
+		if (set < UFP_STAGING_SETS)
+			break;
+		sched_yield();
+	}
+	atomic_fetch_add(&p->evicting, 1);
+	while (hand < e && !atomic_load(&p->swap_full)) {
+		bool wrapped = false;
+
+		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e);
+	}
+	atomic_fetch_sub(&p->evicting, 1);
+	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+	return atomic_load(&p->swap_full) ? -ENOSPC : got;
 }
 
 void reclaim_pause(struct ufp_pager *p)

@@ -217,7 +217,7 @@ int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len)
 
 	if (ioctl(p->uffd, UFFDIO_REGISTER, &reg))
 		return -errno;
-	p->ioctls = reg.ioctls;
+
 	if (!(reg.ioctls & (1ull << _UFFDIO_COPY)))
 		return -EOPNOTSUPP;
 	return 0;
@@ -241,17 +241,20 @@ int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len)
 	return ioctl(p->uffd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
-static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len)
+static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len,
+		      bool dontwake)
 {
 	if (src) {
-		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
+		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len,
+					 .mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0 };
 
 		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0)
 			return (long)len;
 		/* partial progress is reported in .copy with EAGAIN */
 		return c.copy > 0 ? (long)c.copy : -errno;
 	} else {
-		struct uffdio_zeropage z = { .range = { dst, len } };
+		struct uffdio_zeropage z = { .range = { dst, len },
+					     .mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0 };
 
 		if (ioctl(p->uffd, UFFDIO_ZEROPAGE, &z) == 0)
 			return (long)len;
@@ -262,11 +265,17 @@ static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_
 long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       const void *src, size_t len, bool stop_on_exist)
 {
+	return uffd_fill_mode(p, ts, dst, src, len, stop_on_exist, false);
+}
+
+long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+		    const void *src, size_t len, bool stop_on_exist, bool dontwake)
+{
 	size_t done = 0;
 
 	while (done < len) {
 		long r = fill_once(p, dst + done, src ? (const char *)src + done : NULL,
-				   len - done);
+				   len - done, dontwake);
 		if (r > 0) {
 			done += (size_t)r;
 			continue;
@@ -862,7 +871,8 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 				errno = saved_errno;
 				return;
 			}
-			sig_report(addr, r);
+			if (r != -EHWPOISON)
+				sig_report(addr, r);
 			break;   /* ours but unmapped (or failed): not resolvable */
 		}
 	}

@@ -459,6 +459,10 @@ int uffd_unregister(struct ufp_pager *p, uintptr_t start, size_t len);
  */
 long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       const void *src, size_t len, bool stop_on_exist);
+/* As uffd_fill; with dontwake the caller wakes (uffd_wake) after it has
+ * recorded the page state, so a woken thread never sees a stale entry. */
+long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
+		    const void *src, size_t len, bool stop_on_exist, bool dontwake);
 int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len);
@@ -486,6 +490,7 @@ struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts);
 void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c);
 /* Fork prepare: stop reclaim and bring every evicted page back. Pager
  * write lock held. */
+long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 void reclaim_pause(struct ufp_pager *p);
 void reclaim_resume(struct ufp_pager *p);
 int swapin_all_locked(struct ufp_pager *p);
