@@ -813,10 +813,18 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 			goto out;
 		lock_sorted(v, n);
 		free(v);
-		own_op_begin(p, s, e);   /* our REMOVE event: handlers drop it */
+		/*
+		 * madvise(DONTNEED) on a registered range raises a REMOVE event and
+		 * waits until a handler thread has read it; handler threads may be
+		 * waiting for the pager lock we hold. Unregister, discard, register:
+		 * our structural ops raise no events, so a writer never waits for a
+		 * handler. (A thread racing the discard with its own accesses may
+		 * get a page the kernel zero-fills without us: still zeros.)
+		 */
+		uffd_unregister(p, s, len);
 		if (madvise((void *)s, len, MADV_DONTNEED))
 			err = -errno;
-		own_op_end(p);
+		UFP_BUG_ON(uffd_register(p, s, len) != 0);
 		pager_clear_ptes(p, s, e);
 	}
 	STAT_INC(ufp_tstats_get(p, true), advises);

@@ -343,36 +343,6 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 }
 
 /* ======================================================================
- * Own operations: a structural op of ours that raises an event (madvise
- * DONTNEED raises REMOVE) brackets the syscall; handlers drop such events.
- * The kernel does not return from the syscall before a handler has read
- * the event, so the bracket is always visible to that handler.
- * ====================================================================== */
-
-void own_op_begin(struct ufp_pager *p, uintptr_t start, uintptr_t end)
-{
-	pager_assert_write_locked(p);
-	atomic_store_explicit(&p->own.start, start, memory_order_relaxed);
-	/* release: pairs with the acquire load of own.end in is_own_event */
-	atomic_store_explicit(&p->own.end, end, memory_order_release);
-}
-
-void own_op_end(struct ufp_pager *p)
-{
-	atomic_store_explicit(&p->own.end, 0, memory_order_release);
-	atomic_store_explicit(&p->own.start, 0, memory_order_relaxed);
-}
-
-static bool is_own_event(struct ufp_pager *p, uintptr_t start, uintptr_t end)
-{
-	/* acquire: pairs with the release store in own_op_begin */
-	uintptr_t oe = atomic_load_explicit(&p->own.end, memory_order_acquire);
-	uintptr_t os = atomic_load_explicit(&p->own.start, memory_order_relaxed);
-
-	return oe && start >= os && end <= oe;
-}
-
-/* ======================================================================
  * Event worker: applies foreign events under the pager write lock.
  * ====================================================================== */
 
@@ -475,14 +445,11 @@ static void handle_event(struct ufp_pager *p, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
 	case UFFD_EVENT_UNMAP:
-		if (is_own_event(p, m->arg.remove.start, m->arg.remove.end) ||
-		    is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
+		if (is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
 			return;
 		queue_event(p, m);
 		return;
 	case UFFD_EVENT_REMAP:
-		if (is_own_event(p, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len))
-			return;
 		queue_event(p, m);
 		return;
 	default:

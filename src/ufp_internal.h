@@ -312,10 +312,6 @@ static inline int region_prot(const struct ufp_region *r)
 #define UFP_STAGING_BATCH 32        /* pages per eviction batch */
 #define UFP_STAGING_SETS 4          /* concurrent eviction batches */
 
-struct ufp_own_op {                 /* an event our own syscall will raise */
-	_Atomic uintptr_t start, end;
-};
-
 struct ufp_handler {
 	struct ufp_pager *pager;
 	pthread_t thread;
@@ -371,7 +367,6 @@ struct ufp_pager {
 
 	struct region_tree tree ufp_cacheline_aligned;
 	uintptr_t bump;                /* next-fit arena cursor (writer) */
-	struct ufp_own_op own;
 
 	/* service threads */
 	struct ufp_handler *handlers;
@@ -499,9 +494,6 @@ int swapin_all_locked(struct ufp_pager *p);
 bool pte_discard(struct ufp_pager *p, size_t i);
 bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 
-/* Own ops: bracket a syscall that raises an event we must not act on. */
-void own_op_begin(struct ufp_pager *p, uintptr_t start, uintptr_t end);
-void own_op_end(struct ufp_pager *p);
 /* Thread registration with RCU (outside signal context). */
 void ufp_thread_enter(struct ufp_pager *p);
 bool ufp_thread_rcu_registered(void);

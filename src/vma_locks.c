@@ -86,7 +86,7 @@ void pager_lock_init(struct ufp_pager *p, uint32_t initial_seq)
 	atomic_init(&p->lock_seq, initial_seq & ~1u);
 }
 
-bool pager_read_trylock(struct ufp_pager *p)
+static bool pager_read_trylock_raw(struct ufp_pager *p)
 {
 	uint32_t s = atomic_load_explicit(&p->lock.state, memory_order_relaxed);
 
@@ -100,10 +100,18 @@ bool pager_read_trylock(struct ufp_pager *p)
 	return false;
 }
 
+bool pager_read_trylock(struct ufp_pager *p)
+{
+	if (!pager_read_trylock_raw(p))
+		return false;
+	lockdep_acquire(LL_PAGER, 0);
+	return true;
+}
+
 void pager_read_lock(struct ufp_pager *p)
 {
 	for (;;) {
-		if (pager_read_trylock(p))
+		if (pager_read_trylock_raw(p))
 			break;
 		/* Sleep until the writer side changes: writer_seq is bumped
 		 * (release) by every write unlock before the wake. */
@@ -264,6 +272,8 @@ void region_write_lock(struct ufp_region *r)
 				  memory_order_release);
 }
 
+static void region_read_unlock_raw(struct ufp_region *r);
+
 bool region_read_trylock(struct ufp_region *r)
 {
 	struct ufp_pager *p = r->pager;
@@ -288,7 +298,7 @@ bool region_read_trylock(struct ufp_region *r)
 	 * this region between the first check and the CAS. Both acquires. */
 	pseq = atomic_load_explicit(&p->lock_seq, memory_order_acquire);
 	if (atomic_load_explicit(&r->lock_seq, memory_order_acquire) == pseq) {
-		region_read_unlock(r);
+		region_read_unlock_raw(r);
 		return false;
 	}
 	lockdep_acquire(LL_REGION, 0);
@@ -301,7 +311,7 @@ bool region_read_trylock(struct ufp_region *r)
  * the review of the kernel series found (vma_end_read). */
 void (*region_unlock_test_hook)(struct ufp_region *r);
 
-void region_read_unlock(struct ufp_region *r)
+static void region_read_unlock_raw(struct ufp_region *r)
 {
 	struct ufp_pager *p = r->pager;
 	/* release: our page-state accesses happen before the writer's
@@ -320,10 +330,10 @@ void region_read_unlock(struct ufp_region *r)
 	}
 }
 
-static void region_read_unlock_tracked(struct ufp_region *r)
+void region_read_unlock(struct ufp_region *r)
 {
 	lockdep_release(LL_REGION);
-	region_read_unlock(r);
+	region_read_unlock_raw(r);
 }
 
 /* ======================================================================
@@ -380,7 +390,7 @@ retry:
 	if (atomic_load_explicit(&r->detached, memory_order_acquire) ||
 	    addr < region_start(r) || addr >= region_end(r) ||
 	    region_tree_lookup(&p->tree, addr) != r) {
-		region_read_unlock_tracked(r);
+		region_read_unlock(r);
 		count_lock(ts, r, UFP_C_lock_miss, 3);
 		if (++tries < LOCK_MISS_RETRIES)
 			goto retry;
@@ -422,8 +432,6 @@ struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
 	if (!pager_read_trylock(p)) {
 		pager_read_lock(p);
 		ufp_hist_record(ts, UFP_L_lock_wait, ufp_now_ns() - t0);
-	} else {
-		lockdep_acquire(LL_PAGER, 0);
 	}
 	r = region_tree_lookup(&p->tree, addr);
 	if (!r || (r->flags & UFP_RF_HOLE)) {
@@ -438,7 +446,7 @@ struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
 void fault_unlock_region(struct ufp_pager *p, struct fault_lock *fl)
 {
 	if (fl->kind == FLK_REGION)
-		region_read_unlock_tracked(fl->r);
+		region_read_unlock(fl->r);
 	else if (fl->kind == FLK_PAGER)
 		pager_read_unlock(p);
 	fl->kind = FLK_NONE;
