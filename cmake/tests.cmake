@@ -19,7 +19,7 @@ endfunction()
 
 ufp_test(test_region)
 ufp_test(test_api)
-ufp_test(test_faults)
+ufp_test(test_faults LABEL "unit;race")
 
 # The benchmarks must run: a short smoke of each suite that needs no root.
 add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
@@ -33,5 +33,11 @@ add_executable(quickstart examples/quickstart.c)
 target_link_libraries(quickstart PRIVATE ufpager)
 add_test(NAME readme_quickstart COMMAND quickstart)
 set_tests_properties(readme_quickstart PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 60)
-ufp_test(test_swap)
+ufp_test(test_swap LABEL "unit;race")
 ufp_test(test_locks LABEL race)
+
+# The long stress run: the data test of test_locks for 2 minutes across
+# every delivery and lock mode (scripts/test.sh --stress).
+add_test(NAME stress_long COMMAND test_locks)
+set_tests_properties(stress_long PROPERTIES LABELS stress TIMEOUT 900 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "CK_RUN_CASE=stress;UFP_STRESS_SECONDS=120")

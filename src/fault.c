@@ -209,9 +209,11 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		return -EINTR;     /* lost the race: look again */
 	}
 	if (drop) {
+		/* count on the region while we still hold it: after the unlock
+		 * it may be unmapped and freed */
+		atomic_fetch_add_explicit(&r->nlock[2], 1, memory_order_relaxed);
 		fault_unlock_region(p, fl);
 		STAT_INC(ts, lock_retry);
-		atomic_fetch_add_explicit(&r->nlock[2], 1, memory_order_relaxed);
 	}
 	for (unsigned k = 0; k < n; k++) {
 		handles[k] = c[k].handle;

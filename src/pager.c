@@ -480,12 +480,16 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		ufp_set_error("ufpager: too many pagers (%d)", UFP_MAX_PAGERS);
 		goto fail_sig;
 	}
+	/* Swap state is complete before any service thread can read it. */
+	err = reclaim_init(p);
+	if (err)
+		goto fail_threads;
 	err = uffd_start_threads(p);
 	if (err) {
 		ufp_set_error("ufpager: cannot start service threads");
 		goto fail_threads;
 	}
-	err = reclaim_init(p);
+	err = reclaim_start(p);
 	if (err)
 		goto fail_threads;
 	ufp_thread_enter(p);

@@ -578,9 +578,14 @@ int reclaim_init(struct ufp_pager *p)
 	if (st == MAP_FAILED)
 		return -errno;
 	p->staging = (uintptr_t)st;
-	err = uffd_register(p, p->staging, slen);
-	if (err)
-		return err;
+	return uffd_register(p, p->staging, slen);
+}
+
+/* After the service threads run (eviction's uffd ioctls need them). */
+int reclaim_start(struct ufp_pager *p)
+{
+	if (!p->swb)
+		return 0;
 	if (pthread_create(&p->reclaim_thread, NULL, reclaim_main, p))
 		return -EAGAIN;
 	p->reclaim_started = true;

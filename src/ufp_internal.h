@@ -474,7 +474,8 @@ void page_wait(struct ufp_pager *p, size_t i);
 void page_wake(struct ufp_pager *p, size_t i);
 
 /* reclaim.c */
-int reclaim_init(struct ufp_pager *p);       /* budget, backend, thread */
+int reclaim_init(struct ufp_pager *p);       /* budget, backend: before threads */
+int reclaim_start(struct ufp_pager *p);      /* the reclaim thread: after */
 void reclaim_stop_thread(struct ufp_pager *p);
 void reclaim_fini(struct ufp_pager *p);
 void reclaim_thread_enter(struct ufp_pager *p, struct ufp_tstats *ts);

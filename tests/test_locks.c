@@ -581,7 +581,7 @@ static void *flood_toucher(void *arg)
 	while (!atomic_load(&f->stop)) {
 		char *o = f->objs[rand_r(&seed) % f->n];
 
-		o[rand_r(&seed) % (2 * PAGE)]++;
+		__atomic_fetch_add(&o[rand_r(&seed) % (2 * PAGE)], 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -682,8 +682,11 @@ START_TEST(data)
 		ck_assert_int_eq(ufp_alloc(p, PAGES * PAGE, (void **)&w[i].m), 0);
 		pthread_create(&th[i], NULL, data_worker, &w[i]);
 	}
-	/* structural ops on other regions, and PAGEOUT of the workers' */
-	uint64_t end = ufp_now_ns() + 2000000000ull;
+	/* structural ops on other regions, and PAGEOUT of the workers';
+	 * UFP_STRESS_SECONDS bounds it (default 2 per mode, 4 modes) */
+	const char *secs = getenv("UFP_STRESS_SECONDS");
+	double d = secs ? atof(secs) / 4 : 2.0;
+	uint64_t end = ufp_now_ns() + (uint64_t)((d > 0 ? d : 2.0) * 1e9);
 	while (ufp_now_ns() < end) {
 		void *a, *b;
 
@@ -733,8 +736,13 @@ static Suite *locks_suite(void)
 	tcase_add_test(tc, lock_order_checker);
 	tcase_add_loop_test(tc, teardown_flood, 0, 2);
 	tcase_add_test(tc, small_trees);
-	tcase_add_loop_test(tc, data, 0, 4);
 	suite_add_tcase(s, tc);
+	/* 15. data: also the stress test (its own case, longer under the
+	 * stress label: CK_RUN_CASE=stress UFP_STRESS_SECONDS=N) */
+	TCase *st = tcase_create("stress");
+	tcase_set_timeout(st, 900);
+	tcase_add_loop_test(st, data, 0, 4);
+	suite_add_tcase(s, st);
 	return s;
 }
 
