@@ -546,6 +546,9 @@ static void bench_usage(FILE *f)
 		"  locks    the lock protocol alone (no userfaultfd): lookups+trylock vs\n"
 		"           split/merge writers, per mode\n"
 		"  tree     region lookup ns and structural update us at 1,000 and 100,000 regions\n"
+		"  swap     refault after eviction (seq / random / zipf, text / random data):\n"
+		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
+		"           (the kernel baselines need root)\n"
 		"\n"
 		"options:\n"
 		"  --quick            shorter runs (CI smoke)\n"
@@ -592,6 +595,7 @@ int cmd_bench(int argc, char **argv)
 		.writer_mb = 512, .json_first = true,
 	};
 	bool run_faults = false, run_churn_s = false, run_locks = false, run_tree = false;
+	bool run_swap = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
 
@@ -641,15 +645,17 @@ int cmd_bench(int argc, char **argv)
 		else if (!strcmp(argv[i], "churn")) run_churn_s = true;
 		else if (!strcmp(argv[i], "locks")) run_locks = true;
 		else if (!strcmp(argv[i], "tree")) run_tree = true;
-		else if (!strcmp(argv[i], "all")) run_faults = run_churn_s = run_locks = run_tree = true;
+		else if (!strcmp(argv[i], "swap")) run_swap = true;
+		else if (!strcmp(argv[i], "all"))
+			run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
 		else {
 			fprintf(stderr, "ufpagerctl bench: unknown suite '%s'\n", argv[i]);
 			bench_usage(stderr);
 			return 2;
 		}
 	}
-	if (!run_faults && !run_churn_s && !run_locks && !run_tree)
-		run_faults = run_churn_s = run_locks = run_tree = true;
+	if (!run_faults && !run_churn_s && !run_locks && !run_tree && !run_swap)
+		run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
 	if (json) {
 		o.json = fopen(json, "w");
 		if (!o.json) {
@@ -669,6 +675,8 @@ int cmd_bench(int argc, char **argv)
 		rc = bench_locks(&o);
 	if (run_tree && !rc)
 		rc = bench_tree(&o);
+	if (run_swap && !rc)
+		rc = bench_swap(&o);
 	if (o.json) {
 		fprintf(o.json, "\n]}\n");
 		fclose(o.json);

@@ -51,6 +51,7 @@ int bench_faults(struct bench_opts *o);
 int bench_churn(struct bench_opts *o);
 int bench_locks(struct bench_opts *o);
 int bench_tree(struct bench_opts *o);
+int bench_swap(struct bench_opts *o);
 
 /* The real mmap_lock writer: a thread of this process toggling mprotect
  * over populated anonymous memory. */

@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_swap.c - `ufpagerctl bench swap`: refault after eviction, side by
+ * side in one run: ufpager with its swap file, ufpager with the lz4 tier,
+ * the kernel on a swap file and the kernel on zram/lz4 (kbase.c). Each
+ * run fills a working set 4x the budget, pushes everything out (PAGEOUT /
+ * MADV_PAGEOUT), then refaults it in sequential, random or zipf order,
+ * timing each page's first access, and verifies every page.
+ */
+#include <math.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "kbase.h"
+
+enum { SW_UFP_FILE, SW_UFP_LZ4, SW_KFILE, SW_ZRAM, SW_NR };
+static const char *sw_name[SW_NR] = { "ufpager-file", "ufpager-lz4", "kernel-file",
+				      "kernel-zram-lz4" };
+
+struct sw_res {
+	bool ok;
+	double pages_s, bytes_per_page;
+	uint64_t p50, p99;
+	const char *why;
+};
+
+/* Page content: an index tag, then compressible text or random words. */
+static void sw_fill(uint64_t *w, uint64_t idx, bool compressible)
+{
+	static const char text[] = "ufpager swap benchmark page text, compresses well. ";
+	uint64_t x = idx * 0x9E3779B97F4A7C15ull + 1;
+
+	w[0] = idx;
+	for (unsigned i = 1; i < UFP_PAGE_SIZE / 8; i++) {
+		if (compressible) {
+			memcpy(&w[i], text + (i * 8) % (sizeof(text) - 9), 8);
+			if (i % 64 == 0)
+				w[i] = idx + i;
+		} else {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+			w[i] = x;
+		}
+	}
+}
+
+/* Access order: pages indices (seq, random permutation, or zipf draws). */
+static size_t sw_order(enum kb_pattern pat, size_t n, size_t *out, size_t cap)
+{
+	uint64_t s = 0x1234567ull;
+
+	if (pat == KB_SEQ || pat == KB_RANDOM) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = i;
+		for (size_t i = n - 1; pat == KB_RANDOM && i > 0; i--) {
+			s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+			size_t j = s % (i + 1), t = out[i];
+
+			out[i] = out[j];
+			out[j] = t;
+		}
+		return n;
+	}
+	/* zipf, theta 0.99: inverse CDF by binary search; hot pages spread */
+	double *cdf = malloc(n * sizeof(double)), acc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		cdf[i] = (acc += 1.0 / pow((double)(i + 1), 0.99));
+	for (size_t k = 0; k < cap; k++) {
+		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+		double u = (double)(s >> 11) / 9007199254740992.0 * acc;
+		size_t lo = 0, hi = n - 1;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (cdf[mid] < u)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		out[k] = (lo * 2654435761u) % n;
+	}
+	free(cdf);
+	return cap;
+}
+
+static int sw_ufpager(struct bench_opts *o, bool lz4, enum kb_pattern pat, bool compr,
+		      size_t pages, struct sw_res *res)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
+		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2,
+		.ztier_size = lz4 ? (uint64_t)pages * UFP_PAGE_SIZE : 4096,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION }, s0;
+	size_t n, *order = malloc(pages * sizeof(size_t));
+	uint8_t *seen = calloc(pages, 1);
+	struct lat lat = { 0 };
+	uint64_t cnt = 0, bad = 0;
+	ufp_pager *p;
+	char *m;
+	double t0, el;
+	int err;
+
+	(void)o;
+	if (!order || !seen)
+		return -ENOMEM;
+	err = ufp_pager_create(&pr, &p);
+	if (err) {
+		res->why = "ufp_pager_create failed (see ufpagerctl check)";
+		free(order);
+		free(seen);
+		return err;
+	}
+	ufp_map(p, NULL, pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&m);
+	for (size_t i = 0; i < pages; i++)
+		sw_fill((uint64_t *)(m + i * UFP_PAGE_SIZE), i, compr);
+	ufp_advise(p, m, pages * UFP_PAGE_SIZE, UFP_ADV_PAGEOUT);
+	s0 = st;
+	ufp_stats_get(p, &s0);
+	n = sw_order(pat, pages, order, pages);
+	t0 = now_s();
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k];
+		uint64_t a = ufp_now_ns();
+		uint64_t v = *(volatile uint64_t *)(m + i * UFP_PAGE_SIZE);
+
+		if (!seen[i]) {
+			lat_add(&lat, ufp_now_ns() - a);
+			seen[i] = 1;
+			cnt++;
+		}
+		bad += v != i;
+	}
+	el = now_s() - t0;
+	ufp_stats_get(p, &st);
+	for (size_t i = 0; i < pages; i++)   /* verify every page */
+		bad += *(uint64_t *)(m + i * UFP_PAGE_SIZE) != i;
+	struct ufp_latency l;
+
+	lat_summary(&lat, &l);
+	res->ok = bad == 0;
+	res->why = bad ? "CONTENT MISMATCH" : NULL;
+	res->pages_s = (double)cnt / el;
+	res->p50 = l.p50;
+	res->p99 = l.p99;
+	res->bytes_per_page = s0.swapouts ? (double)s0.bytes_written / (double)s0.swapouts : 0;
+	if (lz4 && s0.swapouts)   /* the tier's bytes are RAM, reported the same way */
+		res->bytes_per_page = (double)(s0.bytes_written) / (double)s0.swapouts;
+	ufp_pager_destroy(p);
+	free(order);
+	free(seen);
+	return bad ? -EIO : 0;
+}
+
+static int sw_kernel(bool zram, enum kb_pattern pat, bool compr, size_t pages,
+		     struct sw_res *res)
+{
+	static char why[320];
+	struct kb_swap sw = { 0 };
+	struct kb_result kr;
+	struct kb_refault_params rp = {
+		.pages = pages, .threads = 1, .pattern = pat, .compressible = compr,
+		.accesses = pages, .swap = &sw,
+	};
+	int err;
+
+	err = zram ? kb_zram_setup((uint64_t)pages * UFP_PAGE_SIZE * 2, "lz4", &sw) :
+		     kb_swap_file_setup("/var/tmp", (uint64_t)pages * UFP_PAGE_SIZE * 2, &sw);
+	if (err) {
+		snprintf(why, sizeof(why), "skipped: %s", sw.why);
+		res->why = why;
+		return err;
+	}
+	err = kb_refault(&rp, &kr);
+	kb_swap_teardown(&sw);
+	if (err && err != -EAGAIN) {
+		snprintf(why, sizeof(why), "kb_refault: %s", strerror(-err));
+		res->why = why;
+		return err;
+	}
+	res->ok = kr.mismatches == 0;
+	res->pages_s = kr.pages_per_s;
+	res->p50 = kr.p50_ns;
+	res->p99 = kr.p99_ns;
+	res->bytes_per_page = kr.bytes_per_page;
+	res->why = err == -EAGAIN ? "fewer than 90% of pages were pushed out" : NULL;
+	return 0;
+}
+
+int bench_swap(struct bench_opts *o)
+{
+	static const enum kb_pattern pats[3] = { KB_SEQ, KB_RANDOM, KB_ZIPF };
+	size_t pages = o->quick ? 4096 : 16384;
+
+	printf("\n== swap: refault after eviction; working set %zu MiB, ufpager budget 1/4 of it;\n"
+	       "   everything pushed out first (PAGEOUT / MADV_PAGEOUT); first access timed\n",
+	       pages * UFP_PAGE_SIZE >> 20);
+	if (geteuid() != 0)
+		printf("   (not root: the kernel swap baselines are skipped)\n");
+	kb_swap_reap_stale();
+	printf("%-7s %-6s %-16s %11s %9s %9s %11s %8s\n", "order", "data", "system", "pages/s",
+	       "p50", "p99", "bytes/page", "vs kfile");
+	for (int c = 0; c < 2; c++)
+		for (int pi = 0; pi < 3; pi++) {
+			struct sw_res r[SW_NR] = { { 0 } };
+
+			for (int s = 0; s < SW_NR; s++) {
+				fprintf(stderr, "\r[swap] %s %s %s ...        ", kb_pattern_name(pats[pi]),
+					c ? "random" : "text", sw_name[s]);
+				if (s <= SW_UFP_LZ4)
+					sw_ufpager(o, s == SW_UFP_LZ4, pats[pi], !c, pages, &r[s]);
+				else
+					sw_kernel(s == SW_ZRAM, pats[pi], !c, pages, &r[s]);
+				fprintf(stderr, "\r%60s\r", "");
+			}
+			for (int s = 0; s < SW_NR; s++) {
+				if (!r[s].pages_s) {
+					printf("%-7s %-6s %-16s %s\n", kb_pattern_name(pats[pi]),
+					       c ? "random" : "text", sw_name[s], r[s].why ? r[s].why : "-");
+					continue;
+				}
+				printf("%-7s %-6s %-16s %11.0f %7.1fus %7.1fus %11.0f %7.2fx%s%s\n",
+				       kb_pattern_name(pats[pi]), c ? "random" : "text", sw_name[s],
+				       r[s].pages_s, r[s].p50 / 1e3, r[s].p99 / 1e3, r[s].bytes_per_page,
+				       r[SW_KFILE].pages_s ? r[s].pages_s / r[SW_KFILE].pages_s : 0,
+				       r[s].why ? "  " : "", r[s].why ? r[s].why : "");
+				json_row_begin(o, "swap");
+				json_kv_str(o, "order", kb_pattern_name(pats[pi]));
+				json_kv_str(o, "data", c ? "random" : "text");
+				json_kv_str(o, "system", sw_name[s]);
+				json_kv_num(o, "pages_per_s", r[s].pages_s);
+				json_kv_num(o, "p50_ns", (double)r[s].p50);
+				json_kv_num(o, "p99_ns", (double)r[s].p99);
+				json_kv_num(o, "bytes_per_page", r[s].bytes_per_page);
+				json_kv_num(o, "verified", r[s].ok);
+				json_row_end(o);
+			}
+			if (r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
+				printf("%-7s %-6s %-16s %11s %30.2fx\n", "", "", "lz4 vs zram", "",
+				       r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
+		}
+	kb_swap_teardown_all();
+	return 0;
+}
