@@ -17,11 +17,14 @@
 #define UFPAGERCTL_KBASE_H
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ======================================================================
  * Latency histogram. Log-linear: values below 2^KB_HIST_SUB_BITS have a
@@ -104,7 +107,8 @@ struct kb_result {
 
 	/* kb_refault only. /proc/vmstat counters are machine-wide. */
 	uint64_t pswpout_delta;  /* from before fill to after pageout */
-	uint64_t pages_out;      /* min(pswpout_delta, pages): really written */
+	uint64_t pages_out;      /* pages really out after pageout: neither
+				  * mapped nor in the swap cache (mincore) */
 	unsigned pageout_rounds; /* MADV_PAGEOUT passes made (1 + retries) */
 	uint64_t pswpin_delta;   /* pages read from the device, timed phase */
 	uint64_t swapcache_hits; /* count - pages whose access read the device,
@@ -131,7 +135,8 @@ int kb_first_touch(size_t pages, unsigned threads, struct kb_result *r);
  * (mutex for setup/teardown; signal-safe teardown from a SIGINT/SIGTERM
  * handler and an atexit handler, installed on first setup), so it is torn
  * down on every exit path except SIGKILL; kb_swap_reap_stale() cleans
- * what a killed run left behind.
+ * what a killed run left behind. The SIGINT/SIGTERM handler tears down,
+ * restores the handlers it replaced and re-raises the signal.
  * ====================================================================== */
 
 enum kb_swap_kind { KB_SWAP_NONE, KB_SWAP_FILE, KB_SWAP_ZRAM };
@@ -152,6 +157,8 @@ struct kb_swap {
 	char path[PATH_MAX];     /* the swap file, or /dev/zram0 */
 	char algo[32];           /* zram only */
 	char other[256];         /* other swap active at setup ("" if none) */
+	bool zswap;              /* zswap enabled at setup: swap-file pages
+				  * then go to zswap first, not the file */
 	char why[256];           /* why setup failed / skipped */
 };
 
@@ -242,5 +249,9 @@ struct kb_churn {
 int kb_churn_start(struct kb_churn *c, unsigned threads, size_t bytes);
 /* Stop and join; fills c->ops and c->ops_per_s. 0 or -errno. */
 int kb_churn_stop(struct kb_churn *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
