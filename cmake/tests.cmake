@@ -2,7 +2,7 @@
 pkg_check_modules(CHECK REQUIRED IMPORTED_TARGET check)
 set(UFP_TEST_TIMEOUT 300)
 function(ufp_test name)
-  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "SOURCES" ${ARGN})
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LABEL" ${ARGN})
   add_executable(${name} tests/${name}.c ${T_SOURCES})
   target_include_directories(${name} PRIVATE tests tools/ufpagerctl)
   target_link_libraries(${name} PRIVATE ufpager_internal PkgConfig::CHECK)
@@ -13,13 +13,13 @@ function(ufp_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT ${UFP_TEST_TIMEOUT})
   endif()
-  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS ${T_LABEL}
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 LABELS "${T_LABEL}"
                        TIMEOUT ${T_TIMEOUT})
 endfunction()
 
 ufp_test(test_region)
 ufp_test(test_api)
-ufp_test(test_faults LABEL "unit;race")
+ufp_test(test_faults LABEL unit race)
 
 # The benchmarks must run: a short smoke of each suite that needs no root.
 add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
@@ -33,7 +33,7 @@ add_executable(quickstart examples/quickstart.c)
 target_link_libraries(quickstart PRIVATE ufpager)
 add_test(NAME readme_quickstart COMMAND quickstart)
 set_tests_properties(readme_quickstart PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 60)
-ufp_test(test_swap LABEL "unit;race")
+ufp_test(test_swap LABEL unit race)
 ufp_test(test_locks LABEL race)
 
 # The long stress run: the data test of test_locks for 2 minutes across
