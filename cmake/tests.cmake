@@ -41,3 +41,7 @@ ufp_test(test_locks LABEL race)
 add_test(NAME stress_long COMMAND test_locks)
 set_tests_properties(stress_long PROPERTIES LABELS stress TIMEOUT 900 SKIP_RETURN_CODE 77
                      ENVIRONMENT "CK_RUN_CASE=stress;UFP_STRESS_SECONDS=120")
+
+ufp_test(test_stats)
+target_compile_definitions(test_stats PRIVATE UFPAGERCTL_PATH="$<TARGET_FILE:ufpagerctl>")
+add_dependencies(test_stats ufpagerctl)

@@ -492,6 +492,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	err = reclaim_start(p);
 	if (err)
 		goto fail_threads;
+	export_start(p);
 	ufp_thread_enter(p);
 	*out = p;
 	return 0;
@@ -527,6 +528,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	ufp_clear_error();
 	if (!p->forked_child) {
 		ufp_thread_enter(p);
+		export_stop(p);
 		reclaim_stop_thread(p);
 		sigbus_remove(p);
 		pager_write_lock(p);

@@ -386,6 +386,14 @@ struct ufp_pager {
 	uint64_t id;                   /* unique per pager in the process */
 	struct ufp_tstats *gauge_ts;   /* structural-op gauges */
 
+	/* live stats export (export.c) */
+	struct ufp_export *export_seg;
+	char export_name[64];
+	pthread_t export_thread;
+	bool export_started;
+	_Atomic bool export_stop;
+	_Atomic uint32_t export_futex;
+
 	/* test hooks (UFP_INTERNAL_TESTING) */
 	void (*hook_after_lookup)(struct ufp_pager *, uintptr_t addr);
 };
@@ -531,6 +539,11 @@ void pager_check_invariants(struct ufp_pager *p);
 /* No uffd, no arena, no threads: the tree and the lock protocol alone. */
 struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode);
 void pager_free_bare(struct ufp_pager *p);
+
+/* export.c */
+struct ufp_export;
+int export_start(struct ufp_pager *p);
+void export_stop(struct ufp_pager *p);
 
 /* The SIGBUS pager table (uffd_loop.c). */
 #define UFP_MAX_PAGERS 64

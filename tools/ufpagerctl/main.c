@@ -11,6 +11,7 @@
 
 #include "ufp_internal.h"
 #include "bench.h"
+#include "observe.h"
 
 static void usage(FILE *f)
 {
@@ -22,6 +23,8 @@ static void usage(FILE *f)
 		"                   swap, privileges) and what to do about what is missing\n"
 		"  config           the effective options and where each came from\n"
 		"  bench [SUITE]    run benchmarks; no SUITE runs the default comparison\n"
+		"  stats PID        statistics of a live process's pagers (--json for JSON)\n"
+		"  top PID          a refreshing screen of a live pager: rates, latencies, regions\n"
 		"                   (ufpagerctl bench --help lists the suites)\n"
 		"  help             this text\n"
 		"\n"
@@ -146,6 +149,10 @@ int main(int argc, char **argv)
 		return cmd_config(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "stats"))
+		return cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "top"))
+		return cmd_top(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * export.c - the live statistics segment: each pager (unless
+ * UFPAGER_EXPORT_STATS=0 or UFP_PF_NO_EXPORT) publishes its merged stats
+ * and its busiest regions in /dev/shm/ufpager.<pid>.<id>, mode 0600, so
+ * `ufpagerctl stats PID` and `ufpagerctl top PID` can read a live process.
+ *
+ * Concurrency contract: one exporter thread per pager writes the segment
+ * every UFP_EXPORT_MS under a sequence counter (odd while writing; relaxed
+ * stores inside, release on the closing increment); readers copy and retry
+ * until they see the same even sequence before and after. Nothing on the
+ * fault path touches the segment. The reader validates everything: magic,
+ * version, sizes against the file size, the owner, the pid.
+ */
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ufp_internal.h"
+#include "ufp_export.h"
+
+#define UFP_EXPORT_MS 200
+
+static void copy_u64s(_Atomic uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&dst[i], src[i], memory_order_relaxed);
+}
+
+struct top_ctx {
+	struct ufp_export_region rows[UFP_EXPORT_ROWS];
+	unsigned n;
+};
+
+/* Keep the UFP_EXPORT_ROWS regions with the most faults. */
+static void top_region(struct ufp_region *r, void *arg)
+{
+	struct top_ctx *t = arg;
+	struct ufp_export_region row = {
+		.start = region_start(r), .end = region_end(r), .prot = (uint64_t)region_prot(r),
+		.flags = r->flags,
+		.faults = atomic_load_explicit(&r->nfaults, memory_order_relaxed),
+	};
+	unsigned i;
+
+	for (unsigned k = 0; k < 4; k++)
+		row.lock[k] = atomic_load_explicit(&r->nlock[k], memory_order_relaxed);
+	if (t->n == UFP_EXPORT_ROWS && row.faults <= t->rows[t->n - 1].faults)
+		return;
+	i = t->n < UFP_EXPORT_ROWS ? t->n++ : t->n - 1;
+	while (i > 0 && t->rows[i - 1].faults < row.faults) {
+		t->rows[i] = t->rows[i - 1];
+		i--;
+	}
+	t->rows[i] = row;
+}
+
+static void export_once(struct ufp_pager *p)
+{
+	struct ufp_export *e = p->export_seg;
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+	struct top_ctx top = { .n = 0 };
+
+	ufp_stats_get(p, &st);
+	pager_read_lock(p);   /* a stable tree for the walk; never on the fault path */
+	region_tree_walk(&p->tree, top_region, &top);
+	pager_read_unlock(p);
+
+	/* relaxed: the sequence brackets the update */
+	uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+	atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);   /* pairs with the reader's acquire fence */
+	copy_u64s((_Atomic uint64_t *)(void *)&e->stats, (const uint64_t *)(const void *)&st,
+		  sizeof(st) / 8);
+	copy_u64s((_Atomic uint64_t *)(void *)e->rows, (const uint64_t *)(const void *)top.rows,
+		  sizeof(top.rows) / 8);
+	atomic_store_explicit(&e->nrows, (uint64_t)top.n, memory_order_relaxed);
+	atomic_store_explicit(&e->update_ns, ufp_now_ns(), memory_order_relaxed);
+	/* release: pairs with the reader's acquire load of seq */
+	atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
+static void *export_main(void *arg)
+{
+	struct ufp_pager *p = arg;
+
+	ufp_thread_enter(p);
+	while (!atomic_load_explicit(&p->export_stop, memory_order_acquire)) {
+		uint32_t w = atomic_load_explicit(&p->export_futex, memory_order_acquire);
+		struct timespec ts = { 0, UFP_EXPORT_MS * 1000000L };
+
+		export_once(p);
+		syscall(SYS_futex, (uint32_t *)&p->export_futex, FUTEX_WAIT_PRIVATE, w, &ts,
+			NULL, 0);
+	}
+	export_once(p);
+	return NULL;
+}
+
+int export_start(struct ufp_pager *p)
+{
+	struct ufp_export *e;
+	int fd;
+
+	if (!p->opt.export_stats)
+		return 0;
+	snprintf(p->export_name, sizeof(p->export_name), "/ufpager.%d.%llu", (int)getpid(),
+		 (unsigned long long)p->id);
+	fd = shm_open(p->export_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "ufpager: no stats export (%s: %s); continuing\n",
+			p->export_name, strerror(errno));
+		return 0;   /* observability must not stop the pager */
+	}
+	if (ftruncate(fd, sizeof(*e))) {
+		close(fd);
+		shm_unlink(p->export_name);
+		return 0;
+	}
+	e = mmap(NULL, sizeof(*e), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (e == MAP_FAILED) {
+		shm_unlink(p->export_name);
+		return 0;
+	}
+	memset(e, 0, sizeof(*e));
+	e->magic = UFP_EXPORT_MAGIC;
+	e->version = UFP_EXPORT_VERSION;
+	e->header_size = offsetof(struct ufp_export, stats);
+	e->stats_size = sizeof(struct ufp_stats);
+	e->row_size = sizeof(struct ufp_export_region);
+	e->max_rows = UFP_EXPORT_ROWS;
+	e->total_size = sizeof(*e);
+	e->pid = (uint64_t)getpid();
+	e->pager_id = p->id;
+	e->lock_mode = p->lock_mode;
+	e->delivery = p->delivery;
+	e->budget = p->opt.budget;
+	p->export_seg = e;
+	if (pthread_create(&p->export_thread, NULL, export_main, p)) {
+		munmap(e, sizeof(*e));
+		shm_unlink(p->export_name);
+		p->export_seg = NULL;
+		return 0;
+	}
+	p->export_started = true;
+	return 0;
+}
+
+void export_stop(struct ufp_pager *p)
+{
+	if (p->export_started) {
+		atomic_store_explicit(&p->export_stop, true, memory_order_release);
+		atomic_fetch_add_explicit(&p->export_futex, 1, memory_order_release);
+		syscall(SYS_futex, (uint32_t *)&p->export_futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		pthread_join(p->export_thread, NULL);
+		p->export_started = false;
+	}
+	if (p->export_seg) {
+		munmap(p->export_seg, sizeof(struct ufp_export));
+		shm_unlink(p->export_name);
+		p->export_seg = NULL;
+	}
+}
+
+/* ======================================================================
+ * Reader (ufpagerctl, tests): validate and copy a segment.
+ * ====================================================================== */
+
+int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t whylen)
+{
+	struct stat sb;
+	const struct ufp_export *e;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (sb.st_uid != geteuid() && geteuid() != 0) {
+		snprintf(why, whylen, "%s belongs to uid %u, not to you", path, sb.st_uid);
+		close(fd);
+		return -EPERM;
+	}
+	if ((size_t)sb.st_size < offsetof(struct ufp_export, stats)) {
+		snprintf(why, whylen, "%s is truncated (%lld bytes): not a ufpager segment", path,
+			 (long long)sb.st_size);
+		close(fd);
+		return -EBADMSG;
+	}
+	e = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (e == MAP_FAILED) {
+		snprintf(why, whylen, "cannot map %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (e->magic != UFP_EXPORT_MAGIC) {
+		snprintf(why, whylen, "%s: bad magic: not a ufpager segment", path);
+		err = -EBADMSG;
+	} else if (e->version != UFP_EXPORT_VERSION) {
+		snprintf(why, whylen, "%s: layout version %u, this tool reads %u", path,
+			 e->version, UFP_EXPORT_VERSION);
+		err = -EPROTO;
+	} else if ((uint64_t)sb.st_size < sizeof(*e) ||
+		   e->header_size != offsetof(struct ufp_export, stats) ||
+		   e->stats_size != sizeof(struct ufp_stats) ||
+		   e->row_size != sizeof(struct ufp_export_region) ||
+		   e->max_rows != UFP_EXPORT_ROWS || e->total_size != sizeof(*e) ||
+		   (uint64_t)sb.st_size < e->total_size) {
+		snprintf(why, whylen, "%s: sizes do not match this tool's layout (malformed)", path);
+		err = -EBADMSG;
+	}
+	for (int tries = 0; !err; tries++) {
+		/* acquire: pairs with the exporter's closing release store */
+		uint64_t s1 = atomic_load_explicit(&((struct ufp_export *)e)->seq, memory_order_acquire);
+
+		/* word by word with relaxed loads: the writer may be mid-update */
+		for (size_t w = 0; w < sizeof(*out) / 8; w++)
+			((uint64_t *)(void *)out)[w] = atomic_load_explicit(
+				&((_Atomic uint64_t *)(void *)e)[w], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t s2 = atomic_load_explicit(&((struct ufp_export *)e)->seq, memory_order_relaxed);
+
+		if (!(s1 & 1) && s1 == s2)
+			break;
+		if (tries > 1000) {
+			snprintf(why, whylen, "%s: the writer never finished an update", path);
+			err = -EAGAIN;
+		}
+		usleep(100);
+	}
+	if (!err && out->nrows > UFP_EXPORT_ROWS) {
+		snprintf(why, whylen, "%s: %llu rows exceed the maximum (malformed)", path,
+			 (unsigned long long)out->nrows);
+		err = -EBADMSG;
+	}
+	munmap((void *)e, (size_t)sb.st_size);
+	return err;
+}

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_stats.c - statistics and their export: counters match a known
+ * workload exactly, the JSON has every documented field, a live process is
+ * read through its segment (and by `ufpagerctl stats` / `top`), and the
+ * segment reader survives truncated and corrupted segments (fuzz).
+ */
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "ufp_test.h"
+#include "ufp_internal.h"
+#include "ufp_export.h"
+
+static struct ufp_stats get(ufp_pager *p)
+{
+	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
+
+	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
+	return s;
+}
+
+START_TEST(counters_match_a_known_workload)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .fault_around = 1,
+		.delivery = _i ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	ufp_pager *p;
+	char *m;
+	struct ufp_stats s;
+
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), 0);
+	ck_assert_int_eq(ufp_map(p, NULL, 100 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (int i = 0; i < 100; i++)
+		m[(size_t)i * PAGE] = 1;            /* exactly one fault per page */
+	for (int i = 0; i < 100; i++)
+		m[(size_t)i * PAGE + 8] = 2;        /* present: no fault */
+	s = get(p);
+	ck_assert_uint_eq(s.faults, 100);
+	ck_assert_uint_eq(s.faults_missing, 100);
+	ck_assert_uint_eq(s.faults_zero, 100);
+	ck_assert_uint_eq(s.fault_around_pages, 0);
+	ck_assert_uint_eq(s.resident_pages, 100);
+	ck_assert_uint_eq(s.fault_lat.count, 100);
+	ck_assert_uint_eq(s.sigbus_faults, _i ? 0 : 100);
+	ck_assert_uint_eq(s.maps, 1);
+	ck_assert_uint_eq(s.regions, 1);
+	ck_assert_uint_eq(s.handler_self_faults, 0);
+	ck_assert_uint_le(s.fault_lat.p50, s.fault_lat.p99);
+	ck_assert_uint_le(s.fault_lat.p99, s.fault_lat.max);
+
+	ck_assert_int_eq(ufp_protect(p, m + 10 * PAGE, 10 * PAGE, UFP_PROT_READ), 0);
+	s = get(p);
+	ck_assert_uint_eq(s.protects, 1);
+	ck_assert_uint_eq(s.splits, 2);
+	ck_assert_uint_eq(s.regions, 3);
+	ck_assert_int_eq(ufp_protect(p, m + 10 * PAGE, 10 * PAGE, UFP_PROT_ALL), 0);
+	s = get(p);
+	ck_assert_uint_eq(s.merges, 2);
+	ck_assert_uint_eq(s.regions, 1);
+	ck_assert_int_eq(ufp_advise(p, m, 50 * PAGE, UFP_ADV_DONTNEED), 0);
+	s = get(p);
+	ck_assert_uint_eq(s.advises, 1);
+	ck_assert_uint_eq(s.resident_pages, 50);
+	ck_assert_int_eq(ufp_unmap(p, m, 100 * PAGE), 0);
+	s = get(p);
+	ck_assert_uint_eq(s.unmaps, 1);
+	ck_assert_uint_eq(s.resident_pages, 0);
+	ck_assert_uint_eq(s.regions, 0);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+START_TEST(json_has_every_documented_field)
+{
+	ufp_pager *p = ufp_test_pager(0, 0, 0);
+	struct ufp_stats s = get(p);
+	char *buf = NULL, key[96];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	ufp_stats_print_json(f, &s);
+	fclose(f);
+	ck_assert_msg(buf[0] == '{' && buf[len - 2] == '}', "%s", buf);
+	int depth = 0;
+	for (size_t i = 0; i < len; i++) {
+		depth += buf[i] == '{';
+		depth -= buf[i] == '}';
+		ck_assert_int_ge(depth, 0);
+	}
+	ck_assert_int_eq(depth, 0);
+	ck_assert_ptr_nonnull(strstr(buf, "\"version\":1"));
+#define UFP_X_CHECK(name, kind, desc)                                          \
+	snprintf(key, sizeof(key), "\"%s\":%llu", #name, (unsigned long long)s.name); \
+	ck_assert_msg(strstr(buf, key), "missing %s in %s", key, buf);
+	UFP_STAT_COUNTERS(UFP_X_CHECK)
+#undef UFP_X_CHECK
+#define UFP_X_CHECK(name, desc)                                                \
+	snprintf(key, sizeof(key), "\"%s\":{\"count\":", #name);                \
+	ck_assert_msg(strstr(buf, key), "missing %s", key);
+	UFP_STAT_LATENCIES(UFP_X_CHECK)
+#undef UFP_X_CHECK
+	free(buf);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* A live child process with a pager; returns its pid, ready when read. */
+static pid_t live_child(int *done_fd)
+{
+	int ready[2], done[2];
+	pid_t c;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	c = fork();
+	if (c == 0) {
+		struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+					 .fault_around = 1 };
+		ufp_pager *p;
+		char *m, x;
+
+		close(ready[0]);
+		close(done[1]);
+		if (ufp_pager_create(&pr, &p) ||
+		    ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
+			_exit(1);
+		for (int i = 0; i < 64; i++)
+			m[(size_t)i * PAGE] = 1;
+		usleep(400000);                  /* the exporter runs every 200 ms */
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		if (read(done[0], &x, 1) < 0)
+			_exit(1);
+		ufp_pager_destroy(p);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(done[0]);
+	char x;
+	ck_assert_int_eq(read(ready[0], &x, 1), 1);
+	close(ready[0]);
+	*done_fd = done[1];
+	return c;
+}
+
+START_TEST(live_process_is_read_through_its_segment)
+{
+	int done, st;
+	pid_t c = live_child(&done);
+	char pat[64], why[256], cmd[512], out[8192];
+	static struct ufp_export e;
+	glob_t g;
+
+	snprintf(pat, sizeof(pat), "/dev/shm/ufpager.%d.*", (int)c);
+	ck_assert_int_eq(glob(pat, 0, NULL, &g), 0);
+	ck_assert_int_eq(ufp_export_read(g.gl_pathv[0], &e, why, sizeof(why)), 0);
+	ck_assert_uint_eq(e.pid, (uint64_t)c);
+	ck_assert_uint_eq(e.stats.faults, 64);
+	ck_assert_uint_eq(e.nrows, 1);
+	ck_assert_uint_eq(e.rows[0].faults, 64);
+	globfree(&g);
+
+	/* the CLI against the same live process */
+	snprintf(cmd, sizeof(cmd), "%s stats %d --json", UFPAGERCTL_PATH, (int)c);
+	FILE *f = popen(cmd, "r");
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = 0;
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_msg(strstr(out, "\"faults\":64,"), "%s", out);
+	snprintf(cmd, sizeof(cmd), "%s top %d --count 2 --interval 0.2", UFPAGERCTL_PATH, (int)c);
+	f = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = 0;
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_msg(strstr(out, "faults/s") && strstr(out, "region start"), "%s", out);
+
+	ck_assert_int_eq(write(done, "d", 1), 1);
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_ne(glob(pat, 0, NULL, &g), 0);   /* removed at destroy */
+	/* a process with no pager: a clear message, exit 1 */
+	snprintf(cmd, sizeof(cmd), "%s stats %d 2>&1", UFPAGERCTL_PATH, (int)getpid());
+	f = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = 0;
+	ck_assert_int_ne(pclose(f), 0);
+	ck_assert_msg(strstr(out, "exports no ufpager statistics"), "%s", out);
+}
+END_TEST
+
+static int write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	ssize_t w = write(fd, buf, len);
+
+	close(fd);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
+START_TEST(reader_rejects_truncated_and_corrupted_segments)
+{
+	static struct ufp_export good, out;
+	char path[] = "/tmp/ufp-seg-XXXXXX", why[256];
+	unsigned seed = 42;
+	int fd = mkstemp(path);
+
+	close(fd);
+	memset(&good, 0, sizeof(good));
+	good.magic = UFP_EXPORT_MAGIC;
+	good.version = UFP_EXPORT_VERSION;
+	good.header_size = offsetof(struct ufp_export, stats);
+	good.stats_size = sizeof(struct ufp_stats);
+	good.row_size = sizeof(struct ufp_export_region);
+	good.max_rows = UFP_EXPORT_ROWS;
+	good.total_size = sizeof(good);
+	good.pid = 1;
+	good.nrows = 3;
+	ck_assert_int_eq(write_file(path, &good, sizeof(good)), 0);
+	ck_assert_int_eq(ufp_export_read(path, &out, why, sizeof(why)), 0);
+	ck_assert_uint_eq(out.nrows, 3);
+
+	/* every truncation is rejected */
+	for (size_t len = 0; len < sizeof(good); len += 8) {
+		ck_assert_int_eq(write_file(path, &good, len), 0);
+		ck_assert_msg(ufp_export_read(path, &out, why, sizeof(why)) < 0, "len %zu", len);
+	}
+	/* each header field corrupted is rejected with a reason */
+	struct { size_t off; int err; } bad[] = {
+		{ offsetof(struct ufp_export, magic), -EBADMSG },
+		{ offsetof(struct ufp_export, version), -EPROTO },
+		{ offsetof(struct ufp_export, stats_size), -EBADMSG },
+		{ offsetof(struct ufp_export, row_size), -EBADMSG },
+		{ offsetof(struct ufp_export, max_rows), -EBADMSG },
+		{ offsetof(struct ufp_export, total_size), -EBADMSG },
+		{ offsetof(struct ufp_export, nrows), -EBADMSG },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		static struct ufp_export b;
+
+		b = good;
+		((unsigned char *)&b)[bad[i].off] ^= 0x40;
+		ck_assert_int_eq(write_file(path, &b, sizeof(b)), 0);
+		why[0] = 0;
+		ck_assert_int_eq(ufp_export_read(path, &out, why, sizeof(why)), bad[i].err);
+		ck_assert(why[0] != 0);
+	}
+	/* fuzz: random flips anywhere never crash the reader; a good header
+	 * with a garbage body still reads */
+	for (int it = 0; it < 3000; it++) {
+		static struct ufp_export b;
+		size_t len = sizeof(b) - (it % 5 == 0 ? (size_t)rand_r(&seed) % sizeof(b) : 0);
+
+		b = good;
+		for (int k = 0; k < 1 + it % 8; k++)
+			((unsigned char *)&b)[(size_t)rand_r(&seed) % sizeof(b)] ^=
+				(unsigned char)(1 + rand_r(&seed) % 255);
+		ck_assert_int_eq(write_file(path, &b, len), 0);
+		int r = ufp_export_read(path, &out, why, sizeof(why));
+
+		ck_assert(r == 0 || r == -EBADMSG || r == -EPROTO || r == -EAGAIN);
+		if (r == 0)
+			ck_assert_uint_le(out.nrows, UFP_EXPORT_ROWS);
+	}
+	unlink(path);
+}
+END_TEST
+
+static Suite *stats_suite(void)
+{
+	Suite *s = suite_create("stats");
+	TCase *tc = tcase_create("stats");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, counters_match_a_known_workload, 0, 2);
+	tcase_add_test(tc, json_has_every_documented_field);
+	tcase_add_test(tc, live_process_is_read_through_its_segment);
+	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	ufp_test_require_uffd();
+	return ufp_run_suite(stats_suite());
+}

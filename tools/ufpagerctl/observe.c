@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * observe.c - `ufpagerctl stats PID [--json]` and `ufpagerctl top PID`:
+ * read a live process's statistics segments (/dev/shm/ufpager.<pid>.<id>)
+ * through the validating reader in src/export.c.
+ */
+#include <glob.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "ufp_internal.h"
+#include "ufp_export.h"
+#include "observe.h"
+
+static int parse_pid(const char *s, pid_t *pid)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (!*s || *end || v <= 0 || v > 4194304)
+		return -1;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+/* Paths of pid's segments; returns the count (0: none), glob in *g. */
+static size_t find_segments(pid_t pid, glob_t *g)
+{
+	char pat[64];
+
+	snprintf(pat, sizeof(pat), "/dev/shm/ufpager.%d.*", (int)pid);
+	if (glob(pat, 0, NULL, g) != 0)
+		return 0;
+	return g->gl_pathc;
+}
+
+static const char *mode_name(uint64_t m)
+{
+	return m == UFP_LOCK_GLOBAL ? "global" : m == UFP_LOCK_GLOBAL_RETRY ? "global-retry" :
+	       "per-region";
+}
+
+static void print_regions_text(const struct ufp_export *e)
+{
+	printf("%-18s %-18s %5s %10s %10s %8s %8s %8s\n", "region start", "end", "prot", "faults",
+	       "lock ok", "abort", "retry", "miss");
+	for (unsigned i = 0; i < e->nrows; i++) {
+		const struct ufp_export_region *r = &e->rows[i];
+
+		printf("0x%016llx 0x%016llx %c%c%c%c %10llu %10llu %8llu %8llu %8llu\n",
+		       (unsigned long long)r->start, (unsigned long long)r->end,
+		       r->prot & UFP_PROT_READ ? 'r' : '-', r->prot & UFP_PROT_WRITE ? 'w' : '-',
+		       r->flags & UFP_RF_ALLOC ? 'a' : '-', ' ', (unsigned long long)r->faults,
+		       (unsigned long long)r->lock[0], (unsigned long long)r->lock[1],
+		       (unsigned long long)r->lock[2], (unsigned long long)r->lock[3]);
+	}
+}
+
+static void print_json(const struct ufp_export *e)
+{
+	printf("{\"pid\":%llu,\"pager\":%llu,\"lock_mode\":\"%s\",\"delivery\":\"%s\","
+	       "\"budget\":%llu,\"stats\":", (unsigned long long)e->pid,
+	       (unsigned long long)e->pager_id, mode_name(e->lock_mode),
+	       e->delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus",
+	       (unsigned long long)e->budget);
+	ufp_stats_print_json(stdout, &e->stats);
+	printf(",\"regions\":[");
+	for (unsigned i = 0; i < e->nrows; i++) {
+		const struct ufp_export_region *r = &e->rows[i];
+
+		printf("%s{\"start\":%llu,\"end\":%llu,\"prot\":%llu,\"faults\":%llu,"
+		       "\"lock_success\":%llu,\"lock_abort\":%llu,\"lock_retry\":%llu,"
+		       "\"lock_miss\":%llu}", i ? "," : "", (unsigned long long)r->start,
+		       (unsigned long long)r->end, (unsigned long long)r->prot,
+		       (unsigned long long)r->faults, (unsigned long long)r->lock[0],
+		       (unsigned long long)r->lock[1], (unsigned long long)r->lock[2],
+		       (unsigned long long)r->lock[3]);
+	}
+	printf("]}\n");
+}
+
+static int no_segments(pid_t pid)
+{
+	if (kill(pid, 0) && errno == ESRCH)
+		fprintf(stderr, "ufpagerctl: no process %d\n", (int)pid);
+	else
+		fprintf(stderr, "ufpagerctl: process %d exports no ufpager statistics (no pager, "
+			"or UFPAGER_EXPORT_STATS=0)\n", (int)pid);
+	return 1;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+	bool json = false;
+	pid_t pid = 0;
+	glob_t g;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = true;
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: ufpagerctl stats PID [--json]\n\nPrint the statistics of every "
+			       "pager of a live process (counters, latency percentiles, the busiest\n"
+			       "regions) from its shared-memory segment /dev/shm/ufpager.PID.*.\n");
+			return 0;
+		} else if (parse_pid(argv[i], &pid)) {
+			fprintf(stderr, "ufpagerctl stats: bad argument '%s' (usage: stats PID [--json])\n",
+				argv[i]);
+			return 2;
+		}
+	}
+	if (!pid) {
+		fprintf(stderr, "usage: ufpagerctl stats PID [--json]\n");
+		return 2;
+	}
+	if (!find_segments(pid, &g))
+		return no_segments(pid);
+	if (json)
+		printf("[");
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		static struct ufp_export e;
+		char why[256];
+
+		if (ufp_export_read(g.gl_pathv[i], &e, why, sizeof(why))) {
+			fprintf(stderr, "ufpagerctl: rejected: %s\n", why);
+			rc = 1;
+			continue;
+		}
+		if (e.pid != (uint64_t)pid) {
+			fprintf(stderr, "ufpagerctl: rejected %s: it names pid %llu (foreign)\n",
+				g.gl_pathv[i], (unsigned long long)e.pid);
+			rc = 1;
+			continue;
+		}
+		if (json) {
+			if (i)
+				printf(",");
+			print_json(&e);
+			continue;
+		}
+		printf("pid %llu pager %llu: lock mode %s, delivery %s, budget %llu bytes\n",
+		       (unsigned long long)e.pid, (unsigned long long)e.pager_id,
+		       mode_name(e.lock_mode), e.delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus",
+		       (unsigned long long)e.budget);
+		ufp_stats_print_text(stdout, &e.stats);
+		print_regions_text(&e);
+	}
+	if (json)
+		printf("]\n");
+	globfree(&g);
+	return rc;
+}
+
+int cmd_top(int argc, char **argv)
+{
+	double interval = 1.0;
+	long count = -1;
+	pid_t pid = 0;
+	static struct ufp_export prev, cur;
+	bool have_prev = false;
+
+	for (int i = 1; i < argc; i++) {
+		if ((!strcmp(argv[i], "--interval") || !strcmp(argv[i], "-d")) && i + 1 < argc)
+			interval = atof(argv[++i]);
+		else if ((!strcmp(argv[i], "--count") || !strcmp(argv[i], "-n")) && i + 1 < argc)
+			count = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: ufpagerctl top PID [--interval S] [--count N]\n\nRefresh a "
+			       "screen of a live pager's rates per second (faults, swap-ins, swap-outs,\n"
+			       "lock events), latency percentiles and its regions sorted by faults.\n"
+			       "--count N stops after N screens (default: until interrupted).\n");
+			return 0;
+		} else if (parse_pid(argv[i], &pid)) {
+			fprintf(stderr, "ufpagerctl top: bad argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!pid || interval <= 0) {
+		fprintf(stderr, "usage: ufpagerctl top PID [--interval S] [--count N]\n");
+		return 2;
+	}
+	for (long n = 0; count < 0 || n < count; n++) {
+		glob_t g;
+		char why[256];
+
+		if (!find_segments(pid, &g))
+			return no_segments(pid);
+		if (ufp_export_read(g.gl_pathv[0], &cur, why, sizeof(why))) {
+			fprintf(stderr, "ufpagerctl: rejected: %s\n", why);
+			globfree(&g);
+			return 1;
+		}
+		globfree(&g);
+		double dt = have_prev ? (double)(cur.update_ns - prev.update_ns) / 1e9 : 0;
+#define RATE(f) (have_prev && dt > 0 ? (double)(cur.stats.f - prev.stats.f) / dt : 0.0)
+		printf("\033[H\033[2J");
+		printf("ufpagerctl top - pid %d pager %llu  lock %s  delivery %s  regions %llu  "
+		       "resident %llu pages\n", (int)pid, (unsigned long long)cur.pager_id,
+		       mode_name(cur.lock_mode), cur.delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus",
+		       (unsigned long long)cur.stats.regions,
+		       (unsigned long long)cur.stats.resident_pages);
+		printf("faults/s %10.0f  swapins/s %9.0f  swapouts/s %9.0f  lock ok/s %10.0f  "
+		       "fallback/s %7.0f  retry/s %7.0f  miss/s %6.0f\n", RATE(faults), RATE(swapins),
+		       RATE(swapouts), RATE(lock_success), RATE(lock_fallback), RATE(lock_retry),
+		       RATE(lock_miss));
+		printf("fault latency p50 %llu ns  p99 %llu ns  max %llu ns   lock wait p99 %llu ns"
+		       "   io p99 %llu ns\n\n", (unsigned long long)cur.stats.fault_lat.p50,
+		       (unsigned long long)cur.stats.fault_lat.p99,
+		       (unsigned long long)cur.stats.fault_lat.max,
+		       (unsigned long long)cur.stats.lock_wait.p99,
+		       (unsigned long long)cur.stats.io_lat.p99);
+#undef RATE
+		print_regions_text(&cur);
+		fflush(stdout);
+		prev = cur;
+		have_prev = true;
+		if (count < 0 || n + 1 < count)
+			usleep((useconds_t)(interval * 1e6));
+	}
+	return 0;
+}
