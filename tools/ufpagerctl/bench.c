@@ -11,6 +11,8 @@
  * Every figure is measured in this run; ratios compare rows of this run.
  */
 #include <getopt.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -69,6 +71,102 @@ void json_row_end(struct bench_opts *o)
 {
 	if (o->json)
 		fprintf(o->json, "}");
+}
+
+void summary_add(struct bench_opts *o, const char *name, double v)
+{
+	if (o->nsummary < 32) {
+		snprintf(o->summary[o->nsummary].name, sizeof(o->summary[0].name), "%s", name);
+		o->summary[o->nsummary++].v = v;
+	}
+}
+
+void plot_row(struct bench_opts *o, const char *file, const char *fmt, ...)
+{
+	char path[512];
+	va_list ap;
+	FILE *f;
+
+	if (!o->plot_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", o->plot_dir, file);
+	f = fopen(path, "a");
+	if (!f)
+		return;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fclose(f);
+}
+
+void plot_cdf(struct bench_opts *o, const char *name, const struct lat *l)
+{
+	char file[128];
+	uint64_t acc = 0;
+
+	if (!o->plot_dir || !l->n)
+		return;
+	snprintf(file, sizeof(file), "cdf-%s.dat", name);
+	for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++) {
+		if (!l->b[i])
+			continue;
+		acc += l->b[i];
+		plot_row(o, file, "%llu %.6f\n", (unsigned long long)ufp_hist_bucket_low(i + 1),
+			 (double)acc / (double)l->n);
+	}
+}
+
+/* Write the gnuplot script and run it when gnuplot is installed. */
+static void plots_finish(struct bench_opts *o)
+{
+	char path[512], cmd[700];
+	FILE *f;
+
+	if (!o->plot_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/plots.gp", o->plot_dir);
+	f = fopen(path, "w");
+	if (!f)
+		return;
+	snprintf(cmd, sizeof(cmd), "%s/churn.dat", o->plot_dir);
+	bool churn = access(cmd, F_OK) == 0;
+
+	fprintf(f,
+		"set terminal pngcairo size 900,560\n"
+		"set grid\n"
+		"set output 'headline-cdf.png'\n"
+		"set title 'headline: latency CDF of faulting accesses'\n"
+		"set logscale x; set xlabel 'latency (ns)'; set ylabel 'fraction'; set key bottom right\n"
+		"files = system('ls cdf-*.dat 2>/dev/null')\n"
+		"plot for [f in files] f using 1:2 with steps title f\n"
+		"unset logscale x\n");
+	if (churn)
+		fprintf(f,
+		"set output 'churn-throughput.png'\n"
+		"set title 'churn: faulting threads throughput vs threads (W = structural threads)'\n"
+		"set xlabel 'faulting threads T'; set ylabel 'faults/s'; set key top left\n"
+		"plot for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'per-region' ? $3 : 1/0):4 "
+		"with linespoints title 'per-region W='.w, "
+		"for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'global' ? $3 : 1/0):4 "
+		"with linespoints dt 2 title 'global W='.w\n"
+		"set output 'churn-p99.png'\n"
+		"set title 'churn: fault p99 vs threads'; set ylabel 'p99 (us)'; set logscale y\n"
+		"plot for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'per-region' ? $3 : 1/0):5 "
+		"with linespoints title 'per-region W='.w, "
+		"for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'global' ? $3 : 1/0):5 "
+		"with linespoints dt 2 title 'global W='.w\n");
+	fclose(f);
+	if (!churn && access(path, F_OK) == 0)
+		snprintf(cmd, sizeof(cmd), "%s/cdf-per-region.dat", o->plot_dir);
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+		printf("plots: data and %s written; install gnuplot-nox to draw them\n", path);
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "cd '%s' && gnuplot plots.gp 2>/dev/null", o->plot_dir);
+	if (system(cmd) == 0)
+		printf("plots: %s/{headline-cdf,churn-throughput,churn-p99}.png\n", o->plot_dir);
+	else
+		printf("plots: gnuplot failed on %s\n", path);
 }
 
 static void *mmap_writer_main(void *arg)
@@ -265,6 +363,13 @@ int bench_faults(struct bench_opts *o)
 				       cfgs[c].name, nt, w ? "on" : "off", r->faults_s,
 				       (double)r->lat.p50 / 1e3, (double)r->lat.p99 / 1e3,
 				       (double)r->lat.max / 1e3, r->faults_s / res[w][ti][0].faults_s);
+				if (c == 1 && ti == 0)
+					summary_add(o, w ? "faults, mprotect writer: sigbus / kernel faults/s" :
+						    "faults: sigbus / kernel faults/s (1 thread)",
+						    r->faults_s / res[w][ti][0].faults_s);
+				if (c == 2 && ti == 0 && w)
+					summary_add(o, "faults, mprotect writer: handler / kernel faults/s",
+						    r->faults_s / res[w][ti][0].faults_s);
 				json_row_begin(o, "faults");
 				json_kv_str(o, "mode", cfgs[c].name);
 				json_kv_num(o, "threads", nt);
@@ -489,6 +594,8 @@ int bench_churn(struct bench_opts *o)
 				       (double)x->lock_wait.p99 / 1e3, x->wops_s,
 				       (unsigned long long)x->st.lock_fallback,
 				       (unsigned long long)x->st.lock_miss);
+				plot_row(o, "churn.dat", "%s %u %u %.0f %.2f\n", mname[m], W, T,
+					 x->faults_s, (double)x->lat.p99 / 1e3);
 				json_row_begin(o, "churn");
 				json_kv_str(o, "mode", mname[m]);
 				json_kv_num(o, "T", T);
@@ -516,6 +623,9 @@ int bench_churn(struct bench_opts *o)
 			       o->writers[wi], a->faults_s / b->faults_s,
 			       (double)a->lat.p99 / (double)(b->lat.p99 ? b->lat.p99 : 1),
 			       a->faults_s / a0->faults_s, b->faults_s / b0->faults_s);
+			if (o->threads[ti] == 2 && o->writers[wi] == 2)
+				summary_add(o, "churn T=2 W=2: faults/s per-region / global",
+					    a->faults_s / b->faults_s);
 			json_row_begin(o, "churn_ratio");
 			json_kv_num(o, "T", o->threads[ti]);
 			json_kv_num(o, "W", o->writers[wi]);
@@ -538,6 +648,9 @@ static void bench_usage(FILE *f)
 		"usage: ufpagerctl bench [SUITE...] [options]\n"
 		"\n"
 		"suites (default: all of them, in this order):\n"
+		"  headline T threads on a working set 4x the budget (swap-in faults) while a\n"
+		"           thread splits/merges/protects/unmaps: per-region vs global vs the\n"
+		"           kernel (memory cgroup + swap file + real mmap churn; root only)\n"
 		"  faults   first-touch fault service: sigbus vs handler threads (with and without\n"
 		"           adaptive polling, with and without fault-around) vs the kernel's own\n"
 		"           fault, 1 and 2 threads, with and without a real mmap_lock writer\n"
@@ -558,7 +671,8 @@ static void bench_usage(FILE *f)
 		"  --writers LIST     e.g. 0,1,2 (default)\n"
 		"  --delivery MODE    sigbus (default) or handler, for 'churn'\n"
 		"  --writer-mb N      populated MiB the mmap_lock writer toggles (default 512)\n"
-		"  --json FILE        also write every row as JSON\n"
+		"  --json FILE        also write every row as JSON (and the summary)\n"
+		"  --plot DIR         write plot data there and draw PNGs with gnuplot\n"
 		"  -h, --help         this text\n");
 }
 
@@ -587,6 +701,7 @@ int cmd_bench(int argc, char **argv)
 		{ "pages", required_argument, 0, 'p' }, { "threads", required_argument, 0, 't' },
 		{ "writers", required_argument, 0, 'w' }, { "json", required_argument, 0, 'j' },
 		{ "delivery", required_argument, 0, 'd' }, { "writer-mb", required_argument, 0, 'm' },
+		{ "plot", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	struct bench_opts o = {
@@ -595,7 +710,7 @@ int cmd_bench(int argc, char **argv)
 		.writer_mb = 512, .json_first = true,
 	};
 	bool run_faults = false, run_churn_s = false, run_locks = false, run_tree = false;
-	bool run_swap = false;
+	bool run_swap = false, run_head = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
 
@@ -625,6 +740,7 @@ int cmd_bench(int argc, char **argv)
 				goto bad;
 			break;
 		case 'j': json = optarg; break;
+		case 'P': o.plot_dir = optarg; break;
 		case 'h': bench_usage(stdout); return 0;
 		default: goto bad;
 		}
@@ -646,16 +762,25 @@ int cmd_bench(int argc, char **argv)
 		else if (!strcmp(argv[i], "locks")) run_locks = true;
 		else if (!strcmp(argv[i], "tree")) run_tree = true;
 		else if (!strcmp(argv[i], "swap")) run_swap = true;
+		else if (!strcmp(argv[i], "headline")) run_head = true;
 		else if (!strcmp(argv[i], "all"))
-			run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
+			run_head = run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
 		else {
 			fprintf(stderr, "ufpagerctl bench: unknown suite '%s'\n", argv[i]);
 			bench_usage(stderr);
 			return 2;
 		}
 	}
-	if (!run_faults && !run_churn_s && !run_locks && !run_tree && !run_swap)
-		run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
+	if (!run_faults && !run_churn_s && !run_locks && !run_tree && !run_swap && !run_head)
+		run_head = run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
+	if (o.plot_dir) {
+		char cmd[600];
+
+		mkdir(o.plot_dir, 0755);
+		snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.dat", o.plot_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "ufpagerctl bench: cannot clean %s\n", o.plot_dir);
+	}
 	if (json) {
 		o.json = fopen(json, "w");
 		if (!o.json) {
@@ -667,6 +792,8 @@ int cmd_bench(int argc, char **argv)
 	}
 	printf("ufpager bench: %ld CPUs; every ratio compares rows of this run\n",
 	       sysconf(_SC_NPROCESSORS_ONLN));
+	if (run_head && !rc)
+		rc = bench_headline(&o);
 	if (run_faults && !rc)
 		rc = bench_faults(&o);
 	if (run_churn_s && !rc)
@@ -677,8 +804,18 @@ int cmd_bench(int argc, char **argv)
 		rc = bench_tree(&o);
 	if (run_swap && !rc)
 		rc = bench_swap(&o);
+	if (o.nsummary) {
+		printf("\n== summary: ratios measured side by side in this run\n");
+		for (unsigned i = 0; i < o.nsummary; i++)
+			printf("  %-58s %8.2fx\n", o.summary[i].name, o.summary[i].v);
+	}
+	plots_finish(&o);
 	if (o.json) {
-		fprintf(o.json, "\n]}\n");
+		fprintf(o.json, "\n],\"summary\":{");
+		for (unsigned i = 0; i < o.nsummary; i++)
+			fprintf(o.json, "%s\"%s\":%.4g", i ? "," : "", o.summary[i].name,
+				o.summary[i].v);
+		fprintf(o.json, "}}\n");
 		fclose(o.json);
 	}
 	return rc;

@@ -38,7 +38,17 @@ struct bench_opts {
 	size_t writer_mb;         /* populated MiB the mmap_lock writer mprotects */
 	FILE *json;
 	bool json_first;
+	const char *plot_dir;    /* --plot DIR: data files + gnuplot PNGs */
+	struct { char name[96]; double v; } summary[32];
+	unsigned nsummary;
 };
+
+/* The closing table of key ratios. */
+void summary_add(struct bench_opts *o, const char *name, double v);
+/* Plot data: a latency CDF, and rows for throughput / p99 against threads. */
+void plot_cdf(struct bench_opts *o, const char *name, const struct lat *l);
+void plot_row(struct bench_opts *o, const char *file, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* JSON rows: {"suite":..., fields...}. */
 void json_row_begin(struct bench_opts *o, const char *suite);
@@ -52,6 +62,7 @@ int bench_churn(struct bench_opts *o);
 int bench_locks(struct bench_opts *o);
 int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
+int bench_headline(struct bench_opts *o);
 
 /* The real mmap_lock writer: a thread of this process toggling mprotect
  * over populated anonymous memory. */

@@ -239,6 +239,12 @@ int bench_swap(struct bench_opts *o)
 				json_kv_num(o, "verified", r[s].ok);
 				json_row_end(o);
 			}
+			if (c == 1 && pi == 0 && r[SW_KFILE].pages_s && r[SW_UFP_FILE].pages_s)
+				summary_add(o, "swap seq refault: ufpager file / kernel file",
+					    r[SW_UFP_FILE].pages_s / r[SW_KFILE].pages_s);
+			if (c == 0 && pi == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
+				summary_add(o, "swap seq refault: ufpager lz4 / kernel zram-lz4",
+					    r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
 			if (r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
 				printf("%-7s %-6s %-16s %11s %30.2fx\n", "", "", "lz4 vs zram", "",
 				       r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_headline.c - the workload ufpager exists for, side by side in one
+ * run: T threads access a working set 4x the resident budget (so faults
+ * need swap-in) while a thread splits, merges, protects and unmaps other
+ * memory. Three systems:
+ *   per-region: ufpager, per-VMA lock image;
+ *   global:     ufpager, every fault under the pager lock (mmap_lock);
+ *   kernel:     plain anonymous memory in a child process confined by a
+ *               memory cgroup to the same budget, on kernel swap (a swap
+ *               file set up for the run), with real mmap/mprotect/munmap
+ *               churn threads in the same process.
+ * A "fault" is an access slower than 1 us (a resident access costs tens of
+ * ns here), measured the same way in all three.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "kbase.h"
+
+#define HL_FAULT_NS 1000
+
+struct hl_res {
+	bool ok;
+	double faults_s, accesses_s, struct_s;
+	struct ufp_latency lat, lock_wait;
+	uint64_t swapins;
+	char why[320];
+	struct lat hist;          /* for the CDF plot */
+};
+
+struct hl_thread {
+	char *m;
+	size_t pages;
+	unsigned seed;
+	_Atomic bool *stop;
+	struct lat lat;
+	uint64_t accesses, faults;
+	pthread_barrier_t *bar;
+};
+
+static void *hl_access(void *arg)
+{
+	struct hl_thread *t = arg;
+	uint64_t x = t->seed * 0x9E3779B97F4A7C15ull + 1;
+
+	ufp_thread_register();
+	pthread_barrier_wait(t->bar);
+	while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
+		for (int k = 0; k < 64; k++) {
+			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+			/* 80% of accesses to a hot quarter, 20% anywhere */
+			size_t i = (x % 5) ? (x >> 8) % (t->pages / 4) : (x >> 8) % t->pages;
+			uint64_t *w = (uint64_t *)(t->m + i * UFP_PAGE_SIZE) + (x >> 40) % 512;
+			uint64_t a = ufp_now_ns(), d;
+
+			*w += 1;
+			d = ufp_now_ns() - a;
+			t->accesses++;
+			if (d >= HL_FAULT_NS) {
+				lat_add(&t->lat, d);
+				t->faults++;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* The structural thread for ufpager: split/merge/protect/unmap its own maps. */
+struct hl_churn {
+	ufp_pager *p;
+	_Atomic bool *stop;
+	uint64_t ops;
+};
+
+static void *hl_ufp_churn(void *arg)
+{
+	struct hl_churn *c = arg;
+	size_t len = 64 * UFP_PAGE_SIZE;
+	char *m;
+
+	ufp_thread_register();
+	ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&m);
+	while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
+		memset(m, 1, len);
+		ufp_protect(c->p, m + len / 4, len / 4, UFP_PROT_READ);
+		ufp_protect(c->p, m + len / 4, len / 4, UFP_PROT_ALL);
+		ufp_unmap(c->p, m, len);
+		ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&m);
+		c->ops += 4;
+	}
+	ufp_unmap(c->p, m, len);
+	return NULL;
+}
+
+static void hl_fill(char *m, size_t pages)
+{
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t *w = (uint64_t *)(m + i * UFP_PAGE_SIZE);
+
+		for (unsigned k = 0; k < 512; k += 8)   /* half-compressible content */
+			w[k] = i * 0x9E3779B97F4A7C15ull + k;
+	}
+}
+
+static void hl_collect(struct hl_thread *t, unsigned nt, double el, struct hl_res *r)
+{
+	uint64_t acc = 0, f = 0;
+
+	memset(&r->hist, 0, sizeof(r->hist));
+	for (unsigned i = 0; i < nt; i++) {
+		lat_merge(&r->hist, &t[i].lat);
+		acc += t[i].accesses;
+		f += t[i].faults;
+	}
+	lat_summary(&r->hist, &r->lat);
+	r->faults_s = (double)f / el;
+	r->accesses_s = (double)acc / el;
+	r->ok = true;
+}
+
+static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigned nt,
+		      struct hl_res *r)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
+		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
+		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2, .ztier_size = 4096,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	struct hl_thread t[8];
+	struct hl_churn c;
+	pthread_t th[9];
+	pthread_barrier_t bar;
+	_Atomic bool stop = false;
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+	ufp_pager *p;
+	double t0, el;
+	int err = ufp_pager_create(&pr, &p);
+
+	if (err) {
+		snprintf(r->why, sizeof(r->why), "%s", ufp_last_error());
+		return err;
+	}
+	pthread_barrier_init(&bar, NULL, nt + 1);
+	for (unsigned i = 0; i < nt; i++) {
+		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1, .stop = &stop,
+					   .bar = &bar };
+		ufp_map(p, NULL, t[i].pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&t[i].m);
+		hl_fill(t[i].m, t[i].pages);
+	}
+	ufp_advise(p, t[0].m, 1, UFP_ADV_NORMAL);
+	for (unsigned i = 0; i < nt; i++)
+		pthread_create(&th[i], NULL, hl_access, &t[i]);
+	c = (struct hl_churn){ .p = p, .stop = &stop };
+	pthread_create(&th[nt], NULL, hl_ufp_churn, &c);
+	pthread_barrier_wait(&bar);
+	t0 = now_s();
+	usleep((useconds_t)(o->seconds * 2 * 1e6));
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i <= nt; i++)
+		pthread_join(th[i], NULL);
+	el = now_s() - t0;
+	hl_collect(t, nt, el, r);
+	r->struct_s = (double)c.ops / el;
+	ufp_stats_get(p, &st);
+	r->lock_wait = st.lock_wait;
+	r->swapins = st.swapins;
+	pthread_barrier_destroy(&bar);
+	ufp_pager_destroy(p);
+	return 0;
+}
+
+/* ---- the kernel, in a child confined by a memory cgroup ----------------- */
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
+	close(fd);
+	return ok;
+}
+
+/* Put the calling process under a memory limit (cgroup v1 or v2). */
+static int hl_cgroup_enter(uint64_t limit, char *dir, size_t dlen)
+{
+	char path[320], val[64];
+
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)limit);
+	if (access("/sys/fs/cgroup/memory/cgroup.procs", F_OK) == 0) {
+		snprintf(dir, dlen, "/sys/fs/cgroup/memory/ufpager-bench-%d", (int)getpid());
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+		snprintf(path, sizeof(path), "%s/memory.swappiness", dir);
+		write_str(path, "100");    /* swap rather than OOM */
+		snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", dir);
+	} else {
+		snprintf(dir, dlen, "/sys/fs/cgroup/ufpager-bench-%d", (int)getpid());
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+		snprintf(path, sizeof(path), "%s/memory.max", dir);
+	}
+	if (write_str(path, val))
+		return -EPERM;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	snprintf(val, sizeof(val), "%d", (int)getpid());
+	return write_str(path, val);
+}
+
+static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uint64_t limit,
+			    int out)
+{
+	static struct hl_res r;
+	struct hl_thread t[8];
+	pthread_t th[8];
+	pthread_barrier_t bar;
+	_Atomic bool stop = false;
+	struct kb_churn churn;
+	char dir[256];
+	double t0, el;
+	int err;
+
+	memset(&r, 0, sizeof(r));
+	err = hl_cgroup_enter(limit, dir, sizeof(dir));
+	if (err) {
+		snprintf(r.why, sizeof(r.why), "skipped: cannot set a memory cgroup limit (%s)",
+			 strerror(-err));
+		goto out;
+	}
+	pthread_barrier_init(&bar, NULL, nt + 1);
+	for (unsigned i = 0; i < nt; i++) {
+		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1, .stop = &stop,
+					   .bar = &bar };
+		t[i].m = mmap(NULL, t[i].pages * UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		madvise(t[i].m, t[i].pages * UFP_PAGE_SIZE, MADV_NOHUGEPAGE);
+		hl_fill(t[i].m, t[i].pages);
+	}
+	for (unsigned i = 0; i < nt; i++)
+		pthread_create(&th[i], NULL, hl_access, &t[i]);
+	kb_churn_start(&churn, 1, 64 * UFP_PAGE_SIZE);
+	pthread_barrier_wait(&bar);
+	t0 = now_s();
+	usleep((useconds_t)(o->seconds * 2 * 1e6));
+	atomic_store(&stop, true);
+	for (unsigned i = 0; i < nt; i++)
+		pthread_join(th[i], NULL);
+	el = now_s() - t0;
+	kb_churn_stop(&churn);
+	hl_collect(t, nt, el, &r);
+	r.struct_s = (double)churn.ops / el;
+out:
+	if (write(out, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(1);
+	_exit(0);
+}
+
+static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_res *r)
+{
+	uint64_t limit = (uint64_t)pages * UFP_PAGE_SIZE / 4 + (16ull << 20);
+	struct kb_swap sw = { 0 };
+	int pfd[2], st;
+	pid_t c;
+
+	if (geteuid() != 0) {
+		snprintf(r->why, sizeof(r->why), "skipped: needs root (swap and a memory cgroup)");
+		return -EPERM;
+	}
+	if (kb_swap_file_setup("/var/tmp", (uint64_t)pages * UFP_PAGE_SIZE * 2, &sw)) {
+		snprintf(r->why, sizeof(r->why), "skipped: %s", sw.why);
+		return -ENOTSUP;
+	}
+	if (pipe(pfd)) {
+		kb_swap_teardown(&sw);
+		return -errno;
+	}
+	c = fork();
+	if (c == 0) {
+		close(pfd[0]);
+		hl_kernel_child(o, pages, nt, limit, pfd[1]);
+	}
+	close(pfd[1]);
+	ssize_t got = read(pfd[0], r, sizeof(*r));
+
+	close(pfd[0]);
+	waitpid(c, &st, 0);
+	if (got != (ssize_t)sizeof(*r))
+		snprintf(r->why, sizeof(r->why), "the kernel run failed (child %s %d)",
+			 WIFSIGNALED(st) ? "killed by signal" : "exited",
+			 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	kb_swap_teardown(&sw);
+	{   /* remove the cgroup the child made */
+		char dir[256];
+
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/memory/ufpager-bench-%d", (int)c);
+		rmdir(dir);
+		snprintf(dir, sizeof(dir), "/sys/fs/cgroup/ufpager-bench-%d", (int)c);
+		rmdir(dir);
+	}
+	return r->ok ? 0 : -EIO;
+}
+
+int bench_headline(struct bench_opts *o)
+{
+	static struct hl_res r[3];
+	static const char *name[3] = { "per-region", "global", "kernel" };
+	size_t pages = o->quick ? 8192 : 32768;
+	unsigned nt = 2;
+
+	memset(r, 0, sizeof(r));
+	printf("\n== headline: %u threads randomly access %zu MiB (80%% to a hot quarter) under a\n"
+	       "   %zu MiB budget while a thread splits, merges, protects and unmaps other memory\n"
+	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn)\n",
+	       nt, pages * UFP_PAGE_SIZE >> 20, pages * UFP_PAGE_SIZE / 4 >> 20);
+	fprintf(stderr, "[headline] per-region ...");
+	hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, &r[0]);
+	fprintf(stderr, "\r[headline] global ...    ");
+	hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, &r[1]);
+	fprintf(stderr, "\r[headline] kernel ...    ");
+	if (hl_kernel(o, pages, nt, &r[2]) == -EIO)   /* a memcg OOM kill: once more */
+		hl_kernel(o, pages, nt, &r[2]);
+	kb_swap_teardown_all();
+	fprintf(stderr, "\r%40s\r", "");
+	printf("%-11s %11s %12s %9s %9s %9s %11s %9s\n", "system", "faults/s", "accesses/s",
+	       "p50", "p99", "max", "lockwait99", "struct/s");
+	for (int i = 0; i < 3; i++) {
+		if (!r[i].ok) {
+			printf("%-11s %s\n", name[i], r[i].why[0] ? r[i].why : "failed");
+			continue;
+		}
+		printf("%-11s %11.0f %12.0f %7.1fus %7.1fus %7.1fms %9.1fus %9.0f\n", name[i],
+		       r[i].faults_s, r[i].accesses_s, r[i].lat.p50 / 1e3, r[i].lat.p99 / 1e3,
+		       r[i].lat.max / 1e6, i < 2 ? r[i].lock_wait.p99 / 1e3 : 0.0, r[i].struct_s);
+		json_row_begin(o, "headline");
+		json_kv_str(o, "system", name[i]);
+		json_kv_num(o, "faults_per_s", r[i].faults_s);
+		json_kv_num(o, "accesses_per_s", r[i].accesses_s);
+		json_kv_lat(o, "fault_latency", &r[i].lat);
+		if (i < 2)
+			json_kv_lat(o, "lock_wait", &r[i].lock_wait);
+		json_kv_num(o, "structural_ops_per_s", r[i].struct_s);
+		json_row_end(o);
+		plot_cdf(o, name[i], &r[i].hist);
+	}
+	if (r[0].ok && r[1].ok) {
+		summary_add(o, "headline: accesses/s per-region / global", r[0].accesses_s / r[1].accesses_s);
+		summary_add(o, "headline: fault p99 global / per-region",
+			    (double)r[1].lat.p99 / (double)(r[0].lat.p99 ? r[0].lat.p99 : 1));
+	}
+	if (r[0].ok && r[2].ok) {
+		summary_add(o, "headline: accesses/s per-region / kernel", r[0].accesses_s / r[2].accesses_s);
+		summary_add(o, "headline: fault p99 kernel / per-region",
+			    (double)r[2].lat.p99 / (double)(r[0].lat.p99 ? r[0].lat.p99 : 1));
+	}
+	return 0;
+}
