@@ -116,17 +116,24 @@ static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_regi
 	 * write); read faults map the shared zero page. */
 	ret = uffd_fill_mode(p, ts, page, write ? zero_buf : NULL, n * UFP_PAGE_SIZE, true,
 			     handler_wakes(p));
+	if (ret == -ENOENT && n > 1)
+		/* the window crosses a kernel VMA edge (a foreign mprotect
+		 * split the region): the kernel refuses the whole range, so
+		 * fill the faulting page alone, or its thread never wakes */
+		ret = uffd_fill_mode(p, ts, page, write ? zero_buf : NULL, UFP_PAGE_SIZE, true,
+				     handler_wakes(p));
 	if (ret < 0)
 		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
 	newly = mark_present(p, page, (size_t)ret);
-	if (handler_wakes(p))
-		uffd_wake(p, page, (size_t)ret);
 	atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
 	STAT_INC(ts, faults);
 	STAT_INC(ts, faults_missing);
 	STAT_INC(ts, faults_zero);
 	STAT_ADD(ts, fault_around_pages, (int64_t)(ret / (long)UFP_PAGE_SIZE) - 1);
 	STAT_ADD(ts, resident_pages, newly);
+	/* wake last: the woken thread may read the counters at once */
+	if (handler_wakes(p))
+		uffd_wake(p, page, (size_t)ret);
 	return 0;
 }
 
@@ -189,6 +196,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 	void *bufs[UFP_RA_MAX];
 	struct swb_ctx *ctx;
 	bool drop = p->lock_mode != UFP_LOCK_GLOBAL;   /* GLOBAL holds it: the convoy */
+	bool ts_ctx_borrowed = false;
 	unsigned n, max;
 	uint64_t t0;
 	int err, result = 0;
@@ -221,7 +229,42 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 	}
 	t0 = ufp_now_ns();
 	err = swb_load(ctx, handles, n, bufs, &failed);
+	for (unsigned tries = 0; err == -EBUSY && !failed && tries < 10000; tries++) {
+		/* The context is in use by the code this signal handler
+		 * interrupted (a nested fault from a signal handler): borrow a
+		 * shared one; the interrupted code cannot release its own. */
+		struct swb_ctx *alt = ufp_swb_ctx_get(p, NULL);
+
+		if (!alt || swb_ctx_nbufs(alt) < n) {
+			if (alt)
+				ufp_swb_ctx_put(p, NULL, alt);
+			sched_yield();
+			continue;
+		}
+		ufp_swb_ctx_put(p, ts, ctx);
+		ctx = alt;
+		ts_ctx_borrowed = true;
+		for (unsigned k = 0; k < n; k++)
+			bufs[k] = swb_ctx_buf(ctx, k);
+		err = swb_load(ctx, handles, n, bufs, &failed);
+	}
 	ufp_hist_record(ts, UFP_L_io_lat, ufp_now_ns() - t0);
+	if (err == -EBUSY && !failed) {
+		/* nothing was read: give the claims back and let the fault retry */
+		for (unsigned k = 0; k < n; k++) {
+			uint64_t want = c[k].v;
+
+			atomic_compare_exchange_strong_explicit(&p->pte[c[k].idx], &want,
+					c[k].v & ~PTE_INFLIGHT, memory_order_release,
+					memory_order_relaxed);
+			page_wake(p, c[k].idx);
+		}
+		ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
+		if (!drop)
+			fault_unlock_region(p, fl);
+		sched_yield();
+		return -EINTR;
+	}
 	if (err && !failed)
 		failed = n >= 64 ? ~0ull : (1ull << n) - 1;
 
@@ -281,7 +324,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		else if (!swb_handle_is_same(c[k].handle))
 			STAT_ADD(ts, bytes_read, UFP_PAGE_SIZE);
 	}
-	ufp_swb_ctx_put(p, ts, ctx);
+	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {
 		atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
 		fault_unlock_region(p, fl);
