@@ -1,85 +1,188 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * swap_backend.c - the swap store (see swap_backend.h for the tiers and
- * the handle layout): same-filled pages, the lz4 RAM tier, and the
- * io_uring swap file with its slot allocator.
+ * the handle layout). Owns: the O_TMPFILE swap file and its cluster/slot
+ * allocator, the per-context io_uring rings, the lz4 tier and its slab
+ * allocator, the same-filled word table, per-page checksums.
  *
- * Slot allocator: the file is cut into clusters of 64 slots (256 KiB, like
- * the kernel's swap clusters). A context owns one cluster at a time and
- * allocates from it without contention; taking a cluster is one CAS on its
- * owner word. Releasing a slot clears its bit (one atomic, signal-safe);
- * a cluster that empties is punched out (FALLOC_FL_PUNCH_HOLE) by
- * swb_maintain, so disk use follows the working set.
+ * Slot allocator. The file is cut into clusters of 64 slots (256 KiB, the
+ * kernel's swap cluster). Each cluster has a bitmap word of used slots and
+ * a state:
  *
- * Concurrency contract: loads and releases are async-signal-safe (atomics,
- * io_uring_enter, lz4 decompression; no malloc, no locks). Stores and
- * maintenance run in normal context; tier memory is freed only there.
+ *   FREE --take (freemap CAS)--> OWNED --full / ctx gone--> DETACHED
+ *     ^                            ^                            |
+ *     |                            +--take (state CAS, scan)----+
+ *   punched <--maintain/store-- PUNCH <--last slot released-----+
+ *
+ * A context allocates from its OWNED cluster alone: setting a bit needs no
+ * CAS loop, since only the owner sets bits (releases only clear them).
+ * Free clusters sit in an atomic bitmap (lock-free take and put). A
+ * release that empties a DETACHED cluster moves it to PUNCH and pushes it
+ * on a liburcu lfstack (push is lock-free and signal-safe); the next
+ * swb_store or swb_maintain pops the whole stack, punches each cluster and
+ * returns it to the free bitmap. An OWNED cluster that empties stays with
+ * its owner until detached; the detach checks for emptiness (see
+ * cluster_detach for the Dekker pairing with slot_free).
+ *
+ * Compressed tier. Entries (checksum, length, data pointer) live in an
+ * array indexed by entry number; compressed bytes live in 32 KiB slabs cut
+ * into 64-byte size classes. Allocation happens in swb_store under a mutex
+ * (normal context; never taken on the load or release paths). A release
+ * marks the entry DEAD with one CAS and pushes it on a second lfstack;
+ * memory is freed by the next store or maintain.
+ *
+ * Concurrency contract: swb_load and swb_release are async-signal-safe
+ * (atomics, io_uring_enter, lz4 decompression, xxh3); swb_release is
+ * lock-free. Everything that allocates or takes a mutex runs in normal
+ * context: create/destroy, ctx create/destroy, store, maintain, usage.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <lz4.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+#include <urcu/compiler.h>
+#include <urcu/lfstack.h>
 #include <xxhash.h>
 
 #include "swap_backend.h"
 
-#define PAGE 4096u
-#define CLUSTER_SLOTS 64u
-#define SAME_MAX 4096u
-#define Z_MAX_CLEN (PAGE * 3 / 4)   /* compress only to <= 3/4 page */
+#define PAGE SWB_PAGE_SIZE
+#define CL_SLOTS 64u
+#define CL_BYTES ((uint64_t)CL_SLOTS * PAGE)
+#define SLOT_MASK ((1ull << 40) - 1)
+#define H_SAME_TABLE (1ull << 61)
+#define SAME_PROBES 64u
 
-enum zstate { Z_FREE = 0, Z_USED = 1, Z_DEAD = 2 };
+#define Z_MAX_CLEN (PAGE * 3 / 4)    /* store in the tier only at <= 3/4 page */
+#define Z_GRAN 64u                   /* size-class granule */
+#define Z_CLASSES (Z_MAX_CLEN / Z_GRAN)
+#define Z_SLAB 32768u                /* slab size and alignment */
+#define Z_SLAB_HDR 64u
+#define Z_NONE UINT32_MAX
 
-struct zent {
+/*
+ * ThreadSanitizer cannot see liburcu's inline-asm atomics, so the handoff
+ * "push on a stack, pop_all, use the node" looks like a race to it. Under
+ * TSan only, mirror each push with a C11 release and each pop_all with an
+ * acquire on a counter next to the stack (as ufp_call_rcu does).
+ */
+#ifdef __SANITIZE_THREAD__
+#define tsan_release(a) atomic_fetch_add_explicit(a, 1, memory_order_release)
+#define tsan_acquire(a) ((void)atomic_load_explicit(a, memory_order_acquire))
+#else
+#define tsan_release(a) ((void)(a))
+#define tsan_acquire(a) ((void)(a))
+#endif
+
+static inline uint64_t mkhandle(uint64_t tier, uint64_t v)
+{
+	return (tier << SWB_TIER_SHIFT) | v;
+}
+
+/* ======================================================================
+ * Objects.
+ * ====================================================================== */
+
+enum { CL_FREE, CL_OWNED, CL_DETACHED, CL_PUNCH };
+
+/* Invariant: only the OWNED cluster's owner sets bits in used; a cluster
+ * is on punchq iff its state is CL_PUNCH; its freemap bit is set iff its
+ * state is CL_FREE and nobody took it. */
+struct cluster {
+	_Atomic uint64_t used;           /* bit per slot in use */
 	_Atomic uint32_t state;
-	uint32_t clen;
+	struct cds_lfs_node punch;       /* on swb.punchq while CL_PUNCH */
+};
+
+enum { Z_FREE, Z_LIVE, Z_DEAD };
+
+/* A tier entry. data/clen/csum are written by the store that makes it
+ * LIVE, before the handle is returned; loads read them after the caller
+ * published the handle. */
+struct zent {
+	struct cds_lfs_node dead;        /* on ztier.deadq while Z_DEAD */
 	void *data;
 	uint64_t csum;
+	uint32_t next_free;              /* free list, under ztier.lock */
+	uint16_t clen;
+	_Atomic uint8_t state;
 	_Atomic uint8_t inject;
 };
 
-struct cluster {
-	_Atomic uint64_t used;       /* bit per slot */
-	_Atomic uint32_t owner;      /* 1 while a context allocates from it */
-	_Atomic uint32_t punch;      /* emptied since the last punch */
+/* A slab of one size class. Every field is under ztier.lock. */
+struct zslab {
+	struct zslab *next, *prev;       /* partial list of the class */
+	void *free;                      /* freed objects, linked through them */
+	uint32_t used, cap, carved;
+	uint32_t cls;
+};
+
+struct ztier {
+	uint64_t cap;                    /* 0: no tier */
+	struct zent *ent;
+	uint32_t nent;
+	pthread_mutex_t lock;            /* store / reap only: normal context */
+	uint32_t free_ent, next_ent;     /* under lock */
+	struct zslab *partial[Z_CLASSES];/* under lock */
+	_Atomic uint64_t slab_bytes, entries;   /* written under lock */
+	_Atomic bool full;               /* hint: skip compression while set */
+	struct __cds_lfs_stack deadq;
+	_Atomic unsigned long deadq_sync;      /* TSan only: see tsan_release */
+};
+
+/* Per-context counters: one writer (the context's user), read by
+ * swb_usage; folded into swb.gone when the context goes. */
+#define CTX_STATS(X) X(stores_file) X(stores_ztier) X(stores_same) X(loads_file) \
+	X(loads_ztier) X(loads_same) X(bytes_read) X(bytes_written) X(io_errors) X(csum_errors)
+
+struct ctx_stats {
+#define X(f) _Atomic uint64_t f;
+	CTX_STATS(X)
+#undef X
 };
 
 struct swb {
 	int fd;
-	bool direct;
-	uint64_t nslots, nclusters;
+	bool direct, can_falloc, can_punch;
+	unsigned nbufs, qd;
+	uint32_t nclusters, nfreewords;
+	uint64_t nslots;
 	struct cluster *cl;
-	uint64_t *csum;              /* per slot */
-	_Atomic uint8_t *inject;     /* per slot: test hooks */
-	_Atomic uint64_t cursor;     /* cluster search start */
-	/* tier */
-	uint64_t zcap, nz;
-	struct zent *z;
-	_Atomic uint64_t zcursor, zbytes;
-	/* same-filled words */
-	_Atomic uint64_t same_word[SAME_MAX];
-	_Atomic uint8_t same_used[SAME_MAX];
-	/* usage */
-	_Atomic uint64_t u[18];
-	unsigned qd, nbufs;
+	_Atomic uint64_t *freemap;       /* bit per CL_FREE cluster */
+	_Atomic uint32_t free_hint, scan_hint;
+	struct __cds_lfs_stack punchq;
+	_Atomic unsigned long punchq_sync;     /* TSan only: see tsan_release */
+	_Atomic uint64_t punched;
+	uint64_t *csum;                  /* per slot, written by the storing ctx */
+	_Atomic uint8_t *inject;         /* per slot: SWB_INJECT_EIO pending */
+	_Atomic uint64_t same_word[SWB_SAME_TABLE];
+	_Atomic uint8_t same_state[SWB_SAME_TABLE];  /* 0 empty, 1 filling, 2 ready */
+	_Atomic int64_t same_live;
+	struct ztier z;
+	pthread_mutex_t ctx_lock;        /* ctx list and gone */
+	struct swb_ctx *ctxs;
+	struct ctx_stats gone;
 };
-
-enum { U_STORES_FILE, U_STORES_Z, U_STORES_SAME, U_LOADS_FILE, U_LOADS_Z, U_LOADS_SAME,
-       U_BREAD, U_BWRITE, U_IOERR, U_CSUMERR, U_PUNCHED, U_ZRAW, U_FILE_USED };
 
 struct swb_ctx {
 	struct swb *s;
+	struct swb_ctx *next;            /* swb.ctxs, under ctx_lock */
 	struct io_uring ring;
-	void *bufs;
+	char *bufs;
 	unsigned nbufs;
-	int64_t cluster;             /* owned cluster, -1 none */
+	uint32_t cl;                     /* owned cluster, UINT32_MAX: none */
+	bool broken;                     /* a submit failed: ring state unknown */
+	_Atomic int busy;                /* inside store/load (re-entry guard) */
+	void *lz4state;
+	char *zbuf;                      /* compression output, Z_MAX_CLEN */
+	struct ctx_stats st;
 };
 
 static __thread char err_detail[256];
@@ -89,72 +192,1021 @@ const char *swb_error_detail(void)
 	return err_detail;
 }
 
-static void ustat(struct swb *s, int i, uint64_t v)
+#define detail(...) snprintf(err_detail, sizeof(err_detail), __VA_ARGS__)
+
+/* relaxed: single writer per context; swb_usage only sums */
+#define CSTAT(c, f, v) atomic_store_explicit(&(c)->st.f, \
+	atomic_load_explicit(&(c)->st.f, memory_order_relaxed) + (v), memory_order_relaxed)
+
+static int ctx_enter(struct swb_ctx *c)
 {
-	atomic_fetch_add_explicit(&s->u[i], v, memory_order_relaxed);
+	/* acquire: pairs with the release in ctx_exit of the previous user */
+	if (atomic_exchange_explicit(&c->busy, 1, memory_order_acquire))
+		return -EBUSY;
+	return 0;
+}
+
+static void ctx_exit(struct swb_ctx *c)
+{
+	/* release: pairs with the acquire in ctx_enter of the next user */
+	atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
 
 /* ======================================================================
- * Setup.
+ * Clusters and slots. Take/detach: normal context (the owning context).
+ * slot_free: any context, signal-safe.
  * ====================================================================== */
 
-int swb_create(const struct swb_params *p, struct swb **out)
+static void freemap_put(struct swb *s, uint32_t k)
 {
-	const char *dir = p && p->dir ? p->dir : "/var/tmp";
-	uint64_t size = p && p->file_size ? p->file_size : 1ull << 30;
-	struct swb *s = calloc(1, sizeof(*s));
+	/* release: pairs with the acquire in freemap_take (punch done first) */
+	atomic_fetch_or_explicit(&s->freemap[k / 64], 1ull << (k % 64), memory_order_release);
+}
+
+static int64_t freemap_take(struct swb *s)
+{
+	uint32_t n = s->nfreewords;
+	/* relaxed: a search hint; pairs with nothing */
+	uint32_t start = atomic_load_explicit(&s->free_hint, memory_order_relaxed) % n;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t w = (start + i) % n;
+		/* relaxed: only a guess; the CAS below acquires */
+		uint64_t v = atomic_load_explicit(&s->freemap[w], memory_order_relaxed);
+
+		while (v) {
+			uint64_t bit = v & -v;
+
+			/* acquire: pairs with the release in freemap_put */
+			if (atomic_compare_exchange_weak_explicit(&s->freemap[w], &v, v & ~bit,
+					memory_order_acquire, memory_order_relaxed)) {
+				/* relaxed: a search hint */
+				atomic_store_explicit(&s->free_hint, w, memory_order_relaxed);
+				return (int64_t)w * 64 + __builtin_ctzll(bit);
+			}
+		}
+	}
+	return -1;
+}
+
+/* Punch the clusters that emptied and give them back to the free pool.
+ * Normal context; concurrent callers get disjoint sets (pop_all is one
+ * xchg). Returns the number returned to the pool, or -errno of a failed
+ * punch (the cluster is returned to the pool anyway). */
+static int reap_clusters(struct swb *s, unsigned *nret)
+{
+	struct cds_lfs_head *head;
+	struct cds_lfs_node *node, *next;
+	int err = 0;
+
+	*nret = 0;
+	if (cds_lfs_empty(&s->punchq))
+		return 0;
+	head = __cds_lfs_pop_all(&s->punchq);
+	tsan_acquire(&s->punchq_sync);
+	/* not cds_lfs_for_each_safe: it takes &head->node of a NULL head
+	 * when a concurrent reaper emptied the stack first (UBSan) */
+	for (node = head ? &head->node : NULL; node; node = next) {
+		struct cluster *cl = caa_container_of(node, struct cluster, punch);
+		uint32_t k = (uint32_t)(cl - s->cl);
+
+		next = node->next;      /* before the cluster can be queued again */
+		if (s->can_punch) {
+			/* relaxed: a counter for swb_usage */
+			if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)(k * CL_BYTES), (off_t)CL_BYTES) == 0)
+				atomic_fetch_add_explicit(&s->punched, 1, memory_order_relaxed);
+			else if (!err)
+				err = -errno;
+		}
+		/* relaxed: published by freemap_put's release */
+		atomic_store_explicit(&cl->state, CL_FREE, memory_order_relaxed);
+		freemap_put(s, k);
+		(*nret)++;
+	}
+	return err;
+}
+
+/* The owner gives its cluster up (it is full, or the context goes). */
+static void cluster_detach(struct swb *s, uint32_t k)
+{
+	struct cluster *cl = &s->cl[k];
+	uint32_t st = CL_DETACHED;
+
+	/* seq_cst store then load: pairs with slot_free's seq_cst fetch_and
+	 * then CAS on state (Dekker): if we see slots in use, the releaser of
+	 * the last one sees DETACHED; if both see each other, the CAS picks
+	 * one, so an emptied cluster is queued exactly once */
+	atomic_store(&cl->state, CL_DETACHED);
+	if (atomic_load(&cl->used) == 0 &&
+	    atomic_compare_exchange_strong(&cl->state, &st, CL_PUNCH)) {
+		tsan_release(&s->punchq_sync);
+		cds_lfs_push(&s->punchq, &cl->punch);
+	}
+}
+
+static int64_t detached_take(struct swb *s)
+{
+	uint32_t n = s->nclusters;
+	/* relaxed: a search hint; pairs with nothing */
+	uint32_t start = atomic_load_explicit(&s->scan_hint, memory_order_relaxed) % n;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = (start + i) % n;
+		struct cluster *cl = &s->cl[k];
+		uint32_t st = CL_DETACHED;
+
+		/* relaxed: a pre-check; the CAS below decides */
+		if (atomic_load_explicit(&cl->state, memory_order_relaxed) != CL_DETACHED ||
+		    !~atomic_load_explicit(&cl->used, memory_order_relaxed))
+			continue;
+		/* acquire: pairs with the seq_cst store in cluster_detach */
+		if (atomic_compare_exchange_strong_explicit(&cl->state, &st, CL_OWNED,
+				memory_order_acquire, memory_order_relaxed)) {
+			/* relaxed: a search hint */
+			atomic_store_explicit(&s->scan_hint, k + 1, memory_order_relaxed);
+			return k;
+		}
+	}
+	return -1;
+}
+
+/* Give context c a cluster with free slots: a free one (blocks reserved
+ * with fallocate), else one from the punch queue, else a detached one with
+ * holes. Returns 0 or -ENOSPC / -errno of fallocate. */
+static int cluster_get(struct swb_ctx *c)
+{
+	struct swb *s = c->s;
+	unsigned reaped;
+	int64_t k;
+
+	k = freemap_take(s);
+	if (k < 0) {
+		reap_clusters(s, &reaped);
+		if (reaped)
+			k = freemap_take(s);
+	}
+	if (k >= 0) {
+		if (s->can_falloc &&
+		    fallocate(s->fd, 0, (off_t)((uint64_t)k * CL_BYTES), (off_t)CL_BYTES)) {
+			int err = -errno;
+
+			freemap_put(s, (uint32_t)k);
+			return err;
+		}
+		/* relaxed: only we hold it (freemap_take acquired it) */
+		atomic_store_explicit(&s->cl[k].state, CL_OWNED, memory_order_relaxed);
+		c->cl = (uint32_t)k;
+		return 0;
+	}
+	k = detached_take(s);
+	if (k < 0)
+		return -ENOSPC;
+	c->cl = (uint32_t)k;
+	return 0;
+}
+
+static int64_t slot_alloc(struct swb_ctx *c)
+{
+	struct swb *s = c->s;
+
+	for (;;) {
+		if (c->cl != UINT32_MAX) {
+			struct cluster *cl = &s->cl[c->cl];
+			/* acquire: pairs with the release in slot_free, so the last
+			 * reader of a freed slot is done before we overwrite it */
+			uint64_t u = atomic_load_explicit(&cl->used, memory_order_acquire);
+
+			if (~u) {
+				unsigned b = (unsigned)__builtin_ctzll(~u);
+				int64_t slot = (int64_t)c->cl * CL_SLOTS + b;
+
+				/* relaxed: only the owner sets bits; ordered by the load */
+				u = atomic_fetch_or_explicit(&cl->used, 1ull << b, memory_order_relaxed);
+				if (!~(u | 1ull << b)) {
+					/* full: detach now, so that it can be punched
+					 * as soon as its slots are released */
+					cluster_detach(s, c->cl);
+					c->cl = UINT32_MAX;
+				}
+				return slot;
+			}
+			cluster_detach(s, c->cl);
+			c->cl = UINT32_MAX;
+		}
+		int err = cluster_get(c);
+
+		if (err)
+			return err;
+	}
+}
+
+/* Signal-safe, lock-free. */
+static void slot_free(struct swb *s, uint64_t slot)
+{
+	struct cluster *cl = &s->cl[slot / CL_SLOTS];
+	uint64_t bit = 1ull << (slot % CL_SLOTS);
+	uint32_t st = CL_DETACHED;
+	/* seq_cst: pairs with cluster_detach (see there); also the release
+	 * that slot_alloc's acquire load pairs with */
+	uint64_t old = atomic_fetch_and(&cl->used, ~bit);
+
+	if (!(old & bit))
+		return;                     /* double release: ignore */
+	if (old == bit && atomic_compare_exchange_strong(&cl->state, &st, CL_PUNCH)) {
+		tsan_release(&s->punchq_sync);
+		cds_lfs_push(&s->punchq, &cl->punch);
+	}
+}
+
+/* ======================================================================
+ * Same-filled pages. Encoding: any context; table insert: normal context.
+ * ====================================================================== */
+
+static bool page_same(const void *page, uint64_t *word)
+{
+	const uint64_t *w = page;
+	uint64_t v = w[0];
+
+	for (unsigned i = 1; i < PAGE / 8; i++)
+		if (w[i] != v)
+			return false;
+	*word = v;
+	return true;
+}
+
+static int same_encode(struct swb *s, uint64_t word, uint64_t *h)
+{
+	uint64_t sx = (uint64_t)((int64_t)(word << 3) >> 3);
+	unsigned i = (unsigned)(XXH3_64bits(&word, sizeof(word)) % SWB_SAME_TABLE);
+
+	if (sx == word) {
+		*h = mkhandle(SWB_TIER_SAME, word & (H_SAME_TABLE - 1));
+		return 0;
+	}
+	for (unsigned n = 0; n < SAME_PROBES; n++, i = (i + 1) % SWB_SAME_TABLE) {
+		/* acquire: pairs with the release that made the entry ready */
+		uint8_t st = atomic_load_explicit(&s->same_state[i], memory_order_acquire);
+
+		if (st == 0) {
+			/* seq_cst CAS: claims the entry against other stores */
+			if (!atomic_compare_exchange_strong(&s->same_state[i], &st, 1))
+				continue;
+			/* relaxed: published by the release store below */
+			atomic_store_explicit(&s->same_word[i], word, memory_order_relaxed);
+			/* release: pairs with the acquire above and in same_decode */
+			atomic_store_explicit(&s->same_state[i], 2, memory_order_release);
+			st = 2;
+		}
+		/* relaxed: ordered after the acquire load of same_state */
+		if (st == 2 && atomic_load_explicit(&s->same_word[i], memory_order_relaxed) == word) {
+			*h = mkhandle(SWB_TIER_SAME, H_SAME_TABLE | i);
+			return 0;
+		}
+	}
+	return -ENOSPC;                     /* table crowded: store it elsewhere */
+}
+
+/* Signal-safe. */
+static int same_decode(struct swb *s, uint64_t h, uint64_t *word)
+{
+	unsigned i = (unsigned)(h & (SWB_SAME_TABLE - 1));
+
+	if (!(h & H_SAME_TABLE)) {
+		*word = (uint64_t)((int64_t)(h << 3) >> 3);
+		return 0;
+	}
+	/* acquire: pairs with the release in same_encode */
+	if ((h & ~mkhandle(SWB_TIER_SAME, H_SAME_TABLE)) >= SWB_SAME_TABLE ||
+	    atomic_load_explicit(&s->same_state[i], memory_order_acquire) != 2)
+		return -EINVAL;
+	*word = atomic_load_explicit(&s->same_word[i], memory_order_relaxed);
+	return 0;
+}
+
+/* ======================================================================
+ * Compressed tier. Store and reap: normal context, under z->lock.
+ * Load and release: signal-safe, no lock.
+ * ====================================================================== */
+
+static void zslab_link(struct ztier *z, struct zslab *sl)
+{
+	sl->prev = NULL;
+	sl->next = z->partial[sl->cls];
+	if (sl->next)
+		sl->next->prev = sl;
+	z->partial[sl->cls] = sl;
+}
+
+static void zslab_unlink(struct ztier *z, struct zslab *sl)
+{
+	if (sl->prev)
+		sl->prev->next = sl->next;
+	else
+		z->partial[sl->cls] = sl->next;
+	if (sl->next)
+		sl->next->prev = sl->prev;
+}
+
+static void *zslab_alloc(struct ztier *z, unsigned cls)
+{
+	struct zslab *sl = z->partial[cls];
+	unsigned size = (cls + 1) * Z_GRAN;
+	void *obj;
+
+	if (!sl) {
+		/* relaxed: only written under z->lock, which we hold */
+		if (atomic_load_explicit(&z->slab_bytes, memory_order_relaxed) + Z_SLAB > z->cap)
+			return NULL;
+		sl = aligned_alloc(Z_SLAB, Z_SLAB);
+		if (!sl)
+			return NULL;
+		*sl = (struct zslab){ .cap = (Z_SLAB - Z_SLAB_HDR) / size, .cls = cls };
+		zslab_link(z, sl);
+		/* relaxed: written under z->lock; swb_usage reads a snapshot */
+		atomic_fetch_add_explicit(&z->slab_bytes, Z_SLAB, memory_order_relaxed);
+	}
+	if (sl->free) {
+		obj = sl->free;
+		sl->free = *(void **)obj;
+	} else {
+		obj = (char *)sl + Z_SLAB_HDR + (size_t)sl->carved++ * size;
+	}
+	if (++sl->used == sl->cap)
+		zslab_unlink(z, sl);
+	return obj;
+}
+
+static void zslab_free(struct ztier *z, void *obj)
+{
+	struct zslab *sl = (struct zslab *)((uintptr_t)obj & ~(uintptr_t)(Z_SLAB - 1));
+
+	if (sl->used-- == sl->cap)
+		zslab_link(z, sl);
+	if (!sl->used) {
+		zslab_unlink(z, sl);
+		free(sl);
+		/* relaxed: written under z->lock; swb_usage reads a snapshot */
+		atomic_fetch_sub_explicit(&z->slab_bytes, Z_SLAB, memory_order_relaxed);
+		return;
+	}
+	*(void **)obj = sl->free;
+	sl->free = obj;
+}
+
+/* Free released entries. Normal context. */
+static void ztier_reap(struct ztier *z)
+{
+	struct cds_lfs_head *head;
+	struct cds_lfs_node *node, *next;
+
+	if (!z->cap || cds_lfs_empty(&z->deadq))
+		return;
+	head = __cds_lfs_pop_all(&z->deadq);
+	tsan_acquire(&z->deadq_sync);
+	pthread_mutex_lock(&z->lock);
+	for (node = head ? &head->node : NULL; node; node = next) {
+		struct zent *e = caa_container_of(node, struct zent, dead);
+
+		next = node->next;
+		zslab_free(z, e->data);
+		e->data = NULL;
+		/* relaxed: the entry is ours until it leaves the free list */
+		atomic_store_explicit(&e->state, Z_FREE, memory_order_relaxed);
+		e->next_free = z->free_ent;
+		z->free_ent = (uint32_t)(e - z->ent);
+		/* relaxed: a counter, written under z->lock */
+		atomic_fetch_sub_explicit(&z->entries, 1, memory_order_relaxed);
+	}
+	/* relaxed: a hint for ztier_put; the lock orders the real state */
+	atomic_store_explicit(&z->full, false, memory_order_relaxed);
+	pthread_mutex_unlock(&z->lock);
+}
+
+/* Compress page into the tier. Returns 0 with *h, -E2BIG (incompressible)
+ * or -ENOSPC (tier full). */
+static int ztier_put(struct swb_ctx *c, const void *page, uint64_t csum, uint64_t *h)
+{
+	struct ztier *z = &c->s->z;
+	struct zent *e;
+	uint32_t idx;
+	void *obj = NULL;
+	int clen;
+
+	/* relaxed: a hint (see ztier_reap) */
+	if (!z->cap || atomic_load_explicit(&z->full, memory_order_relaxed))
+		return -ENOSPC;
+	clen = LZ4_compress_fast_extState(c->lz4state, page, c->zbuf, (int)PAGE,
+					  (int)Z_MAX_CLEN, 1);
+	if (clen <= 0)
+		return -E2BIG;
+	pthread_mutex_lock(&z->lock);
+	idx = z->free_ent;
+	if (idx != Z_NONE)
+		z->free_ent = z->ent[idx].next_free;
+	else if (z->next_ent < z->nent)
+		idx = z->next_ent++;
+	if (idx != Z_NONE)
+		obj = zslab_alloc(z, (unsigned)(clen - 1) / Z_GRAN);
+	if (!obj) {
+		if (idx != Z_NONE) {
+			z->ent[idx].next_free = z->free_ent;
+			z->free_ent = idx;
+		}
+		/* relaxed: a hint (see ztier_reap) */
+		atomic_store_explicit(&z->full, true, memory_order_relaxed);
+		pthread_mutex_unlock(&z->lock);
+		return -ENOSPC;
+	}
+	/* relaxed: a counter, written under z->lock */
+	atomic_fetch_add_explicit(&z->entries, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&z->lock);
+
+	e = &z->ent[idx];
+	memcpy(obj, c->zbuf, (size_t)clen);
+	e->data = obj;
+	e->clen = (uint16_t)clen;
+	e->csum = csum;
+	/* relaxed: a test hook, see ztier_get */
+	atomic_store_explicit(&e->inject, 0, memory_order_relaxed);
+	/* relaxed: the handle reaches loaders through the caller's own
+	 * release/acquire publication */
+	atomic_store_explicit(&e->state, Z_LIVE, memory_order_relaxed);
+	*h = mkhandle(SWB_TIER_Z, idx);
+	return 0;
+}
+
+/* Signal-safe. Returns 0, -EIO (injected), -EBADMSG or -EINVAL. */
+static int ztier_get(struct ztier *z, uint64_t idx, void *dst)
+{
+	struct zent *e;
+
+	if (idx >= z->nent)
+		return -EINVAL;
+	e = &z->ent[idx];
+	/* relaxed: catches stale handles only; the data came with the handle */
+	if (atomic_load_explicit(&e->state, memory_order_relaxed) != Z_LIVE)
+		return -EINVAL;
+	/* relaxed: a test hook set by this or an earlier-synchronised thread */
+	if (atomic_load_explicit(&e->inject, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&e->inject, 0, memory_order_relaxed))
+		return -EIO;
+	if (LZ4_decompress_safe(e->data, dst, e->clen, (int)PAGE) != (int)PAGE ||
+	    XXH3_64bits(dst, PAGE) != e->csum)
+		return -EBADMSG;
+	return 0;
+}
+
+/* ======================================================================
+ * io_uring helpers (async-signal-safe: io_uring_enter only).
+ * ====================================================================== */
+
+/* Submit everything queued and wait for want completions to be ready. */
+static int ring_submit(struct swb_ctx *c, unsigned want)
+{
+	int ret;
+
+	for (;;) {
+		ret = io_uring_submit_and_wait(&c->ring, want);
+		if (ret >= 0 || ret == -EINTR) {
+			if (!io_uring_sq_ready(&c->ring))
+				return 0;       /* all submitted; waits retry below */
+			continue;
+		}
+		if (ret != -EAGAIN) {
+			c->broken = true;       /* SQEs may be left queued */
+			return ret;
+		}
+	}
+}
+
+static int ring_wait(struct swb_ctx *c, struct io_uring_cqe **cqe)
+{
+	int ret;
+
+	do
+		ret = io_uring_wait_cqe(&c->ring, cqe);
+	while (ret == -EINTR);
+	if (ret)
+		c->broken = true;
+	return ret;
+}
+
+/* ======================================================================
+ * Store (normal context).
+ * ====================================================================== */
+
+/* Is p one of the context's registered pages? Then *k is its index. */
+static bool in_bufs(struct swb_ctx *c, const void *p, unsigned *k)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)c->bufs;
+
+	if ((uintptr_t)p < (uintptr_t)c->bufs || off >= (size_t)c->nbufs * PAGE || off % PAGE)
+		return false;
+	*k = (unsigned)(off / PAGE);
+	return true;
+}
+
+/* Release what this batch stored and free it now (after a write error). */
+static void store_undo(struct swb_ctx *c, uint64_t handles[], unsigned n)
+{
+	unsigned reaped;
+
+	for (unsigned i = 0; i < n; i++) {
+		swb_release(c->s, handles[i]);
+		handles[i] = 0;
+	}
+	reap_clusters(c->s, &reaped);
+	ztier_reap(&c->s->z);
+}
+
+int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t handles[])
+{
+	struct swb *s = c->s;
+	uint64_t issrc[SWB_MAX_BUFS / 64] = { 0 };
+	unsigned i, k, nfile = 0, reaped, nz = 0, nsame = 0, nextb = 0;
+	int err = 0;
+
+	if (n > c->nbufs)
+		return -EINVAL;
+	if (ctx_enter(c))
+		return -EBUSY;
+	if (c->broken) {
+		ctx_exit(c);
+		return -EIO;
+	}
+	reap_clusters(s, &reaped);
+	ztier_reap(&s->z);
+	/* registered pages that are sources are written from where they are
+	 * and never used as bounce pages for the others */
+	for (i = 0; i < n; i++)
+		if (in_bufs(c, pages[i], &k))
+			issrc[k / 64] |= 1ull << (k % 64);
+	for (i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe;
+		uint64_t word, csum;
+		int64_t slot;
+		char *buf;
+
+		if (page_same(pages[i], &word) && same_encode(s, word, &handles[i]) == 0) {
+			/* relaxed: a counter for swb_usage */
+			atomic_fetch_add_explicit(&s->same_live, 1, memory_order_relaxed);
+			nsame++;
+			continue;
+		}
+		csum = XXH3_64bits(pages[i], PAGE);
+		if (ztier_put(c, pages[i], csum, &handles[i]) == 0) {
+			nz++;
+			continue;
+		}
+		slot = slot_alloc(c);
+		if (slot < 0) {
+			err = (int)slot;
+			break;              /* full: pages [i, n) are not stored */
+		}
+		if (!in_bufs(c, pages[i], &k)) {
+			while (issrc[nextb / 64] & (1ull << (nextb % 64)))
+				nextb++;
+			k = nextb++;        /* enough: n <= nbufs */
+			memcpy(c->bufs + (size_t)k * PAGE, pages[i], PAGE);
+		}
+		buf = c->bufs + (size_t)k * PAGE;
+		s->csum[slot] = csum;
+		/* relaxed: a test hook, see swb_load */
+		atomic_store_explicit(&s->inject[slot], 0, memory_order_relaxed);
+		sqe = io_uring_get_sqe(&c->ring);   /* qd >= nbufs: never NULL */
+		io_uring_prep_write_fixed(sqe, 0, buf, PAGE, (uint64_t)slot * PAGE, 0);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		handles[i] = mkhandle(SWB_TIER_FILE, (uint64_t)slot);
+		nfile++;
+	}
+	for (k = i; k < n; k++)
+		handles[k] = 0;
+	if (nfile) {
+		struct io_uring_cqe *cqe;
+		int werr = ring_submit(c, nfile);
+
+		/* reap every completion, failed or not: none may be left for
+		 * the next batch to mistake for its own */
+		for (unsigned seen = 0; !c->broken && seen < nfile; seen++) {
+			if (ring_wait(c, &cqe)) {
+				werr = -EIO;
+				break;
+			}
+			if (cqe->res != (int)PAGE && !werr)  /* error or short write */
+				werr = cqe->res < 0 ? cqe->res : -EIO;
+			io_uring_cqe_seen(&c->ring, cqe);
+		}
+		if (werr) {
+			CSTAT(c, io_errors, 1);
+			store_undo(c, handles, i);
+			ctx_exit(c);
+			return -EIO;
+		}
+	}
+	CSTAT(c, stores_file, nfile);
+	CSTAT(c, bytes_written, (uint64_t)nfile * PAGE);
+	CSTAT(c, stores_ztier, nz);
+	CSTAT(c, stores_same, nsame);
+	ctx_exit(c);
+	return i == 0 && n ? err : (int)i;
+}
+
+/* ======================================================================
+ * Load (async-signal-safe).
+ * ====================================================================== */
+
+/* Worst error wins: -EIO, then -EBADMSG, then -EINVAL. */
+static void load_fail(uint64_t *failed, unsigned i, int *err, int e)
+{
+	*failed |= 1ull << i;
+	if (*err != -EIO && (e == -EIO || *err != -EBADMSG))
+		*err = e;
+}
+
+int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *const dst[],
+	     uint64_t *failed)
+{
+	struct swb *s = c->s;
+	uint64_t isdst[SWB_MAX_BUFS / 64] = { 0 };
+	unsigned bufk[SWB_MAX_BATCH], nfile = 0, nz = 0, nsame = 0, nextb = 0, k;
+	int err = 0;
+
+	*failed = 0;
+	if (n > SWB_MAX_BATCH || n > c->nbufs)
+		return -EINVAL;
+	if (ctx_enter(c))
+		return -EBUSY;
+	/* registered pages that are destinations are never bounce pages */
+	for (unsigned i = 0; i < n; i++)
+		if (in_bufs(c, dst[i], &k))
+			isdst[k / 64] |= 1ull << (k % 64);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t h = handles[i], idx = h & SLOT_MASK, word;
+		struct io_uring_sqe *sqe;
+		int r;
+
+		switch (h >> SWB_TIER_SHIFT) {
+		case SWB_TIER_SAME:
+			if (same_decode(s, h, &word)) {
+				load_fail(failed, i, &err, -EINVAL);
+				continue;
+			}
+			for (unsigned w = 0; w < PAGE / 8; w++)
+				((uint64_t *)dst[i])[w] = word;
+			nsame++;
+			continue;
+		case SWB_TIER_Z:
+			r = ztier_get(&s->z, idx, dst[i]);
+			if (r == -EBADMSG)
+				CSTAT(c, csum_errors, 1);
+			else if (r == -EIO)
+				CSTAT(c, io_errors, 1);
+			if (r)
+				load_fail(failed, i, &err, r);
+			nz++;
+			continue;
+		case SWB_TIER_FILE:
+			break;
+		default:
+			load_fail(failed, i, &err, -EINVAL);
+			continue;
+		}
+		if (idx >= s->nslots || c->broken) {
+			load_fail(failed, i, &err, c->broken ? -EIO : -EINVAL);
+			continue;
+		}
+		/* relaxed: a test hook set before the load was asked for */
+		if (atomic_load_explicit(&s->inject[idx], memory_order_relaxed) &&
+		    atomic_exchange_explicit(&s->inject[idx], 0, memory_order_relaxed)) {
+			CSTAT(c, io_errors, 1);
+			load_fail(failed, i, &err, -EIO);
+			continue;
+		}
+		if (!in_bufs(c, dst[i], &k)) {
+			while (isdst[nextb / 64] & (1ull << (nextb % 64)))
+				nextb++;
+			k = nextb++;            /* enough: n <= nbufs */
+		}
+		bufk[i] = k;
+		sqe = io_uring_get_sqe(&c->ring);   /* qd >= nbufs >= n */
+		io_uring_prep_read_fixed(sqe, 0, c->bufs + (size_t)k * PAGE, PAGE, idx * PAGE, 0);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		sqe->user_data = i;
+		nfile++;
+	}
+	if (nfile) {
+		struct io_uring_cqe *cqe;
+		unsigned seen = 0;
+		int r = ring_submit(c, nfile);
+
+		for (; !r && seen < nfile; seen++) {
+			unsigned i;
+			char *buf;
+
+			r = ring_wait(c, &cqe);
+			if (r)
+				break;
+			i = (unsigned)cqe->user_data;
+			buf = c->bufs + (size_t)bufk[i] * PAGE;
+			if (cqe->res != (int)PAGE) {        /* error or short read */
+				CSTAT(c, io_errors, 1);
+				load_fail(failed, i, &err, -EIO);
+			} else if (XXH3_64bits(buf, PAGE) != s->csum[handles[i] & SLOT_MASK]) {
+				CSTAT(c, csum_errors, 1);
+				load_fail(failed, i, &err, -EBADMSG);
+			} else if (buf != dst[i]) {
+				memcpy(dst[i], buf, PAGE);
+			}
+			io_uring_cqe_seen(&c->ring, cqe);
+		}
+		if (r) {
+			/* the ring is broken: every read not reaped failed */
+			for (unsigned i = 0; i < n; i++)
+				if (swb_handle_is_file(handles[i]))
+					load_fail(failed, i, &err, -EIO);
+		}
+		CSTAT(c, loads_file, nfile);
+		CSTAT(c, bytes_read, (uint64_t)nfile * PAGE);
+	}
+	CSTAT(c, loads_ztier, nz);
+	CSTAT(c, loads_same, nsame);
+	ctx_exit(c);
+	return err;
+}
+
+/* ======================================================================
+ * Release (async-signal-safe, lock-free) and maintenance (normal context).
+ * ====================================================================== */
+
+void swb_release(struct swb *s, uint64_t h)
+{
+	uint64_t idx = h & SLOT_MASK;
+
+	switch (h >> SWB_TIER_SHIFT) {
+	case SWB_TIER_SAME:
+		/* relaxed: a counter for swb_usage */
+		atomic_fetch_sub_explicit(&s->same_live, 1, memory_order_relaxed);
+		break;
+	case SWB_TIER_Z:
+		if (idx < s->z.nent) {
+			struct zent *e = &s->z.ent[idx];
+			uint8_t st = Z_LIVE;
+
+			/* relaxed CAS: the push's cmpxchg (a full barrier) orders it
+			 * before the reaper's xchg in pop_all */
+			if (atomic_compare_exchange_strong_explicit(&e->state, &st, Z_DEAD,
+					memory_order_relaxed, memory_order_relaxed)) {
+				tsan_release(&s->z.deadq_sync);
+				cds_lfs_push(&s->z.deadq, &e->dead);
+			}
+		}
+		break;
+	case SWB_TIER_FILE:
+		if (idx < s->nslots)
+			slot_free(s, idx);
+		break;
+	}
+}
+
+int swb_maintain(struct swb *s)
+{
+	unsigned reaped;
+	int err = reap_clusters(s, &reaped);
+
+	ztier_reap(&s->z);
+	return err;
+}
+
+void swb_usage(struct swb *s, struct swb_usage *u)
+{
+	/* relaxed, here and below: counters and a snapshot, pairing with nothing */
+	int64_t same = atomic_load_explicit(&s->same_live, memory_order_relaxed);
+
+	memset(u, 0, sizeof(*u));
+	u->file_slots_total = s->nslots;
+	for (uint32_t k = 0; k < s->nclusters; k++)
+		u->file_slots_used += (uint64_t)__builtin_popcountll(
+			atomic_load_explicit(&s->cl[k].used, memory_order_relaxed));
+	u->ztier_bytes_cap = s->z.cap;
+	u->ztier_bytes_used = atomic_load_explicit(&s->z.slab_bytes, memory_order_relaxed);
+	u->ztier_entries = atomic_load_explicit(&s->z.entries, memory_order_relaxed);
+	u->ztier_raw_bytes = u->ztier_entries * PAGE;
+	u->same_filled = same > 0 ? (uint64_t)same : 0;
+	u->punched_clusters = atomic_load_explicit(&s->punched, memory_order_relaxed);
+	u->file_direct = s->direct;
+	/* relaxed: counters; each has one writer */
+	pthread_mutex_lock(&s->ctx_lock);
+#define X(f) u->f = atomic_load_explicit(&s->gone.f, memory_order_relaxed);
+	CTX_STATS(X)
+#undef X
+	for (struct swb_ctx *c = s->ctxs; c; c = c->next) {
+#define X(f) u->f += atomic_load_explicit(&c->st.f, memory_order_relaxed);
+		CTX_STATS(X)
+#undef X
+	}
+	pthread_mutex_unlock(&s->ctx_lock);
+}
+
+/* ======================================================================
+ * Test hooks (normal context).
+ * ====================================================================== */
+
+int swb_inject(struct swb *s, uint64_t h, int what)
+{
+	uint64_t idx = h & SLOT_MASK;
+	void *garbage;
+	int err = 0;
+
+	if (what != SWB_INJECT_EIO && what != SWB_INJECT_CORRUPT)
+		return -EINVAL;
+	if (swb_handle_is_ztier(h)) {
+		struct zent *e = idx < s->z.nent ? &s->z.ent[idx] : NULL;
+
+		if (!e || atomic_load_explicit(&e->state, memory_order_relaxed) != Z_LIVE)
+			return -EINVAL;
+		/* relaxed: the test orders it before the load it asks for */
+		if (what == SWB_INJECT_EIO)
+			atomic_store_explicit(&e->inject, 1, memory_order_relaxed);
+		else
+			((unsigned char *)e->data)[e->clen / 2] ^= 0xff;
+		return 0;
+	}
+	if (!swb_handle_is_file(h) || idx >= s->nslots)
+		return -EINVAL;
+	if (what == SWB_INJECT_EIO) {
+		/* relaxed: the test orders it before the load it asks for */
+		atomic_store_explicit(&s->inject[idx], 1, memory_order_relaxed);
+		return 0;
+	}
+	if (posix_memalign(&garbage, PAGE, PAGE))
+		return -ENOMEM;
+	memset(garbage, 0xa5, PAGE);
+	if (pwrite(s->fd, garbage, PAGE, (off_t)(idx * PAGE)) != (ssize_t)PAGE)
+		err = -EIO;
+	free(garbage);
+	return err;
+}
+
+int swb_fd(struct swb *s)
+{
+	return s->fd;
+}
+
+/* ======================================================================
+ * Setup and teardown (normal context).
+ * ====================================================================== */
+
+/* Open the O_TMPFILE, size it, probe fallocate, punching and O_DIRECT. */
+static int file_open(struct swb *s, const char *dir)
+{
+	void *probe = NULL;
 	int err;
 
-	if (!s)
-		return -ENOMEM;
-	s->qd = p && p->queue_depth ? p->queue_depth : 64;
-	s->nbufs = p && p->ctx_bufs ? p->ctx_bufs : 32;
-	s->nclusters = (size + CLUSTER_SLOTS * PAGE - 1) / (CLUSTER_SLOTS * PAGE);
-	s->nslots = s->nclusters * CLUSTER_SLOTS;
+	s->direct = true;
 	s->fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-	s->direct = s->fd >= 0;
-	if (s->fd < 0 && errno == EINVAL)       /* tmpfs: no O_DIRECT */
+	if (s->fd < 0 && errno == EINVAL) {         /* O_DIRECT refused */
+		s->direct = false;
 		s->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		err = -errno;
-		snprintf(err_detail, sizeof(err_detail),
-			 "cannot create an O_TMPFILE swap file in %s: %s", dir, strerror(errno));
-		free(s);
-		return err;
 	}
-	if (fallocate(s->fd, FALLOC_FL_KEEP_SIZE, 0, 0) && errno == EOPNOTSUPP) {
-		/* no fallocate: holes cannot be punched; still usable */
+	if (s->fd < 0) {
+		err = errno;
+		if (err == EOPNOTSUPP || err == EISDIR) {
+			detail("the filesystem of %s does not support O_TMPFILE (needed so the "
+			       "swap file is private and leaves nothing behind)", dir);
+			return -EOPNOTSUPP;
+		}
+		detail("cannot create a swap file in %s: %s", dir, strerror(err));
+		return -err;
 	}
 	if (ftruncate(s->fd, (off_t)(s->nslots * PAGE))) {
 		err = -errno;
-		snprintf(err_detail, sizeof(err_detail), "cannot size the swap file: %s",
-			 strerror(errno));
-		close(s->fd);
-		free(s);
+		detail("cannot size the swap file in %s to %llu bytes: %s", dir,
+		       (unsigned long long)(s->nslots * PAGE), strerror(-err));
 		return err;
 	}
-	s->cl = calloc(s->nclusters, sizeof(*s->cl));
-	s->csum = calloc(s->nslots, sizeof(*s->csum));
-	s->inject = calloc(s->nslots, 1);
-	s->zcap = p ? p->ztier_size : 0;
-	s->nz = s->zcap ? s->zcap / 256 + 64 : 0;     /* entries: at 16x at most */
-	s->z = s->nz ? calloc(s->nz, sizeof(*s->z)) : NULL;
-	if (!s->cl || !s->csum || !s->inject || (s->nz && !s->z)) {
-		swb_destroy(s);
+	/* blocks are reserved per cluster; probe with the first one */
+	s->can_falloc = fallocate(s->fd, 0, 0, (off_t)CL_BYTES) == 0;
+	if (!s->can_falloc && errno == ENOSPC) {
+		detail("no space in %s for the swap file", dir);
+		return -ENOSPC;
+	}
+	if (s->direct) {
+		if (posix_memalign(&probe, PAGE, PAGE))
+			return -ENOMEM;
+		memset(probe, 0, PAGE);
+		if (pwrite(s->fd, probe, PAGE, 0) != (ssize_t)PAGE ||
+		    pread(s->fd, probe, PAGE, 0) != (ssize_t)PAGE) {
+			/* accepted at open, refused at I/O: go buffered */
+			s->direct = false;
+			if (fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) & ~O_DIRECT)) {
+				err = -errno;
+				free(probe);
+				detail("cannot clear O_DIRECT on the swap file: %s", strerror(-err));
+				return err;
+			}
+		}
+		free(probe);
+	}
+	s->can_punch = fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 0, (off_t)CL_BYTES) == 0;
+	return 0;
+}
+
+static int ztier_init(struct ztier *z, uint64_t cap)
+{
+	uint64_t nent = cap / Z_GRAN + 1;
+
+	z->cap = cap;
+	z->free_ent = Z_NONE;
+	__cds_lfs_init(&z->deadq);
+	pthread_mutex_init(&z->lock, NULL);
+	if (!cap)
+		return 0;
+	if (nent >= Z_NONE) {
+		detail("ztier_size %llu is too large", (unsigned long long)cap);
+		return -EINVAL;
+	}
+	z->nent = (uint32_t)nent;
+	/* untouched entries cost nothing: the free list reuses low ones */
+	z->ent = mmap(NULL, nent * sizeof(*z->ent), PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (z->ent == MAP_FAILED) {
+		z->ent = NULL;
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+int swb_create(const struct swb_params *p, struct swb **out)
+{
+	static const struct swb_params defaults;
+	const struct swb_params *pp = p ? p : &defaults;
+	const char *dir = pp->dir ? pp->dir : "/var/tmp";
+	uint64_t size = pp->file_size ? pp->file_size : 1ull << 30;
+	uint64_t ncl = (size + CL_BYTES - 1) / CL_BYTES;
+	struct swb *s;
+	int err;
+
+	err_detail[0] = 0;
+	if (pp->ctx_bufs > SWB_MAX_BUFS || ncl > UINT32_MAX / 2) {
+		detail("swap backend: ctx_bufs must be at most %u and the file below 2^43 bytes",
+		       SWB_MAX_BUFS);
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fd = -1;
+	s->nbufs = pp->ctx_bufs ? pp->ctx_bufs : 32;
+	s->qd = pp->queue_depth ? pp->queue_depth : 64;
+	if (s->qd < s->nbufs)
+		s->qd = s->nbufs;           /* one batch always fits one submit */
+	s->nclusters = (uint32_t)ncl;
+	s->nslots = ncl * CL_SLOTS;
+	s->nfreewords = (uint32_t)((ncl + 63) / 64);
+	__cds_lfs_init(&s->punchq);
+	pthread_mutex_init(&s->ctx_lock, NULL);
+	s->cl = calloc(ncl, sizeof(*s->cl));
+	s->freemap = calloc(s->nfreewords, sizeof(*s->freemap));
+	s->csum = calloc(s->nslots, sizeof(*s->csum));
+	s->inject = calloc(s->nslots, sizeof(*s->inject));
+	err = -ENOMEM;
+	if (!s->cl || !s->freemap || !s->csum || !s->inject)
+		goto fail;
+	for (uint32_t k = 0; k < ncl; k++)
+		freemap_put(s, k);
+	err = ztier_init(&s->z, pp->ztier_size);
+	if (err)
+		goto fail;
+	err = file_open(s, dir);
+	if (err)
+		goto fail;
 	*out = s;
 	return 0;
+fail:
+	if (err == -ENOMEM && !err_detail[0])
+		detail("swap backend: out of memory");
+	swb_destroy(s);
+	return err;
 }
 
 void swb_destroy(struct swb *s)
 {
 	if (!s)
 		return;
-	for (uint64_t i = 0; s->z && i < s->nz; i++)
-		free(s->z[i].data);
-	free(s->z);
+	if (s->z.ent) {
+		ztier_reap(&s->z);
+		for (uint32_t i = 0; i < s->z.next_ent; i++)
+			/* relaxed: no context is left; nothing runs concurrently */
+			if (atomic_load_explicit(&s->z.ent[i].state, memory_order_relaxed) != Z_FREE)
+				zslab_free(&s->z, s->z.ent[i].data);
+		munmap(s->z.ent, (size_t)s->z.nent * sizeof(*s->z.ent));
+	}
+	pthread_mutex_destroy(&s->z.lock);
+	pthread_mutex_destroy(&s->ctx_lock);
 	free(s->cl);
+	free(s->freemap);
 	free(s->csum);
 	free(s->inject);
 	if (s->fd >= 0)
@@ -162,9 +1214,20 @@ void swb_destroy(struct swb *s)
 	free(s);
 }
 
-int swb_fd(struct swb *s)
+static void ring_detail(int err)
 {
-	return s->fd;
+	char v[16] = "?";
+	int fd = open("/proc/sys/kernel/io_uring_disabled", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		ssize_t r = read(fd, v, sizeof(v) - 1);
+
+		v[r > 0 ? r : 0] = 0;
+		v[strcspn(v, "\n")] = 0;
+		close(fd);
+	}
+	detail("io_uring unavailable (%s; kernel.io_uring_disabled=%s): the swap file needs "
+	       "it; a seccomp profile (containers) may also block it", strerror(-err), v);
 }
 
 int swb_ctx_create(struct swb *s, struct swb_ctx **out)
@@ -173,437 +1236,87 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	struct iovec iov;
 	int err;
 
+	err_detail[0] = 0;
 	if (!c)
 		return -ENOMEM;
 	c->s = s;
 	c->nbufs = s->nbufs;
-	c->cluster = -1;
+	c->cl = UINT32_MAX;
+	c->lz4state = malloc((size_t)LZ4_sizeofState());
+	c->zbuf = malloc(Z_MAX_CLEN);
 	c->bufs = mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (c->bufs == MAP_FAILED) {
+	if (c->bufs == MAP_FAILED || !c->lz4state || !c->zbuf) {
+		if (c->bufs != MAP_FAILED)
+			munmap(c->bufs, (size_t)c->nbufs * PAGE);
+		free(c->lz4state);
+		free(c->zbuf);
 		free(c);
+		detail("swap backend: out of memory for a context");
 		return -ENOMEM;
 	}
 	err = io_uring_queue_init(s->qd, &c->ring, 0);
 	if (err) {
-		snprintf(err_detail, sizeof(err_detail),
-			 "io_uring unavailable (%s): check kernel.io_uring_disabled and the "
-			 "seccomp profile", strerror(-err));
-		munmap(c->bufs, (size_t)c->nbufs * PAGE);
-		free(c);
-		return err;
+		ring_detail(err);
+		goto fail_ring;
 	}
 	iov.iov_base = c->bufs;
 	iov.iov_len = (size_t)c->nbufs * PAGE;
 	if ((err = io_uring_register_buffers(&c->ring, &iov, 1)) ||
 	    (err = io_uring_register_files(&c->ring, &s->fd, 1))) {
-		snprintf(err_detail, sizeof(err_detail), "io_uring registration failed: %s",
-			 strerror(-err));
+		detail("io_uring buffer/file registration failed: %s%s", strerror(-err),
+		       err == -ENOMEM ? " (RLIMIT_MEMLOCK too low?)" : "");
 		io_uring_queue_exit(&c->ring);
-		munmap(c->bufs, (size_t)c->nbufs * PAGE);
-		free(c);
-		return err;
+		goto fail_ring;
 	}
+	pthread_mutex_lock(&s->ctx_lock);
+	c->next = s->ctxs;
+	s->ctxs = c;
+	pthread_mutex_unlock(&s->ctx_lock);
 	*out = c;
 	return 0;
+fail_ring:
+	munmap(c->bufs, (size_t)c->nbufs * PAGE);
+	free(c->lz4state);
+	free(c->zbuf);
+	free(c);
+	return err;
 }
 
 void swb_ctx_destroy(struct swb_ctx *c)
 {
+	struct swb *s;
+
 	if (!c)
 		return;
-	if (c->cluster >= 0)
-		atomic_store_explicit(&c->s->cl[c->cluster].owner, 0, memory_order_release);
+	s = c->s;
+	if (c->cl != UINT32_MAX)
+		cluster_detach(s, c->cl);
+	pthread_mutex_lock(&s->ctx_lock);
+	for (struct swb_ctx **pp = &s->ctxs; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	/* relaxed: counters; the lock keeps swb_usage from counting twice */
+#define X(f) atomic_fetch_add_explicit(&s->gone.f, \
+	atomic_load_explicit(&c->st.f, memory_order_relaxed), memory_order_relaxed);
+	CTX_STATS(X)
+#undef X
+	pthread_mutex_unlock(&s->ctx_lock);
 	io_uring_queue_exit(&c->ring);
 	munmap(c->bufs, (size_t)c->nbufs * PAGE);
+	free(c->lz4state);
+	free(c->zbuf);
 	free(c);
 }
 
 void *swb_ctx_buf(struct swb_ctx *c, unsigned i)
 {
-	return (char *)c->bufs + (size_t)i * PAGE;
+	return c->bufs + (size_t)i * PAGE;
 }
 
 unsigned swb_ctx_nbufs(struct swb_ctx *c)
 {
 	return c->nbufs;
-}
-
-/* ======================================================================
- * Slots.
- * ====================================================================== */
-
-static int64_t slot_alloc(struct swb_ctx *c)
-{
-	struct swb *s = c->s;
-
-	for (uint64_t tries = 0; tries <= s->nclusters; tries++) {
-		if (c->cluster >= 0) {
-			struct cluster *cl = &s->cl[c->cluster];
-			uint64_t u = atomic_load_explicit(&cl->used, memory_order_relaxed);
-
-			while (~u) {
-				unsigned b = (unsigned)__builtin_ctzll(~u);
-
-				/* relaxed: the owner is the only allocator; releases
-				 * only clear bits */
-				u = atomic_fetch_or_explicit(&cl->used, 1ull << b, memory_order_relaxed);
-				if (!(u & (1ull << b))) {
-					ustat(s, U_FILE_USED, 1);
-					return (int64_t)((uint64_t)c->cluster * CLUSTER_SLOTS + b);
-				}
-			}
-			atomic_store_explicit(&cl->owner, 0, memory_order_release);
-			c->cluster = -1;
-		}
-		/* take another cluster that has room */
-		uint64_t k = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed) %
-			     s->nclusters;
-		uint32_t z = 0;
-
-		if (~atomic_load_explicit(&s->cl[k].used, memory_order_relaxed) &&
-		    atomic_compare_exchange_strong_explicit(&s->cl[k].owner, &z, 1,
-				memory_order_acquire, memory_order_relaxed))
-			c->cluster = (int64_t)k;
-	}
-	return -ENOSPC;
-}
-
-static void slot_free(struct swb *s, uint64_t slot)
-{
-	struct cluster *cl = &s->cl[slot / CLUSTER_SLOTS];
-	uint64_t bit = 1ull << (slot % CLUSTER_SLOTS);
-	/* release: the slot's last read happened before it can be reused */
-	uint64_t u = atomic_fetch_and_explicit(&cl->used, ~bit, memory_order_release);
-
-	atomic_fetch_sub_explicit(&s->u[U_FILE_USED], 1, memory_order_relaxed);
-	if (u == bit)
-		atomic_store_explicit(&cl->punch, 1, memory_order_relaxed);
-}
-
-/* ======================================================================
- * Store (normal context).
- * ====================================================================== */
-
-static bool same_filled(const void *page, uint64_t *word)
-{
-	const uint64_t *w = page;
-
-	for (unsigned i = 1; i < PAGE / 8; i++)
-		if (w[i] != w[0])
-			return false;
-	*word = w[0];
-	return true;
-}
-
-static int same_handle(struct swb *s, uint64_t word, uint64_t *h)
-{
-	if (word == 0) {
-		*h = SWB_TIER_SAME << SWB_TIER_SHIFT;   /* index 0: the zero page */
-		return 0;
-	}
-	for (unsigned i = (unsigned)(XXH3_64bits(&word, 8) % (SAME_MAX - 1)), n = 0;
-	     n < SAME_MAX - 1; n++, i = (i + 1) % (SAME_MAX - 1)) {
-		unsigned idx = i + 1;
-		uint8_t st = atomic_load_explicit(&s->same_used[idx], memory_order_acquire);
-
-		if (st == 2 && atomic_load_explicit(&s->same_word[idx], memory_order_relaxed) == word) {
-			*h = (SWB_TIER_SAME << SWB_TIER_SHIFT) | idx;
-			return 0;
-		}
-		if (st == 0) {
-			uint8_t z = 0;
-
-			if (atomic_compare_exchange_strong(&s->same_used[idx], &z, 1)) {
-				atomic_store_explicit(&s->same_word[idx], word, memory_order_relaxed);
-				/* release: pairs with the acquire above and in load */
-				atomic_store_explicit(&s->same_used[idx], 2, memory_order_release);
-				*h = (SWB_TIER_SAME << SWB_TIER_SHIFT) | idx;
-				return 0;
-			}
-		}
-	}
-	return -ENOSPC;
-}
-
-static int ztier_store(struct swb *s, const void *page, uint64_t *h)
-{
-	char tmp[Z_MAX_CLEN];
-	int clen;
-
-	if (!s->nz || atomic_load_explicit(&s->zbytes, memory_order_relaxed) + Z_MAX_CLEN > s->zcap)
-		return -ENOSPC;
-	clen = LZ4_compress_default(page, tmp, (int)PAGE, (int)sizeof(tmp));
-	if (clen <= 0)
-		return -E2BIG;          /* incompressible: the file takes it */
-	for (uint64_t n = 0; n < s->nz; n++) {
-		uint64_t i = atomic_fetch_add_explicit(&s->zcursor, 1, memory_order_relaxed) % s->nz;
-		uint32_t f = Z_FREE;
-
-		if (!atomic_compare_exchange_strong(&s->z[i].state, &f, Z_USED))
-			continue;
-		s->z[i].data = malloc((size_t)clen);
-		if (!s->z[i].data) {
-			atomic_store(&s->z[i].state, Z_FREE);
-			return -ENOMEM;
-		}
-		memcpy(s->z[i].data, tmp, (size_t)clen);
-		s->z[i].clen = (uint32_t)clen;
-		s->z[i].csum = XXH3_64bits(page, PAGE);
-		atomic_store(&s->z[i].inject, 0);
-		atomic_fetch_add_explicit(&s->zbytes, (uint64_t)clen, memory_order_relaxed);
-		ustat(s, U_ZRAW, PAGE);
-		*h = (SWB_TIER_Z << SWB_TIER_SHIFT) | i;
-		return 0;
-	}
-	return -ENOSPC;
-}
-
-static void release_batch(struct swb *s, const uint64_t *h, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		swb_release(s, h[i]);
-}
-
-int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t handles[])
-{
-	struct swb *s = c->s;
-	unsigned nfile = 0, stored = 0;
-	int err = 0;
-
-	if (n > c->nbufs)
-		return -EINVAL;
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t word;
-		int64_t slot;
-
-		if (same_filled(pages[i], &word) && same_handle(s, word, &handles[i]) == 0) {
-			ustat(s, U_STORES_SAME, 1);
-			stored++;
-			continue;
-		}
-		if (ztier_store(s, pages[i], &handles[i]) == 0) {
-			ustat(s, U_STORES_Z, 1);
-			stored++;
-			continue;
-		}
-		slot = slot_alloc(c);
-		if (slot < 0)
-			break;                  /* full: pages [i, n) are not stored */
-		void *buf = swb_ctx_buf(c, nfile++);
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
-
-		memcpy(buf, pages[i], PAGE);
-		s->csum[slot] = XXH3_64bits(buf, PAGE);
-		atomic_store_explicit(&s->inject[slot], 0, memory_order_relaxed);
-		io_uring_prep_write_fixed(sqe, 0, buf, PAGE, (uint64_t)slot * PAGE, 0);
-		sqe->flags |= IOSQE_FIXED_FILE;
-		handles[i] = (SWB_TIER_FILE << SWB_TIER_SHIFT) | (uint64_t)slot;
-		stored++;
-	}
-	if (nfile) {
-		struct io_uring_cqe *cqe;
-		unsigned seen = 0;
-
-		err = io_uring_submit_and_wait(&c->ring, nfile);
-		err = err < 0 ? err : 0;
-		while (seen < nfile && io_uring_wait_cqe(&c->ring, &cqe) == 0) {
-			if (cqe->res != (int)PAGE)
-				err = cqe->res < 0 ? cqe->res : -EIO;
-			io_uring_cqe_seen(&c->ring, cqe);
-			seen++;
-		}
-		if (err) {
-			ustat(s, U_IOERR, 1);
-			release_batch(s, handles, stored);
-			return -EIO;
-		}
-		ustat(s, U_STORES_FILE, nfile);
-		ustat(s, U_BWRITE, (uint64_t)nfile * PAGE);
-	}
-	return (int)stored;
-}
-
-/* ======================================================================
- * Load (async-signal-safe).
- * ====================================================================== */
-
-static bool in_bufs(struct swb_ctx *c, const void *p)
-{
-	return (const char *)p >= (const char *)c->bufs &&
-	       (const char *)p < (const char *)c->bufs + (size_t)c->nbufs * PAGE;
-}
-
-int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *const dst[],
-	     uint64_t *failed)
-{
-	struct swb *s = c->s;
-	unsigned nfile = 0, nbounce = 0, bufk[64];
-	int err = 0;
-
-	*failed = 0;
-	if (n > c->nbufs || n > 64)
-		return -EINVAL;
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t h = handles[i], idx = h & ((1ull << 40) - 1);
-
-		if (swb_handle_is_same(h)) {
-			uint64_t w = idx ? atomic_load_explicit(&s->same_word[idx],
-								memory_order_relaxed) : 0;
-			uint64_t *d = dst[i];
-
-			for (unsigned k = 0; k < PAGE / 8; k++)
-				d[k] = w;
-			ustat(s, U_LOADS_SAME, 1);
-		} else if (swb_handle_is_ztier(h)) {
-			struct zent *z = &s->z[idx];
-
-			if (atomic_load(&z->inject) ||
-			    LZ4_decompress_safe(z->data, dst[i], (int)z->clen, (int)PAGE) != (int)PAGE ||
-			    XXH3_64bits(dst[i], PAGE) != z->csum) {
-				*failed |= 1ull << i;
-				ustat(s, U_CSUMERR, 1);
-				err = -EBADMSG;
-			}
-			ustat(s, U_LOADS_Z, 1);
-		} else {
-			/* read straight into dst when it is one of our registered
-			 * pages; otherwise into a bounce page from the top end */
-			void *buf = in_bufs(c, dst[i]) ? dst[i] :
-				    swb_ctx_buf(c, c->nbufs - 1 - nbounce++);
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
-
-			nfile++;
-			bufk[i] = (unsigned)(((char *)buf - (char *)c->bufs) / PAGE);
-			io_uring_prep_read_fixed(sqe, 0, buf, PAGE, idx * PAGE, 0);
-			sqe->flags |= IOSQE_FIXED_FILE;
-			sqe->user_data = i;
-		}
-	}
-	if (nfile) {
-		struct io_uring_cqe *cqe;
-		unsigned seen = 0;
-		int r = io_uring_submit_and_wait(&c->ring, nfile);
-
-		while (r >= 0 && seen < nfile && io_uring_wait_cqe(&c->ring, &cqe) == 0) {
-			unsigned i = (unsigned)cqe->user_data;
-			uint64_t slot = handles[i] & ((1ull << 40) - 1);
-			void *buf = swb_ctx_buf(c, bufk[i]);
-
-			if (cqe->res != (int)PAGE ||
-			    atomic_load_explicit(&s->inject[slot], memory_order_relaxed) == SWB_INJECT_EIO) {
-				*failed |= 1ull << i;
-				ustat(s, U_IOERR, 1);
-				err = -EIO;
-			} else if (XXH3_64bits(buf, PAGE) != s->csum[slot]) {
-				*failed |= 1ull << i;
-				ustat(s, U_CSUMERR, 1);
-				if (!err)
-					err = -EBADMSG;
-			} else if (buf != dst[i]) {
-				memcpy(dst[i], buf, PAGE);
-			}
-			io_uring_cqe_seen(&c->ring, cqe);
-			seen++;
-		}
-		if (r < 0)
-			return r;
-		ustat(s, U_LOADS_FILE, nfile);
-		ustat(s, U_BREAD, (uint64_t)nfile * PAGE);
-	}
-	return err;
-}
-
-/* ======================================================================
- * Release and maintenance.
- * ====================================================================== */
-
-void swb_release(struct swb *s, uint64_t h)
-{
-	uint64_t idx = h & ((1ull << 40) - 1);
-
-	if (swb_handle_is_file(h) && idx < s->nslots)
-		slot_free(s, idx);
-	else if (swb_handle_is_ztier(h) && idx < s->nz)
-		/* freed by swb_maintain (normal context) */
-		atomic_store_explicit(&s->z[idx].state, Z_DEAD, memory_order_release);
-}
-
-int swb_maintain(struct swb *s)
-{
-	for (uint64_t k = 0; k < s->nclusters; k++) {
-		struct cluster *cl = &s->cl[k];
-
-		if (atomic_load_explicit(&cl->punch, memory_order_relaxed) &&
-		    !atomic_load_explicit(&cl->used, memory_order_acquire)) {
-			atomic_store_explicit(&cl->punch, 0, memory_order_relaxed);
-			if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      (off_t)(k * CLUSTER_SLOTS * PAGE),
-				      (off_t)(CLUSTER_SLOTS * PAGE)) == 0)
-				ustat(s, U_PUNCHED, 1);
-		}
-	}
-	for (uint64_t i = 0; i < s->nz; i++) {
-		/* acquire: pairs with the release in swb_release */
-		if (atomic_load_explicit(&s->z[i].state, memory_order_acquire) != Z_DEAD)
-			continue;
-		atomic_fetch_sub_explicit(&s->zbytes, s->z[i].clen, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&s->u[U_ZRAW], PAGE, memory_order_relaxed);
-		free(s->z[i].data);
-		s->z[i].data = NULL;
-		atomic_store_explicit(&s->z[i].state, Z_FREE, memory_order_release);
-	}
-	return 0;
-}
-
-void swb_usage(struct swb *s, struct swb_usage *u)
-{
-	memset(u, 0, sizeof(*u));
-	u->file_slots_total = s->nslots;
-	u->file_slots_used = atomic_load(&s->u[U_FILE_USED]);
-	u->ztier_bytes_used = atomic_load(&s->zbytes);
-	u->ztier_bytes_cap = s->zcap;
-	u->ztier_raw_bytes = atomic_load(&s->u[U_ZRAW]);
-	u->ztier_entries = u->ztier_raw_bytes / PAGE;
-	u->punched_clusters = atomic_load(&s->u[U_PUNCHED]);
-	u->stores_file = atomic_load(&s->u[U_STORES_FILE]);
-	u->stores_ztier = atomic_load(&s->u[U_STORES_Z]);
-	u->stores_same = atomic_load(&s->u[U_STORES_SAME]);
-	u->same_filled = u->stores_same;
-	u->loads_file = atomic_load(&s->u[U_LOADS_FILE]);
-	u->loads_ztier = atomic_load(&s->u[U_LOADS_Z]);
-	u->loads_same = atomic_load(&s->u[U_LOADS_SAME]);
-	u->bytes_read = atomic_load(&s->u[U_BREAD]);
-	u->bytes_written = atomic_load(&s->u[U_BWRITE]);
-	u->io_errors = atomic_load(&s->u[U_IOERR]);
-	u->csum_errors = atomic_load(&s->u[U_CSUMERR]);
-}
-
-int swb_inject(struct swb *s, uint64_t h, int what)
-{
-	uint64_t idx = h & ((1ull << 40) - 1);
-
-	if (swb_handle_is_ztier(h) && idx < s->nz) {
-		if (what == SWB_INJECT_EIO)
-			atomic_store(&s->z[idx].inject, 1);
-		else
-			((unsigned char *)s->z[idx].data)[0] ^= 0xff;
-		return 0;
-	}
-	if (!swb_handle_is_file(h) || idx >= s->nslots)
-		return -EINVAL;
-	if (what == SWB_INJECT_EIO) {
-		atomic_store(&s->inject[idx], SWB_INJECT_EIO);
-		return 0;
-	}
-	void *garbage;
-	int err = 0;
-
-	if (posix_memalign(&garbage, PAGE, PAGE))
-		return -ENOMEM;
-	memset(garbage, 0xA5, PAGE);
-	if (pwrite(s->fd, garbage, PAGE, (off_t)(idx * PAGE)) != (ssize_t)PAGE)
-		err = -EIO;
-	free(garbage);
-	return err;
 }
