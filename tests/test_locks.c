@@ -11,6 +11,9 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "ufp_test.h"
@@ -283,6 +286,56 @@ static void uaf_hook(struct ufp_region *r)
 	/* returning: region_read_unlock must use only its cached pager */
 }
 
+/* Phase 2: a writer is announced and asleep when the last reader leaves, so
+ * region_read_unlock takes its wakeup path after the region is gone. */
+struct uaf2 {
+	struct ufp_pager *p;
+	struct ufp_region *r;
+	sem_t freed;
+	_Atomic bool marked;
+};
+
+static struct uaf2 *cur_uaf2;
+
+static void *uaf2_writer(void *arg)
+{
+	struct uaf2 *u = arg;
+
+	urcu_memb_register_thread();
+	pager_write_lock(u->p);
+	region_write_lock(u->r);          /* announces, sleeps until woken */
+	atomic_store(&u->marked, true);
+	region_detach(u->p, u->r);
+	region_tree_commit(&u->p->tree);
+	pager_write_unlock(u->p);
+	urcu_memb_barrier();              /* r is freed here */
+	urcu_memb_unregister_thread();
+	sem_post(&u->freed);
+	return NULL;
+}
+
+static void uaf2_hook(struct ufp_region *r)
+{
+	struct timespec ts;
+
+	region_unlock_test_hook = NULL;
+	ck_assert_ptr_eq(r, cur_uaf2->r);
+	/* The count is 0 but the wakeup has not been sent: wake the writer
+	 * spuriously (futex wake without a change, as a signal would) so that
+	 * it sees the drained count, marks, detaches and frees r. */
+	do {
+		syscall(SYS_futex, &cur_uaf2->p->writer_wait, FUTEX_WAKE_PRIVATE, INT_MAX,
+			NULL, NULL, 0);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+	} while (sem_timedwait(&cur_uaf2->freed, &ts) != 0);
+	/* returning: the wakeup must use the cached pager, never r */
+}
+
 START_TEST(unlock_use_after_free)
 {
 	struct uaf u;
@@ -296,6 +349,26 @@ START_TEST(unlock_use_after_free)
 	region_read_unlock(u.r);      /* under ASan any use of r after free fails */
 	ck_assert_ptr_null(region_tree_lookup(&u.p->tree, BASE));
 	pager_free_bare(u.p);
+
+	/* the wakeup path: writer announced and waiting */
+	struct uaf2 w = { .p = bare(0) };
+	pthread_t t;
+
+	w.r = add(w.p, BASE, BASE + PAGE, UFP_PROT_ALL);
+	sem_init(&w.freed, 0, 0);
+	cur_uaf2 = &w;
+	ck_assert(region_read_trylock(w.r));
+	pthread_create(&t, NULL, uaf2_writer, &w);
+	while (!(atomic_load(&w.r->readers) & REGION_WRITER_ANNOUNCED))
+		sched_yield();                 /* the writer announced itself */
+	usleep(20000);                     /* and (very likely) sleeps */
+	ck_assert(!atomic_load(&w.marked));   /* a reader holds it: no mark */
+	region_unlock_test_hook = uaf2_hook;
+	region_read_unlock(w.r);           /* decrement, hook frees, wake via p */
+	pthread_join(t, NULL);
+	ck_assert(atomic_load(&w.marked));
+	ck_assert_ptr_null(region_tree_lookup(&w.p->tree, BASE));
+	pager_free_bare(w.p);
 }
 END_TEST
 
@@ -318,6 +391,17 @@ START_TEST(reader_count_overflow)
 		region_read_unlock(r);
 	region_readers_max = saved;
 	ck_assert_uint_eq(atomic_load(&r->readers), 0);
+
+	/* the real limit: start the count one below it; the next reader gets
+	 * in, the one after is refused, and the count never reaches the
+	 * writer-announcement bit */
+	atomic_store(&r->readers, region_readers_max - 1);
+	ck_assert(region_read_trylock(r));
+	ck_assert_uint_eq(atomic_load(&r->readers), region_readers_max);
+	ck_assert(!region_read_trylock(r));
+	ck_assert(!(atomic_load(&r->readers) & REGION_WRITER_ANNOUNCED));
+	region_read_unlock(r);
+	atomic_store(&r->readers, 0);
 	pager_free_bare(p);
 }
 END_TEST
@@ -326,10 +410,22 @@ END_TEST
 
 START_TEST(sequence_wrap)
 {
-	struct ufp_pager *p = bare(UINT32_MAX - 20);
+	struct ufp_pager *p = bare(UINT32_MAX - 4000);
 	struct ufp_region *a = add(p, BASE, BASE + PAGE, UFP_PROT_ALL);
 	struct ufp_region *b = add(p, BASE + 2 * PAGE, BASE + 3 * PAGE, UFP_PROT_ALL);
 	bool wrapped = false;
+	struct nfu n = { .r = a };
+	pthread_t t;
+
+	/* a reader hammering a region marked in every other section, across
+	 * the wrap: never a success while marked */
+	pthread_create(&t, NULL, nfu_reader, &n);
+	for (int i = 0; i < 1980; i++) {     /* to 40 below the wrap */
+		pager_write_lock(p);
+		if (i % 2)
+			region_write_lock(a);
+		pager_write_unlock(p);
+	}
 
 	for (int i = 0; i < 60; i++) {
 		uint32_t before = atomic_load(&p->lock_seq);
@@ -350,6 +446,15 @@ START_TEST(sequence_wrap)
 		region_read_unlock(b);
 	}
 	ck_assert(wrapped);
+	for (int i = 0; i < 2000; i++) {
+		pager_write_lock(p);
+		if (i % 2)
+			region_write_lock(a);
+		pager_write_unlock(p);
+	}
+	atomic_store(&n.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(atomic_load(&n.bad), 0);
 	pager_free_bare(p);
 }
 END_TEST
@@ -360,9 +465,13 @@ static void *flood_reader(void *arg)
 {
 	struct nfu *n = arg;
 
+	/* readers overlap (each holds for a moment), so the count never
+	 * drains by itself: a reader-preferring lock would starve the writer */
 	while (!atomic_load(&n->stop))
 		if (region_read_trylock(n->r)) {
 			atomic_fetch_add(&n->got, 1);
+			for (volatile int k = 0; k < 200; k++)
+				;
 			region_read_unlock(n->r);
 		}
 	return NULL;
@@ -452,51 +561,103 @@ END_TEST
 
 /* ---- 10. registration race -------------------------------------------------- */
 
+/*
+ * The lock-mode switch and a bare re-registration call do not exist as API;
+ * what re-registers ranges today is map (register), unmap (unregister) and
+ * DONTNEED (unregister, discard, register, under the region's write lock).
+ * Two touchers own halves of one plain region R and each keeps discarding
+ * its own half (a re-registration of part of R while the other faults on
+ * R), rewriting and checking it; the main thread maps a FIXED neighbour that
+ * merges into R's end and unmaps it (R grows and shrinks), splits R with a
+ * protect of a spare tail, and registers/unregisters allocator objects
+ * elsewhere (faults in flight on other regions).
+ */
+#define RR_HALF 32
+#define RR_SPARE 16
+#define RR_NB 16
+
 struct toucher {
-	char *m;
-	size_t pages;
-	_Atomic bool stop;
+	ufp_pager *p;
+	char *m;                 /* my half of R */
+	_Atomic bool *stop;
 	int bad;
-	uint32_t gen;
+	_Atomic uint64_t rounds;
 };
 
 static void *toucher_main(void *arg)
 {
 	struct toucher *t = arg;
+	uint32_t gen = 0;
 
 	ufp_thread_register();
-	while (!atomic_load(&t->stop)) {
-		t->gen++;
-		for (size_t i = 0; i < t->pages; i++)
-			ufp_fill_page(t->m + i * PAGE, t->gen);
-		for (size_t i = 0; i < t->pages; i++)
-			t->bad += ufp_check_page(t->m + i * PAGE, t->gen) != 0;
+	while (!atomic_load(t->stop) && !t->bad) {
+		gen++;
+		for (size_t i = 0; i < RR_HALF; i++)     /* faults (missing) */
+			t->bad += ufp_check_page(t->m + i * PAGE, 0) != 1;
+		for (size_t i = 0; i < RR_HALF; i++)
+			ufp_fill_page(t->m + i * PAGE, gen);
+		for (size_t i = 0; i < RR_HALF; i++)
+			t->bad += ufp_check_page(t->m + i * PAGE, gen) != 0;
+		/* re-register my half while the other toucher faults on R */
+		ck_assert_int_eq(ufp_advise(t->p, t->m, RR_HALF * PAGE, UFP_ADV_DONTNEED), 0);
+		atomic_fetch_add(&t->rounds, 1);
 	}
 	return NULL;
 }
 
 START_TEST(registration_race)
 {
-	ufp_pager *p = ufp_test_pager(_i ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS, 0, 0);
-	struct toucher t = { .pages = 64 };
-	pthread_t th;
-	void *a, *b;
+	ufp_pager *p = ufp_test_pager(_i & 1 ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS,
+				      _i & 2 ? UFP_LOCK_GLOBAL : UFP_LOCK_PER_REGION, 0);
+	struct toucher t[2];
+	_Atomic bool stop = false;
+	pthread_t th[2];
+	char *m, *spare, *nbr;
+	void *a, *b, *got;
+	int neigh = 0;
 
-	ck_assert_int_eq(ufp_alloc(p, t.pages * PAGE, (void **)&t.m), 0);
-	pthread_create(&th, NULL, toucher_main, &t);
-	for (int i = 0; i < 300; i++) {
-		/* new registrations (map, in-place growth) and unregistrations
-		 * (unmap, shrink) next to the faulting object */
-		ck_assert_int_eq(ufp_alloc(p, 4 * PAGE, &a), 0);
-		ck_assert_int_eq(ufp_realloc(p, a, 64 * PAGE, &b), 0);
-		ck_assert_int_eq(ufp_realloc(p, b, 2 * PAGE, &a), 0);
-		ck_assert_int_eq(ufp_free(p, a), 0);
-		/* and on the faulting object itself: protection round trip */
-		ck_assert_int_eq(ufp_protect(p, t.m, t.pages * PAGE, UFP_PROT_ALL), 0);
+	ck_assert_int_eq(ufp_map(p, NULL, (2 * RR_HALF + RR_SPARE + RR_NB) * PAGE,
+				 UFP_PROT_ALL, 0, &a), 0);
+	m = a;
+	spare = m + 2 * RR_HALF * PAGE;
+	nbr = spare + RR_SPARE * PAGE;
+	ck_assert_int_eq(ufp_unmap(p, nbr, RR_NB * PAGE), 0);
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct toucher){ .p = p, .m = m + (size_t)i * RR_HALF * PAGE, .stop = &stop };
+		pthread_create(&th[i], NULL, toucher_main, &t[i]);
 	}
-	atomic_store(&t.stop, true);
-	pthread_join(th, NULL);
-	ck_assert_int_eq(t.bad, 0);
+	uint64_t end = ufp_now_ns() + 1500000000ull;
+	while (ufp_now_ns() < end || atomic_load(&t[0].rounds) < 20 ||
+	       atomic_load(&t[1].rounds) < 20) {
+		/* grow R by a merging neighbour (register), shrink it (unregister) */
+		int r = ufp_map(p, nbr, RR_NB * PAGE, UFP_PROT_ALL, UFP_MAP_FIXED, &got);
+
+		ck_assert_msg(r == 0 || r == -EEXIST, "map fixed: %d", r);
+		if (r == 0) {
+			neigh++;
+			ufp_fill_page(nbr, 7);
+			ck_assert_int_eq(ufp_check_page(nbr, 7), 0);
+			ck_assert_int_eq(ufp_unmap(p, nbr, RR_NB * PAGE), 0);
+		}
+		/* split R, merge it back */
+		ck_assert_int_eq(ufp_protect(p, spare, RR_SPARE * PAGE, UFP_PROT_READ), 0);
+		ck_assert_int_eq(ufp_check_page(spare, 0), 1);
+		ck_assert_int_eq(ufp_protect(p, spare, RR_SPARE * PAGE, UFP_PROT_ALL), 0);
+		/* registrations elsewhere */
+		ck_assert_int_eq(ufp_alloc(p, 4 * PAGE, &a), 0);
+		ufp_fill_page(a, 3);
+		ck_assert_int_eq(ufp_realloc(p, a, 64 * PAGE, &b), 0);
+		/* grown in place or moved: the content came along */
+		ck_assert(((uint64_t *)b)[0] == ufp_pattern((uintptr_t)a, 3));
+		ck_assert_int_eq(ufp_free(p, b), 0);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(t[i].bad == 0, "toucher %d saw %d bad pages", i, t[i].bad);
+	}
+	ck_assert_int_gt(neigh, 0);
+	pager_check_invariants((struct ufp_pager *)p);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -542,20 +703,37 @@ START_TEST(lock_order_checker)
 #ifdef UFP_DEBUG
 	struct ufp_pager *p = bare(0);
 	struct ufp_region *r = add(p, BASE, BASE + PAGE, UFP_PROT_ALL);
-	int st;
+	int st, fd[2];
+	char msg[512] = "";
+	ssize_t n, got = 0;
+
+	ck_assert_int_eq(pipe(fd), 0);
 	pid_t c = fork();
 
 	if (c == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		dup2(devnull, 2);          /* the assertion message is expected */
-		ck_assert(region_read_trylock(r));
+		dup2(fd[1], 2);            /* the assertion message comes to us */
+		close(fd[0]);
+		if (!region_read_trylock(r))
+			_exit(3);
 		pager_write_lock(p);       /* inversion: must abort */
 		_exit(0);
 	}
+	close(fd[1]);
+	while ((n = read(fd[0], msg + got, sizeof(msg) - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fd[0]);
 	ck_assert_int_eq(waitpid(c, &st, 0), c);
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
 		      "an inversion went unnoticed (status %d)", st);
+	ck_assert_msg(strstr(msg, "lock order") != NULL,
+		      "aborted without the lock-order message: \"%s\"", msg);
+
+	/* the right order in the same process is fine */
+	pager_write_lock(p);
+	region_write_lock(r);
+	pager_write_unlock(p);
+	ck_assert(region_read_trylock(r));
+	region_read_unlock(r);
 	pager_free_bare(p);
 #else
 	printf("lock_order_checker: not a UFP_DEBUG build; checker compiled out\n");
@@ -607,6 +785,42 @@ START_TEST(teardown_flood)
 	ck_assert_uint_eq(((struct ufp_pager *)p)->tree.count, (size_t)f.n);
 	ck_assert_int_eq(ufp_pager_destroy(p), 0);   /* drains call_rcu, frees all */
 	free(f.objs);
+
+	/* the protocol alone: a reader paused inside its RCU section on a region
+	 * that is detached (free deferred) together with a thousand others
+	 * right before teardown; the reader is rejected, its region is still
+	 * valid memory until it leaves the section, and teardown drains every
+	 * deferred free (ASan: no leak, no use after free) */
+	struct ufp_pager *bp = bare(0);
+	struct paused pr;
+	pthread_t bt;
+
+	pager_write_lock(bp);
+	for (int i = 0; i < 1000; i++) {
+		struct ufp_region *r = region_alloc(bp, BASE + (uintptr_t)i * 2 * PAGE,
+						    BASE + (uintptr_t)i * 2 * PAGE + PAGE,
+						    UFP_PROT_ALL, 0);
+
+		ck_assert_int_eq(region_tree_insert(&bp->tree, r), 0);
+	}
+	region_tree_commit(&bp->tree);
+	pager_write_unlock(bp);
+	start_paused(&pr, bp, BASE + 500 * 2 * PAGE, &bt);
+	pager_write_lock(bp);
+	for (int i = 0; i < 1000; i += 2) {
+		struct ufp_region *r = region_tree_lookup(&bp->tree, BASE + (uintptr_t)i * 2 * PAGE);
+
+		region_write_lock(r);
+		region_detach(bp, r);
+	}
+	region_tree_commit(&bp->tree);
+	pager_write_unlock(bp);
+	sem_post(&pr.go);
+	pthread_join(bt, NULL);
+	ck_assert_ptr_null(pr.got);
+	bp->hook_after_lookup = NULL;
+	ck_assert_uint_eq(bp->tree.count, 500);
+	pager_free_bare(bp);
 }
 END_TEST
 
@@ -621,9 +835,24 @@ START_TEST(small_trees)
 
 	ufp_thread_register();
 	ts = ufp_tstats_get(p, true);
+	/* empty */
+	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE));
+	ck_assert_ptr_null(region_tree_next(&p->tree, 0));
+	ck_assert_ptr_null(region_tree_prev(&p->tree, UINTPTR_MAX));
 	ck_assert_ptr_null(lock_region_under_rcu(p, BASE, ts, &aborted));
 	ck_assert_ptr_null(fault_lock_region(p, BASE, ts, true, &fl));   /* definitive */
 	struct ufp_region *r = add(p, BASE + PAGE, BASE + 2 * PAGE, UFP_PROT_ALL);
+	/* one region: next/prev at and around its edges */
+	ck_assert_ptr_eq(region_tree_next(&p->tree, 0), r);
+	ck_assert_ptr_eq(region_tree_next(&p->tree, BASE + PAGE), r);
+	ck_assert_ptr_null(region_tree_next(&p->tree, BASE + PAGE + 1));
+	ck_assert_ptr_null(region_tree_prev(&p->tree, BASE + PAGE));
+	ck_assert_ptr_eq(region_tree_prev(&p->tree, BASE + PAGE + 1), r);
+	ck_assert_ptr_eq(region_tree_prev(&p->tree, UINTPTR_MAX), r);
+	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE + PAGE - 1));
+	ck_assert_ptr_eq(region_tree_lookup(&p->tree, BASE + 2 * PAGE - 1), r);
+	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE + 2 * PAGE));
+	ck_assert_uint_eq(region_tree_check(&p->tree), 1);
 	ck_assert_ptr_eq(lock_region_under_rcu(p, BASE + PAGE, ts, &aborted), r);
 	region_read_unlock(r);
 	ck_assert_ptr_null(fault_lock_region(p, BASE, ts, true, &fl));
@@ -704,7 +933,14 @@ START_TEST(data)
 	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < T; i++) {
-		pthread_join(th[i], NULL);
+		struct timespec lim;
+
+		/* bounded: a worker stuck in a fault (lost wakeup, livelock)
+		 * fails the test instead of hanging it */
+		clock_gettime(CLOCK_REALTIME, &lim);
+		lim.tv_sec += 20;
+		ck_assert_msg(pthread_timedjoin_np(th[i], NULL, &lim) == 0,
+			      "worker %d stuck for 20 s (a fault never completes)", i);
 		ck_assert_int_eq(w[i].bad, 0);
 		for (size_t k = 0; k < PAGES; k++)
 			ck_assert_int_eq(ufp_check_page(w[i].m + k * PAGE, w[i].gen[k]),
@@ -731,7 +967,7 @@ static Suite *locks_suite(void)
 	tcase_add_test(tc, sequence_wrap);
 	tcase_add_test(tc, writer_starvation);
 	tcase_add_test(tc, memory_ordering);
-	tcase_add_loop_test(tc, registration_race, 0, 2);
+	tcase_add_loop_test(tc, registration_race, 0, 4);
 	tcase_add_loop_test(tc, blocking_fault_retry, 0, 2);
 	tcase_add_test(tc, lock_order_checker);
 	tcase_add_loop_test(tc, teardown_flood, 0, 2);
