@@ -477,10 +477,21 @@ static void on_fatal_signal(int sig)
 
 	for (int i = 0; i < KB_SLOTS; i++)
 		slot_teardown(i);
+	/* Hand the signal to whoever had it (often: the default, death). */
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	errno = saved;
 	raise(sig);
+}
+
+/* A signal the process ignores (a background job's SIGINT) stays ignored:
+ * catching it would tear swap down under a process that goes on running. */
+static void catch_unless_ignored(int sig, const struct sigaction *sa,
+				 struct sigaction *old)
+{
+	if (sigaction(sig, NULL, old) || old->sa_handler == SIG_IGN)
+		return;
+	sigaction(sig, sa, old);
 }
 
 static void on_exit_teardown(void)
@@ -500,8 +511,8 @@ static void install_handlers(void)
 	sigemptyset(&sa.sa_mask);
 	sigaddset(&sa.sa_mask, SIGINT);
 	sigaddset(&sa.sa_mask, SIGTERM);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	catch_unless_ignored(SIGINT, &sa, &old_int);
+	catch_unless_ignored(SIGTERM, &sa, &old_term);
 	atexit(on_exit_teardown);
 	handlers_installed = true;
 }
