@@ -45,3 +45,27 @@ set_tests_properties(stress_long PROPERTIES LABELS stress TIMEOUT 900 SKIP_RETUR
 ufp_test(test_stats)
 target_compile_definitions(test_stats PRIVATE UFPAGERCTL_PATH="$<TARGET_FILE:ufpagerctl>")
 add_dependencies(test_stats ufpagerctl)
+
+# The swap backend on its own: slots, tier, checksums, injection, punching.
+ufp_test(test_swap_backend LABEL unit race)
+
+# Stress: random structural ops, faults, evictions and fork with data
+# patterns, UFP_STRESS_SECONDS per mode (10 s by default; the soak entry
+# runs 2 minutes per mode: scripts/test.sh --stress).
+ufp_test(test_stress LABEL unit race TIMEOUT 900)
+add_test(NAME stress_soak COMMAND test_stress)
+set_tests_properties(stress_soak PROPERTIES LABELS stress TIMEOUT 1500 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "UFP_STRESS_SECONDS=120")
+
+# The kernel baselines the benchmarks compare against (root, swap, zram):
+# one entry per group so a missing prerequisite skips only that group.
+foreach(g hist touch swapfile zram)
+  if(NOT TARGET test_kbase)
+    add_executable(test_kbase tests/test_kbase.c tools/ufpagerctl/kbase.c)
+    target_include_directories(test_kbase PRIVATE tests tools/ufpagerctl)
+    target_link_libraries(test_kbase PRIVATE ufpager_internal PkgConfig::CHECK m)
+  endif()
+  add_test(NAME kbase_${g} COMMAND test_kbase)
+  set_tests_properties(kbase_${g} PROPERTIES LABELS bench SKIP_RETURN_CODE 77 TIMEOUT 300
+                       ENVIRONMENT "KBASE_TESTS=${g}" RESOURCE_LOCK kernel_swap)
+endforeach()
