@@ -211,6 +211,9 @@ struct ufp_latency {
 	X(swapins,             C, "pages swapped in") \
 	X(swapouts,            C, "pages swapped out") \
 	X(swapouts_clean,      C, "evictions that kept a valid stored copy (no write)") \
+	X(swapouts_hashed,     C, "clean-candidate evictions checked by content hash") \
+	X(swapouts_raced,      C, "clean candidates written just before eviction (hash caught)") \
+	X(dirty_found,         C, "swapped-in pages found written by PAGEMAP_SCAN") \
 	X(swap_full_events,    C, "times eviction stopped because swap was full") \
 	X(bytes_read,          C, "bytes read from the swap file") \
 	X(bytes_written,       C, "bytes written to the swap file") \

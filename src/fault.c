@@ -295,7 +295,8 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			continue;
 		}
 		long ret = uffd_fill_mode(p, ts, a, bufs[k], UFP_PAGE_SIZE, true,
-					  handler_wakes(p));
+					  (handler_wakes(p) ? UFP_FILL_DONTWAKE : 0) |
+					  (dirty_tracked(p) ? UFP_FILL_WP : 0));
 
 		if (ret < 0) {
 			/* -EAGAIN: an event is pending; anything else (-ENOMEM):

@@ -74,6 +74,9 @@ static void atfork_child(void)
 		/* The inherited fd is the parent's context: never use it here. */
 		close(p->uffd);
 		p->uffd = -1;
+		if (p->pagemap_fd >= 0)
+			close(p->pagemap_fd);   /* the parent's pagemap */
+		p->pagemap_fd = -1;
 		pager_write_unlock(p);
 	}
 	pthread_mutex_unlock(&pagers_lock);
@@ -422,6 +425,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		return -ENOMEM;
 	memset(p, 0, sizeof(*p));
 	p->uffd = -1;
+	p->pagemap_fd = -1;
 	p->wake_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
 	err = ufp_options_resolve(params, &p->opt);
@@ -506,6 +510,8 @@ fail_sig:
 	sigbus_remove(p);
 fail_uffd:
 	close(p->uffd);
+	if (p->pagemap_fd >= 0)
+		close(p->pagemap_fd);
 fail_pte:
 	munmap(p->pte, p->npages * sizeof(uint64_t));
 fail_arena:
@@ -545,6 +551,8 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	munmap(p->pte, p->npages * sizeof(uint64_t));
 	if (p->uffd >= 0)
 		close(p->uffd);
+	if (p->pagemap_fd >= 0)
+		close(p->pagemap_fd);
 	ufp_stats_free_all(p);
 	pthread_mutex_destroy(&p->stats_lock);
 	free(p);
@@ -886,6 +894,7 @@ struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mo
 	p->arena_end = base + size;
 	p->lock_mode = mode;
 	p->uffd = -1;
+	p->pagemap_fd = -1;
 	p->wake_fd = -1;
 	p->shared_ts.shared = true;
 	pthread_mutex_init(&p->stats_lock, NULL);

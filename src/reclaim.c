@@ -137,6 +137,82 @@ static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
 	page_wake(p, v->idx);
 }
 
+struct scan_ctx {
+	struct victim *vs;
+	unsigned n;
+	struct ufp_tstats *ts;
+};
+
+/*
+ * A claimed victim the kernel saw written since its last scan (uffd-wp
+ * cleared by WP_ASYNC): its stored copy, if any, is stale, so free it now
+ * (as the kernel frees a swap cache copy on write) and mark the victim
+ * dirty. We own the entry (INFLIGHT), so plain stores of our claim suffice.
+ */
+static void victim_written(struct ufp_pager *p, size_t i, void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	for (unsigned k = 0; k < sc->n; k++) {
+		struct victim *v = &sc->vs[k];
+		uint64_t want = v->v;
+
+		if (v->idx != i)
+			continue;
+		v->keep = true;          /* here: "written", consumed by the caller */
+		if (!(v->v & PTE_CLEAN))
+			return;
+		v->v &= ~PTE_CLEAN;
+		/* relaxed: the entry stays INFLIGHT and ours; the publish or
+		 * unclaim that ends the claim is a release */
+		atomic_compare_exchange_strong_explicit(&p->pte[i], &want, v->v,
+				memory_order_relaxed, memory_order_relaxed);
+		swb_release(p->swb, v->handle);
+		v->handle = 0;
+		STAT_INC(sc->ts, dirty_found);
+		return;
+	}
+}
+
+/*
+ * Dirty tracking: one PAGEMAP_SCAN per run of consecutive claimed pages
+ * reads which were written since the last scan and write-protects them
+ * again. Only our own claimed pages are scanned: re-protecting a pte
+ * clears it for a moment (ptep_modify_prot_start), and an UFFDIO_MOVE of
+ * that page by another evictor that read the pte then would take it for a
+ * hole and "move" nothing (seen in test_stress). A written page was
+ * referenced: with second_chance it is given back (CLOCK with the dirty
+ * bit as the reference bit). Returns the victims kept.
+ */
+static unsigned victims_scan_written(struct ufp_pager *p, struct ufp_tstats *ts,
+				     struct victim *vs, unsigned n, bool second_chance)
+{
+	struct scan_ctx sc = { vs, n, ts };
+	unsigned m = 0;
+
+	for (unsigned k = 0; k < n; k++)
+		vs[k].keep = false;
+	for (unsigned k = 0; k < n;) {
+		unsigned e = k + 1;
+
+		while (e < n && vs[e].idx == vs[e - 1].idx + 1)
+			e++;
+		uffd_scan_written(p, p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT),
+				  p->arena_base + ((vs[e - 1].idx + 1) << UFP_PAGE_SHIFT),
+				  victim_written, &sc);
+		k = e;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		if (vs[k].keep && second_chance) {
+			unclaim(p, &vs[k], PTE_REF);
+			continue;
+		}
+		vs[k].keep = false;
+		vs[m++] = vs[k];
+	}
+	return m;
+}
+
 /*
  * Claim up to max victims in one region, advancing the hand: the clock
  * hand, or for a PAGEOUT of [*range_hand, range_end) the range's own hand
@@ -188,7 +264,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		STAT_INC(ts, reclaim_scans);
 		if ((v & (PTE_PRESENT | PTE_INFLIGHT | PTE_POISON)) != PTE_PRESENT)
 			continue;
-		if ((v & PTE_REF) && !range_hand) {   /* second chance */
+		if ((v & PTE_REF) && !range_hand && p->opt.second_chance) {   /* second chance */
 			atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v & ~PTE_REF,
 					memory_order_relaxed, memory_order_relaxed);
 			continue;
@@ -207,6 +283,8 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		*range_hand = a >= end ? end : a;
 	else
 		atomic_store_explicit(&p->clock_hand, a >= end ? end : a, memory_order_relaxed);
+	if (n && dirty_tracked(p))
+		n = victims_scan_written(p, ts, vs, n, !range_hand && p->opt.second_chance);
 	return n;
 }
 
@@ -258,18 +336,27 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		fault_unlock_region(p, &fl);
 	if (!m)
 		return 0;
-	/* Clean pages whose content still matches their stored copy. */
+	/*
+	 * Clean pages whose content still matches their stored copy. With
+	 * dirty tracking most written pages lost PTE_CLEAN in the scan; the
+	 * hash still closes the window between that scan and the move (a
+	 * write there clears uffd-wp, and UFFDIO_MOVE does not carry the
+	 * bit to the staging page, so nothing else could tell).
+	 */
 	for (unsigned k = 0; k < m; k++) {
 		const void *pg = (const void *)staging_page(p, set, k);
 
-		if ((vs[k].v & PTE_CLEAN) &&
-		    XXH3_64bits(pg, UFP_PAGE_SIZE) ==
-		    atomic_load_explicit(&p->chash[vs[k].idx], memory_order_relaxed)) {
-			vs[k].keep = true;
-			continue;
-		}
-		if (vs[k].v & PTE_CLEAN)   /* written since: the old copy is stale */
+		if (vs[k].v & PTE_CLEAN) {
+			STAT_INC(ts, swapouts_hashed);
+			if (XXH3_64bits(pg, UFP_PAGE_SIZE) ==
+			    atomic_load_explicit(&p->chash[vs[k].idx], memory_order_relaxed)) {
+				vs[k].keep = true;
+				continue;
+			}
+			/* written since: the old copy is stale */
+			STAT_INC(ts, swapouts_raced);
 			swb_release(p->swb, vs[k].handle);
+		}
 		idx[nd] = k;
 		pages[nd++] = pg;
 	}

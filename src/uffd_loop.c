@@ -154,6 +154,33 @@ static const char *uffd_fix_text(int err, bool user_mode_only_ok)
 	}
 }
 
+/*
+ * PAGEMAP_SCAN (6.7+) on a throwaway page: ENOTTY/EINVAL where the kernel
+ * lacks it. Without it WP_ASYNC would tell us nothing: dirty tracking then
+ * falls back to comparing a content hash at eviction.
+ */
+static bool pagemap_scan_works(void)
+{
+	void *page = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	struct page_region rg;
+	struct pm_scan_arg a = {
+		.size = sizeof(a), .start = (uintptr_t)page,
+		.end = (uintptr_t)page + UFP_PAGE_SIZE, .vec = (uintptr_t)&rg, .vec_len = 1,
+		.category_mask = PAGE_IS_PRESENT, .return_mask = PAGE_IS_PRESENT,
+	};
+	bool ok = false;
+
+	if (page != MAP_FAILED && fd >= 0)
+		ok = ioctl(fd, PAGEMAP_SCAN, &a) >= 0;
+	if (fd >= 0)
+		close(fd);
+	if (page != MAP_FAILED)
+		munmap(page, UFP_PAGE_SIZE);
+	return ok;
+}
+
 int uffd_open(struct ufp_pager *p)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
@@ -185,6 +212,8 @@ int uffd_open(struct ufp_pager *p)
 	       UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MOVE;
 	if (p->delivery == UFP_DELIVERY_SIGBUS)
 		want |= UFFD_FEATURE_SIGBUS;
+	if (p->opt.dirty_track && p->opt.budget && pagemap_scan_works())
+		want |= UFFD_FEATURE_WP_ASYNC;
 	if (p->delivery == UFP_DELIVERY_SIGBUS && !(api.features & UFFD_FEATURE_SIGBUS)) {
 		ufp_set_error("ufpager: this kernel lacks UFFD_FEATURE_SIGBUS; use delivery=handler");
 		return -EOPNOTSUPP;
@@ -205,7 +234,51 @@ int uffd_open(struct ufp_pager *p)
 	}
 	p->uffd = fd;
 	p->features = want;
+	p->pagemap_fd = -1;
+	if (want & UFFD_FEATURE_WP_ASYNC) {
+		p->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (p->pagemap_fd < 0)
+			p->features &= ~(uint64_t)UFFD_FEATURE_WP_ASYNC;   /* hash only */
+	}
 	return 0;
+}
+
+/*
+ * Collect the pages of [start, end) written since the last call (present,
+ * uffd-wp cleared by the kernel's WP_ASYNC resolution) and write-protect
+ * them again, atomically per pte. Only present pages match: a WP_MATCHING
+ * scan of an empty pte would install a uffd-wp marker, on which
+ * UFFDIO_COPY/ZEROPAGE fail with EEXIST while the page is still missing.
+ * Calls fn(i, arg) for each written page index. Returns pages found or
+ * -errno. Normal context.
+ */
+long uffd_scan_written(struct ufp_pager *p, uintptr_t start, uintptr_t end,
+		       void (*fn)(struct ufp_pager *, size_t, void *), void *arg)
+{
+	struct page_region rg[32];
+	long found = 0;
+
+	while (start < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.start = start, .end = end, .vec = (uintptr_t)rg, .vec_len = 32,
+			.category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT,
+			.return_mask = PAGE_IS_WRITTEN,
+		};
+		long n = ioctl(p->pagemap_fd, PAGEMAP_SCAN, &a);
+
+		if (n < 0)
+			return found ? found : -errno;
+		for (long k = 0; k < n; k++)
+			for (uintptr_t q = rg[k].start; q < rg[k].end; q += UFP_PAGE_SIZE) {
+				fn(p, pte_index(p, q), arg);
+				found++;
+			}
+		if (a.walk_end <= start)
+			break;
+		start = a.walk_end;
+	}
+	return found;
 }
 
 int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len)
@@ -215,6 +288,10 @@ int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len)
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 
+	/* WP_ASYNC: writes to write-protected pages are resolved by the
+	 * kernel without a message; PAGEMAP_SCAN reads who was written. */
+	if (p->features & UFFD_FEATURE_WP_ASYNC)
+		reg.mode |= UFFDIO_REGISTER_MODE_WP;
 	if (ioctl(p->uffd, UFFDIO_REGISTER, &reg))
 		return -errno;
 
@@ -242,11 +319,17 @@ int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len)
 }
 
 static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len,
-		      bool dontwake)
+		      bool dontwake, bool wp)
 {
 	if (src) {
 		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len,
 					 .mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0 };
+
+		/* write-protected: a write clears the bit (WP_ASYNC), so the
+		 * next scan sees the page written; zeroed pages have no copy
+		 * to keep and are installed writable */
+		if (wp)
+			c.mode |= UFFDIO_COPY_MODE_WP;
 
 		if (ioctl(p->uffd, UFFDIO_COPY, &c) == 0)
 			return (long)len;
@@ -265,17 +348,17 @@ static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_
 long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       const void *src, size_t len, bool stop_on_exist)
 {
-	return uffd_fill_mode(p, ts, dst, src, len, stop_on_exist, false);
+	return uffd_fill_mode(p, ts, dst, src, len, stop_on_exist, 0);
 }
 
 long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-		    const void *src, size_t len, bool stop_on_exist, bool dontwake)
+		    const void *src, size_t len, bool stop_on_exist, unsigned flags)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		long r = fill_once(p, dst + done, src ? (const char *)src + done : NULL,
-				   len - done, dontwake);
+				   len - done, flags & UFP_FILL_DONTWAKE, flags & UFP_FILL_WP);
 		if (r > 0) {
 			done += (size_t)r;
 			continue;

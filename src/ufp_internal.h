@@ -98,6 +98,8 @@ struct ufp_options {
 	uint64_t swap_size;
 	uint64_t ztier_size;
 	const char *swap_dir;
+	uint64_t dirty_track;
+	uint64_t second_chance;
 	enum ufp_opt_source src[16];
 };
 
@@ -330,6 +332,7 @@ struct ufp_pager {
 	int uffd;
 	int wake_fd;                   /* eventfd: stop the handlers */
 	uint64_t features;             /* enabled uffd features */
+	int pagemap_fd;                /* /proc/self/pagemap (WP_ASYNC dirty tracking) */
 	uint64_t ioctls;               /* ioctls allowed on our ranges */
 	enum ufp_lock_mode lock_mode;
 	enum ufp_delivery delivery;
@@ -464,8 +467,14 @@ long uffd_fill(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       const void *src, size_t len, bool stop_on_exist);
 /* As uffd_fill; with dontwake the caller wakes (uffd_wake) after it has
  * recorded the page state, so a woken thread never sees a stale entry. */
+#define UFP_FILL_DONTWAKE 1u   /* the caller wakes (handler delivery) */
+#define UFP_FILL_WP 2u         /* install write-protected (dirty tracking) */
 long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-		    const void *src, size_t len, bool stop_on_exist, bool dontwake);
+		    const void *src, size_t len, bool stop_on_exist, unsigned flags);
+/* Pages of [start, end) written since the last scan, write-protected
+ * again; fn(p, index, arg) per page. Needs UFFD_FEATURE_WP_ASYNC. */
+long uffd_scan_written(struct ufp_pager *p, uintptr_t start, uintptr_t end,
+		       void (*fn)(struct ufp_pager *, size_t, void *), void *arg);
 int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len);
@@ -509,6 +518,12 @@ bool ufp_thread_rcu_registered(void);
 bool ufp_is_handler_thread(void);
 
 /* pager.c */
+/* Writes are tracked by the kernel (WP_ASYNC + PAGEMAP_SCAN). */
+static inline bool dirty_tracked(const struct ufp_pager *p)
+{
+	return (p->features & UFFD_FEATURE_WP_ASYNC) != 0;
+}
+
 static inline size_t pte_index(struct ufp_pager *p, uintptr_t addr)
 {
 	return (addr - p->arena_base) >> UFP_PAGE_SHIFT;

@@ -535,6 +535,57 @@ START_TEST(dontneed_and_realloc_handle_evicted_pages)
 }
 END_TEST
 
+/*
+ * Clean pages are dropped without a write; written ones are written again.
+ * _i = 0: content-hash check only; _i = 1: WP_ASYNC + PAGEMAP_SCAN dirty
+ * tracking (UFPAGER_DIRTY_TRACK=1; skipped where the kernel lacks it),
+ * which must also see the writes and free the stale copies at once.
+ */
+START_TEST(clean_pages_are_dropped_without_a_write)
+{
+	struct ufp_stats s0, s1, s2;
+	ufp_pager *p;
+	char *m;
+
+	setenv("UFPAGER_DIRTY_TRACK", _i ? "1" : "0", 1);
+	p = swap_pager(UFP_DELIVERY_SIGBUS, 0, 1 << 20, 64 << 20, 4096, NULL);
+	unsetenv("UFPAGER_DIRTY_TRACK");
+	if (_i && !dirty_tracked((struct ufp_pager *)p)) {
+		printf("SKIP dirty tracking: this kernel lacks UFFD_FEATURE_WP_ASYNC or PAGEMAP_SCAN\n");
+		ufp_pager_destroy(p);
+		return;
+	}
+	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (int i = 0; i < 64; i++)
+		fill_rand(m + (size_t)i * PAGE, 21);
+	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
+	for (int i = 0; i < 64; i++)           /* swap in: clean copies */
+		ck_assert(check_rand(m + (size_t)i * PAGE, 21));
+	s0 = stats(p);
+	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
+	s1 = stats(p);
+	ck_assert_uint_eq(s1.swapouts_clean - s0.swapouts_clean, 64);
+	ck_assert_uint_eq(s1.bytes_written, s0.bytes_written);
+	for (int i = 0; i < 64; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, 21));
+	for (int i = 0; i < 64; i += 2)       /* dirty every other page */
+		fill_rand(m + (size_t)i * PAGE, 22);
+	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
+	s2 = stats(p);
+	ck_assert_uint_eq(s2.swapouts_clean - s1.swapouts_clean, 32);
+	ck_assert_uint_eq(s2.bytes_written - s1.bytes_written, 32 * PAGE);
+	if (_i) {   /* the scan saw every write: no hash needed to find them */
+		ck_assert_uint_eq(s2.dirty_found - s1.dirty_found, 32);
+		ck_assert_uint_eq(s2.swapouts_raced, s1.swapouts_raced);
+	} else {
+		ck_assert_uint_eq(s2.swapouts_raced - s1.swapouts_raced, 32);
+	}
+	for (int i = 0; i < 64; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, i % 2 ? 21 : 22));
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap");
@@ -551,6 +602,7 @@ static Suite *swap_suite(void)
 	tcase_add_loop_test(tc, swap_full_stops_eviction_and_keeps_data, 0, 2);
 	tcase_add_loop_test(tc, fork_child_sees_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, dontneed_and_realloc_handle_evicted_pages, 0, 2);
+	tcase_add_loop_test(tc, clean_pages_are_dropped_without_a_write, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
