@@ -98,10 +98,11 @@ static void *hl_ufp_churn(void *arg)
 	return NULL;
 }
 
-static void hl_fill(char *m, size_t pages)
+/* Fill pages [first, first + n) of a set, m pointing at page first. */
+static void hl_fill_at(char *m, size_t first, size_t n)
 {
-	for (size_t i = 0; i < pages; i++) {
-		uint64_t *w = (uint64_t *)(m + i * UFP_PAGE_SIZE);
+	for (size_t i = first; i < first + n; i++) {
+		uint64_t *w = (uint64_t *)(m + (i - first) * UFP_PAGE_SIZE);
 
 		for (unsigned k = 0; k < 512; k += 8)   /* half-compressible content */
 			w[k] = i * 0x9E3779B97F4A7C15ull + k;
@@ -152,7 +153,7 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1, .stop = &stop,
 					   .bar = &bar };
 		ufp_map(p, NULL, t[i].pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&t[i].m);
-		hl_fill(t[i].m, t[i].pages);
+		hl_fill_at(t[i].m, 0, t[i].pages);
 	}
 	ufp_advise(p, t[0].m, 1, UFP_ADV_NORMAL);
 	for (unsigned i = 0; i < nt; i++)
@@ -242,7 +243,16 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 		t[i].m = mmap(NULL, t[i].pages * UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		madvise(t[i].m, t[i].pages * UFP_PAGE_SIZE, MADV_NOHUGEPAGE);
-		hl_fill(t[i].m, t[i].pages);
+		/* Fill in 4 MiB steps, each pushed to swap at once: filling
+		 * the whole set first can outrun reclaim and OOM-kill us in
+		 * the cgroup (ufpager's fill is throttled by its budget). */
+		for (size_t at = 0; at < t[i].pages; at += 1024) {
+			size_t np = t[i].pages - at < 1024 ? t[i].pages - at : 1024;
+			char *c = t[i].m + at * UFP_PAGE_SIZE;
+
+			hl_fill_at(c, at, np);
+			madvise(c, np * UFP_PAGE_SIZE, MADV_PAGEOUT);
+		}
 	}
 	for (unsigned i = 0; i < nt; i++)
 		pthread_create(&th[i], NULL, hl_access, &t[i]);
@@ -265,7 +275,9 @@ out:
 
 static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_res *r)
 {
-	uint64_t limit = (uint64_t)pages * UFP_PAGE_SIZE / 4 + (16ull << 20);
+	/* the budget plus 4 MiB for what the cgroup charges besides the data
+	 * (page tables, thread stacks, the churn mappings) */
+	uint64_t limit = (uint64_t)pages * UFP_PAGE_SIZE / 4 + (4ull << 20);
 	struct kb_swap sw = { 0 };
 	int pfd[2], st;
 	pid_t c;

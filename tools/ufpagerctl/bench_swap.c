@@ -13,6 +13,7 @@
 
 #include "bench.h"
 #include "kbase.h"
+#include "ufp_internal.h"
 
 enum { SW_UFP_FILE, SW_UFP_LZ4, SW_KFILE, SW_ZRAM, SW_NR };
 static const char *sw_name[SW_NR] = { "ufpager-file", "ufpager-lz4", "kernel-file",
@@ -191,6 +192,134 @@ static int sw_kernel(bool zram, enum kb_pattern pat, bool compr, size_t pages,
 	return 0;
 }
 
+/*
+ * Victim policy: a zipf hot set (theta 0.99) over a working set 4x the
+ * budget, 8 accesses per page, one in four a write, after a warm-up pass.
+ * Side by side: FIFO sweep (no second chance), CLOCK with references seen
+ * at fault time, and CLOCK with writes seen by WP_ASYNC + PAGEMAP_SCAN.
+ * What decides is the miss ratio: swap-ins per 1000 accesses.
+ */
+enum { POL_FIFO, POL_CLOCK, POL_CLOCK_WP, POL_NR };
+static const char *pol_name[POL_NR] = { "fifo", "clock", "clock+wp-scan" };
+
+struct pol_res {
+	bool ran, ok;
+	double acc_s, miss_per_k, written_per_k, clean_per_k;
+	uint64_t p99;
+	const char *why;
+};
+
+static void pol_run(int pol, size_t pages, struct pol_res *res)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
+		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2, .ztier_size = 4096,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	struct ufp_stats s0 = { .size = sizeof(s0), .version = UFP_STATS_VERSION }, s1 = s0;
+	size_t n = pages * 8, *order = malloc(n * sizeof(size_t));
+	struct lat lat = { 0 };
+	uint64_t bad = 0;
+	struct ufp_latency l;
+	ufp_pager *p;
+	double t0, el;
+	char *m;
+
+	if (!order) {
+		res->why = "out of memory";
+		return;
+	}
+	setenv("UFPAGER_SECOND_CHANCE", pol == POL_FIFO ? "0" : "1", 1);
+	setenv("UFPAGER_DIRTY_TRACK", pol == POL_CLOCK_WP ? "1" : "0", 1);
+	int err = ufp_pager_create(&pr, &p);
+
+	unsetenv("UFPAGER_SECOND_CHANCE");
+	unsetenv("UFPAGER_DIRTY_TRACK");
+	if (err) {
+		res->why = "ufp_pager_create failed (see ufpagerctl check)";
+		free(order);
+		return;
+	}
+	if (pol == POL_CLOCK_WP && !(((struct ufp_pager *)p)->features & UFFD_FEATURE_WP_ASYNC)) {
+		res->why = "skipped: no UFFD_FEATURE_WP_ASYNC / PAGEMAP_SCAN here";
+		ufp_pager_destroy(p);
+		free(order);
+		return;
+	}
+	res->ran = true;
+	ufp_map(p, NULL, pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&m);
+	for (size_t i = 0; i < pages; i++)
+		sw_fill((uint64_t *)(m + i * UFP_PAGE_SIZE), i, false);
+	sw_order(KB_ZIPF, pages, order, n);
+	for (size_t k = 0; k < n / 4; k++)           /* warm-up: settle the resident set */
+		bad += *(volatile uint64_t *)(m + order[k] * UFP_PAGE_SIZE) != order[k];
+	ufp_stats_get(p, &s0);
+	t0 = now_s();
+	for (size_t k = 0; k < n; k++) {
+		uint64_t *w = (uint64_t *)(m + order[k] * UFP_PAGE_SIZE), a = ufp_now_ns();
+
+		if (k % 4 == 3)
+			w[1 + k % 500] = k;                    /* a write (word 0 is the tag) */
+		else
+			bad += *(volatile uint64_t *)w != order[k];
+		lat_add(&lat, ufp_now_ns() - a);
+	}
+	el = now_s() - t0;
+	ufp_stats_get(p, &s1);
+	for (size_t i = 0; i < pages; i++)
+		bad += *(uint64_t *)(m + i * UFP_PAGE_SIZE) != i;
+	lat_summary(&lat, &l);
+	res->ok = bad == 0;
+	res->why = bad ? "CONTENT MISMATCH" : NULL;
+	res->acc_s = (double)n / el;
+	res->miss_per_k = 1000.0 * (double)(s1.swapins - s0.swapins) / (double)n;
+	res->written_per_k = 1000.0 * (double)(s1.swapouts - s0.swapouts) / (double)n;
+	res->clean_per_k = 1000.0 * (double)(s1.swapouts_clean - s0.swapouts_clean) / (double)n;
+	res->p99 = l.p99;
+	ufp_pager_destroy(p);
+	free(order);
+}
+
+static void bench_policy(struct bench_opts *o, size_t pages)
+{
+	struct pol_res r[POL_NR] = { { 0 } };
+
+	printf("\n== swap: victim policy; zipf 0.99 over %zu MiB, budget 1/4, 8 accesses per page,\n"
+	       "   1 in 4 a write; misses = swap-ins per 1000 accesses\n",
+	       pages * UFP_PAGE_SIZE >> 20);
+	printf("%-14s %12s %10s %14s %14s %9s\n", "policy", "accesses/s", "misses/k",
+	       "page writes/k", "clean drops/k", "p99");
+	for (int k = 0; k < POL_NR; k++) {
+		fprintf(stderr, "\r[swap] policy %s ...        ", pol_name[k]);
+		pol_run(k, pages, &r[k]);
+		fprintf(stderr, "\r%60s\r", "");
+		if (!r[k].ran) {
+			printf("%-14s %s\n", pol_name[k], r[k].why ? r[k].why : "-");
+			continue;
+		}
+		printf("%-14s %12.0f %10.1f %14.1f %14.1f %7.1fus%s%s\n", pol_name[k], r[k].acc_s,
+		       r[k].miss_per_k, r[k].written_per_k, r[k].clean_per_k, r[k].p99 / 1e3,
+		       r[k].why ? "  " : "",
+		       r[k].why ? r[k].why : "");
+		json_row_begin(o, "policy");
+		json_kv_str(o, "policy", pol_name[k]);
+		json_kv_num(o, "accesses_per_s", r[k].acc_s);
+		json_kv_num(o, "misses_per_1000", r[k].miss_per_k);
+		json_kv_num(o, "page_writes_per_1000", r[k].written_per_k);
+		json_kv_num(o, "clean_drops_per_1000", r[k].clean_per_k);
+		json_kv_num(o, "p99_ns", (double)r[k].p99);
+		json_kv_num(o, "verified", r[k].ok);
+		json_row_end(o);
+	}
+	if (r[POL_FIFO].ran && r[POL_CLOCK].ran && r[POL_CLOCK].miss_per_k > 0)
+		summary_add(o, "victim policy: fifo misses / clock misses (zipf)",
+			    r[POL_FIFO].miss_per_k / r[POL_CLOCK].miss_per_k);
+	if (r[POL_CLOCK_WP].ran && r[POL_CLOCK].ran && r[POL_CLOCK_WP].miss_per_k > 0)
+		summary_add(o, "victim policy: clock misses / clock+wp-scan misses (zipf)",
+			    r[POL_CLOCK].miss_per_k / r[POL_CLOCK_WP].miss_per_k);
+}
+
 int bench_swap(struct bench_opts *o)
 {
 	static const enum kb_pattern pats[3] = { KB_SEQ, KB_RANDOM, KB_ZIPF };
@@ -250,5 +379,6 @@ int bench_swap(struct bench_opts *o)
 				       r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
 		}
 	kb_swap_teardown_all();
+	bench_policy(o, pages);
 	return 0;
 }
