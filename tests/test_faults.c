@@ -274,6 +274,44 @@ START_TEST(unregistered_threads_use_the_pager_lock_fallback)
 }
 END_TEST
 
+static void *touch_main(void *arg)
+{
+	volatile char *c = arg;
+
+	(void)c[0];                                 /* read: zero page */
+	c[UFP_PAGE_SIZE * 2] = 1;                   /* write: zeroed copy */
+	return NULL;
+}
+
+/*
+ * A foreign mprotect splits the kernel VMA under one of our regions; a
+ * fault-around window that crosses the edge makes UFFDIO_ZEROPAGE/COPY
+ * fail with ENOENT for the whole range. The faulting page must still be
+ * filled (regression: in handler delivery the thread was never woken).
+ */
+START_TEST(fault_around_stops_at_a_foreign_vma_edge)
+{
+	ufp_pager *p = ufp_test_pager(_i ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS,
+				      UFP_LOCK_PER_REGION, 0);
+	struct timespec ts;
+	pthread_t th;
+	char *m;
+
+	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	/* behind ufpager's back: pages 8-9 read-only, the VMA is split at 8 */
+	ck_assert_int_eq(mprotect(m + 8 * PAGE, 2 * PAGE, PROT_READ), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, touch_main, m + 5 * PAGE), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	ck_assert_msg(pthread_timedjoin_np(th, NULL, &ts) == 0,
+		      "a fault next to a foreign VMA edge never completed");
+	ck_assert_int_eq(m[5 * PAGE], 0);
+	ck_assert_int_eq(m[7 * PAGE], 1);
+	ck_assert_int_eq(m[8 * PAGE], 0);          /* the read-only side reads */
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
 	Suite *s = suite_create("faults");
@@ -287,6 +325,7 @@ static Suite *faults_suite(void)
 	tcase_add_test(tc, foreign_sigbus_goes_to_the_previous_handler);
 	tcase_add_loop_test(tc, syscall_on_untouched_memory, 0, 2);
 	tcase_add_test(tc, unregistered_threads_use_the_pager_lock_fallback);
+	tcase_add_loop_test(tc, fault_around_stops_at_a_foreign_vma_edge, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
