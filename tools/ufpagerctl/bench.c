@@ -1,26 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench.c - `ufpagerctl bench`: option parsing, shared helpers (latency
- * histograms, JSON rows, the real mmap_lock writer) and the end-to-end
- * suites through userfaultfd:
+ * histograms, JSON rows, plots, crews of benchmark threads, the real
+ * mmap_lock writer) and the end-to-end suites through userfaultfd:
  *   faults: fault service per delivery mode and polling policy beside the
  *           kernel's own first-touch fault, with and without a real
  *           mmap_lock writer in the same process;
  *   churn:  faulting threads on their own regions while other threads
  *           split, merge, protect and unmap other regions, per lock mode.
  * Every figure is measured in this run; ratios compare rows of this run.
+ * Everything here runs on the bench's main thread except the workers the
+ * crews start, which touch only their own struct and the crew's flags.
  */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
-#include <sys/stat.h>
-#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
 
 /* ======================================================================
- * Helpers.
+ * Helpers: histograms, JSON rows, the summary, pager creation.
  * ====================================================================== */
 
 void lat_merge(struct lat *dst, const struct lat *src)
@@ -81,17 +85,196 @@ void summary_add(struct bench_opts *o, const char *name, double v)
 	}
 }
 
+int bench_pager_create(const struct ufp_params *pr, ufp_pager **p)
+{
+	int err = ufp_pager_create(pr, p);
+
+	if (err)
+		fprintf(stderr, "bench: %s\n", ufp_last_error());
+	return err;
+}
+
+/* ======================================================================
+ * Crews: benchmark threads that start behind one gate and stop together.
+ * The gate is a mutex and a condition variable rather than a barrier so
+ * that a worker that could not be spawned never leaves the others waiting.
+ * ====================================================================== */
+
+int crew_init(struct bench_crew *c, unsigned cap)
+{
+	memset(c, 0, sizeof(*c));
+	c->cap = cap;
+	c->th = calloc(cap ? cap : 1, sizeof(*c->th));
+	c->m = calloc(cap ? cap : 1, sizeof(*c->m));
+	if (!c->th || !c->m) {
+		free(c->th);
+		free(c->m);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	atomic_init(&c->stop, false);
+	return 0;
+}
+
+void crew_destroy(struct bench_crew *c)
+{
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c->th);
+	free(c->m);
+}
+
+void crew_spawn(struct bench_crew *c, struct crew_member *m, void *(*fn)(void *), void *arg)
+{
+	int err;
+
+	if (c->err)
+		return;
+	if (c->spawned == c->cap) {
+		c->err = -E2BIG;
+		return;
+	}
+	m->crew = c;
+	err = pthread_create(&c->th[c->spawned], NULL, fn, arg);
+	if (err) {
+		fprintf(stderr, "bench: cannot start a thread: %s\n", strerror(err));
+		c->err = -err;
+		return;
+	}
+	c->m[c->spawned++] = m;
+}
+
+void crew_ready(struct crew_member *m)
+{
+	struct bench_crew *c = m->crew;
+
+	pthread_mutex_lock(&c->mu);
+	c->ready++;
+	pthread_cond_broadcast(&c->cv);
+	while (!c->open)
+		pthread_cond_wait(&c->cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Wait for every spawned worker to be ready, set the deadline, open the
+ * gate; returns the start time. After a spawn error, stop is raised first
+ * so the workers that did start leave at once. */
+static double crew_open(struct bench_crew *c, double seconds)
+{
+	double t0;
+
+	pthread_mutex_lock(&c->mu);
+	while (c->ready < c->spawned)
+		pthread_cond_wait(&c->cv, &c->mu);
+	if (c->err)
+		atomic_store_explicit(&c->stop, true, memory_order_relaxed);
+	t0 = now_s();
+	c->deadline = t0 + seconds;
+	c->open = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return t0;
+}
+
+static int crew_join(struct bench_crew *c, double t0)
+{
+	for (unsigned i = 0; i < c->spawned; i++)
+		pthread_join(c->th[i], NULL);
+	c->elapsed = now_s() - t0;
+	return c->err;
+}
+
+int crew_run_for(struct bench_crew *c, double seconds)
+{
+	double t0 = crew_open(c, seconds);
+
+	if (!c->err) {
+		usleep((useconds_t)(seconds * 1e6));
+		atomic_store_explicit(&c->stop, true, memory_order_relaxed);
+	}
+	return crew_join(c, t0);
+}
+
+int crew_run_to_deadline(struct bench_crew *c, double seconds)
+{
+	return crew_join(c, crew_open(c, seconds));
+}
+
+void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct lat *lat,
+		  uint64_t *ops)
+{
+	for (unsigned i = first; i < first + n && i < c->spawned; i++) {
+		if (lat)
+			lat_merge(lat, &c->m[i]->lat);
+		if (ops)
+			*ops += c->m[i]->ops;
+	}
+}
+
+/* ======================================================================
+ * Plots (--plot DIR): data files, one gnuplot script, PNGs when gnuplot
+ * is installed. Main thread only.
+ * ====================================================================== */
+
+#define PLOT_FIGS 8
+#define PLOT_SERIES 8
+#define PLOT_FILES 48
+#define PLOT_PNGS 16
+
+struct plot_fig {
+	char name[32], title[160];
+	char series[PLOT_SERIES][32];
+	unsigned nseries;
+};
+
+struct plot_state {
+	struct plot_fig fig[PLOT_FIGS];
+	unsigned nfig;
+	char files[PLOT_FILES][80];  /* data files written in this run */
+	unsigned nfiles;
+	char png[PLOT_PNGS][48];     /* drawn by the appended script */
+	unsigned npng;
+	char *script;                /* suite-specific figures, appended */
+	size_t len;
+};
+
+const char *plot_machine(void)
+{
+	static char buf[96];
+	struct utsname u;
+
+	if (!buf[0]) {
+		if (uname(&u))
+			snprintf(u.release, sizeof(u.release), "?");
+		u.release[strcspn(u.release, "-")] = '\0';
+		snprintf(buf, sizeof(buf), "%ld CPUs, Linux %s", sysconf(_SC_NPROCESSORS_ONLN),
+			 u.release);
+	}
+	return buf;
+}
+
+/* Open a data file of DIR: truncated on its first use in this run. */
+static FILE *plot_open(struct bench_opts *o, const char *file)
+{
+	struct plot_state *ps = o->plot;
+	char path[512];
+	bool seen = false;
+
+	for (unsigned i = 0; i < ps->nfiles && !seen; i++)
+		seen = !strcmp(ps->files[i], file);
+	if (!seen && ps->nfiles < PLOT_FILES)
+		snprintf(ps->files[ps->nfiles++], sizeof(ps->files[0]), "%s", file);
+	snprintf(path, sizeof(path), "%s/%s", o->plot_dir, file);
+	return fopen(path, seen ? "a" : "w");
+}
+
 void plot_row(struct bench_opts *o, const char *file, const char *fmt, ...)
 {
-	char path[512];
 	va_list ap;
 	FILE *f;
 
-	if (!o->plot_dir)
-		return;
-	snprintf(path, sizeof(path), "%s/%s", o->plot_dir, file);
-	f = fopen(path, "a");
-	if (!f)
+	if (!o->plot || !(f = plot_open(o, file)))
 		return;
 	va_start(ap, fmt);
 	vfprintf(f, fmt, ap);
@@ -99,75 +282,188 @@ void plot_row(struct bench_opts *o, const char *file, const char *fmt, ...)
 	fclose(f);
 }
 
-void plot_cdf(struct bench_opts *o, const char *name, const struct lat *l)
+static struct plot_fig *plot_fig_get(struct bench_opts *o, const char *figure)
 {
-	char file[128];
-	uint64_t acc = 0;
+	struct plot_state *ps = o->plot;
 
-	if (!o->plot_dir || !l->n)
+	for (unsigned i = 0; i < ps->nfig; i++)
+		if (!strcmp(ps->fig[i].name, figure))
+			return &ps->fig[i];
+	if (ps->nfig == PLOT_FIGS)
+		return NULL;
+	snprintf(ps->fig[ps->nfig].name, sizeof(ps->fig[0].name), "%s", figure);
+	return &ps->fig[ps->nfig++];
+}
+
+void plot_figure_title(struct bench_opts *o, const char *figure, const char *title)
+{
+	struct plot_fig *fg;
+
+	if (o->plot && (fg = plot_fig_get(o, figure)))
+		snprintf(fg->title, sizeof(fg->title), "%s", title);
+}
+
+void plot_cdf_series(struct bench_opts *o, const char *figure, const char *series,
+		     const struct lat *l)
+{
+	struct plot_fig *fg;
+	char file[128];
+	uint64_t below = 0;
+
+	if (!o->plot || !l->n || !(fg = plot_fig_get(o, figure)) || fg->nseries == PLOT_SERIES)
 		return;
-	snprintf(file, sizeof(file), "cdf-%s.dat", name);
+	snprintf(fg->series[fg->nseries++], sizeof(fg->series[0]), "%s", series);
+	snprintf(file, sizeof(file), "%s-cdf-%s.dat", figure, series);
+	plot_row(o, file, "# %s %s: %llu samples\n# bucket_low_ns bucket_high_ns cdf "
+		 "fraction_at_least_low\n", figure, series, (unsigned long long)l->n);
 	for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++) {
 		if (!l->b[i])
 			continue;
-		acc += l->b[i];
-		plot_row(o, file, "%llu %.6f\n", (unsigned long long)ufp_hist_bucket_low(i + 1),
-			 (double)acc / (double)l->n);
+		plot_row(o, file, "%llu %llu %.6f %.6g\n", (unsigned long long)ufp_hist_bucket_low(i),
+			 (unsigned long long)ufp_hist_bucket_low(i + 1),
+			 (double)(below + l->b[i]) / (double)l->n,
+			 (double)(l->n - below) / (double)l->n);
+		below += l->b[i];
 	}
 }
 
-/* Write the gnuplot script and run it when gnuplot is installed. */
+void plot_cdf(struct bench_opts *o, const char *series, const struct lat *l)
+{
+	plot_cdf_series(o, "headline", series, l);
+}
+
+void plot_script(struct bench_opts *o, const char *png, const char *fmt, ...)
+{
+	struct plot_state *ps = o->plot;
+	va_list ap;
+	int n;
+	char *s;
+
+	if (!ps)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(s = realloc(ps->script, ps->len + (size_t)n + 1)))
+		return;
+	ps->script = s;
+	va_start(ap, fmt);
+	vsnprintf(s + ps->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	ps->len += (size_t)n;
+	if (png && ps->npng < PLOT_PNGS)
+		snprintf(ps->png[ps->npng++], sizeof(ps->png[0]), "%s", png);
+}
+
+/* One figure of latency tails: every series as 1 - CDF, log-log. */
+static void plot_write_cdf_fig(FILE *f, const struct plot_fig *fg)
+{
+	fprintf(f, "\nset output '%s-cdf.png'\n"
+		"set title \"%s\\n(%s)\"\n"
+		"set xlabel 'latency (µs, log scale)'\n"
+		"set ylabel 'fraction of samples at least this slow (1 - CDF, log scale)'\n"
+		"set logscale xy; set format x '%%g'; set yrange [*:1.5]\n"
+		"set ytics ('all' 1, 'p50' 0.5, 'p90' 0.1, 'p99' 0.01, 'p99.9' 0.001, "
+		"'p99.99' 0.0001, 'p99.999' 0.00001)\n"
+		"set key top right\n"
+		"plot", fg->name, fg->title[0] ? fg->title : fg->name, plot_machine());
+	for (unsigned i = 0; i < fg->nseries; i++)
+		fprintf(f, "%s '%s-cdf-%s.dat' using ($1/1000):4 with steps lw 2 title '%s'",
+			i ? ", \\\n     " : " ", fg->name, fg->series[i], fg->series[i]);
+	fprintf(f, "\nunset logscale; unset format; set ytics auto; set yrange [*:*]\n");
+}
+
+/* Run gnuplot on DIR/plots.gp, its output in DIR/gnuplot.log. Returns its
+ * exit status, 127 when it is not installed. */
+static int plot_gnuplot(const char *dir)
+{
+	int st, fd;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (chdir(dir))
+			_exit(126);
+		fd = open("gnuplot.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execlp("gnuplot", "gnuplot", "plots.gp", (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Write DIR/plots.gp (every figure of this run) and draw it. */
 static void plots_finish(struct bench_opts *o)
 {
-	char path[512], cmd[700];
+	struct plot_state *ps = o->plot;
+	unsigned ncdf = 0;
+	struct stat sb;
+	char path[512];
 	FILE *f;
+	int rc;
 
-	if (!o->plot_dir)
+	if (!ps)
 		return;
+	for (unsigned i = 0; i < ps->nfig; i++)
+		ncdf += ps->fig[i].nseries > 0;
+	if (!ncdf && !ps->len) {
+		printf("plots: nothing to draw (the headline, faults and churn suites write plot "
+		       "data)\n");
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/plots.gp", o->plot_dir);
 	f = fopen(path, "w");
-	if (!f)
-		return;
-	snprintf(cmd, sizeof(cmd), "%s/churn.dat", o->plot_dir);
-	bool churn = access(cmd, F_OK) == 0;
-
-	fprintf(f,
-		"set terminal pngcairo size 900,560\n"
-		"set grid\n"
-		"set output 'headline-cdf.png'\n"
-		"set title 'headline: latency CDF of faulting accesses'\n"
-		"set logscale x; set xlabel 'latency (ns)'; set ylabel 'fraction'; set key bottom right\n"
-		"files = system('ls cdf-*.dat 2>/dev/null')\n"
-		"plot for [f in files] f using 1:2 with steps title f\n"
-		"unset logscale x\n");
-	if (churn)
-		fprintf(f,
-		"set output 'churn-throughput.png'\n"
-		"set title 'churn: faulting threads throughput vs threads (W = structural threads)'\n"
-		"set xlabel 'faulting threads T'; set ylabel 'faults/s'; set key top left\n"
-		"plot for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'per-region' ? $3 : 1/0):4 "
-		"with linespoints title 'per-region W='.w, "
-		"for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'global' ? $3 : 1/0):4 "
-		"with linespoints dt 2 title 'global W='.w\n"
-		"set output 'churn-p99.png'\n"
-		"set title 'churn: fault p99 vs threads'; set ylabel 'p99 (us)'; set logscale y\n"
-		"plot for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'per-region' ? $3 : 1/0):5 "
-		"with linespoints title 'per-region W='.w, "
-		"for [w in '0 1 2'] 'churn.dat' using ($2==w && strcol(1) eq 'global' ? $3 : 1/0):5 "
-		"with linespoints dt 2 title 'global W='.w\n");
-	fclose(f);
-	if (!churn && access(path, F_OK) == 0)
-		snprintf(cmd, sizeof(cmd), "%s/cdf-per-region.dat", o->plot_dir);
-	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-		printf("plots: data and %s written; install gnuplot-nox to draw them\n", path);
-		return;
+	if (!f) {
+		printf("plots: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
 	}
-	snprintf(cmd, sizeof(cmd), "cd '%s' && gnuplot plots.gp 2>/dev/null", o->plot_dir);
-	if (system(cmd) == 0)
-		printf("plots: %s/{headline-cdf,churn-throughput,churn-p99}.png\n", o->plot_dir);
-	else
-		printf("plots: gnuplot failed on %s\n", path);
+	fprintf(f, "# ufpagerctl bench --plot: run in this directory with `gnuplot plots.gp`\n"
+		"set encoding utf8\n"
+		"set terminal pngcairo size 1000,620 noenhanced font ',11'\n"
+		"set grid\n");
+	for (unsigned i = 0; i < ps->nfig; i++)
+		if (ps->fig[i].nseries)
+			plot_write_cdf_fig(f, &ps->fig[i]);
+	if (ps->script)
+		fputs(ps->script, f);
+	fclose(f);
+	rc = plot_gnuplot(o->plot_dir);
+	snprintf(path, sizeof(path), "%s/gnuplot.log", o->plot_dir);
+	if (!stat(path, &sb) && sb.st_size == 0)
+		unlink(path);
+	snprintf(path, sizeof(path), "%s/plots.gp", o->plot_dir);
+	if (rc == 127) {
+		printf("plots: gnuplot is not installed; the data and %s are written: draw them "
+		       "with\n  cd %s && gnuplot plots.gp\n(Debian: apt-get install gnuplot-nox)\n",
+		       path, o->plot_dir);
+		goto out;
+	}
+	if (rc != 0) {
+		printf("plots: gnuplot failed on %s; see %s/gnuplot.log\n", path, o->plot_dir);
+		goto out;
+	}
+	printf("plots: %s/plots.gp drawn:", o->plot_dir);
+	for (unsigned i = 0; i < ps->nfig; i++)
+		if (ps->fig[i].nseries)
+			printf(" %s-cdf.png", ps->fig[i].name);
+	for (unsigned i = 0; i < ps->npng; i++)
+		printf(" %s", ps->png[i]);
+	printf("\n");
+out:
+	free(ps->script);
+	free(ps);
+	o->plot = NULL;
 }
+
+/* ======================================================================
+ * The real mmap_lock writer.
+ * ====================================================================== */
 
 static void *mmap_writer_main(void *arg)
 {
@@ -205,17 +501,15 @@ uint64_t mmap_writer_stop(struct mmap_writer *w)
 	return atomic_load(&w->ops);
 }
 
+
 /* ======================================================================
  * Suite "faults": first-touch fault service.
  * ====================================================================== */
 
 struct toucher {
+	struct crew_member m;
 	char *base;
 	size_t pages;
-	double deadline;
-	size_t done;
-	struct lat lat;
-	pthread_barrier_t *bar;
 };
 
 static void *toucher_main(void *arg)
@@ -223,14 +517,14 @@ static void *toucher_main(void *arg)
 	struct toucher *t = arg;
 
 	ufp_thread_register();
-	pthread_barrier_wait(t->bar);
+	crew_ready(&t->m);
 	for (size_t i = 0; i < t->pages; i++) {
 		uint64_t t0 = ufp_now_ns();
 
 		*(volatile char *)(t->base + i * UFP_PAGE_SIZE) = 1;
-		lat_add(&t->lat, ufp_now_ns() - t0);
-		t->done++;
-		if ((i & 63) == 63 && now_s() > t->deadline)
+		lat_add(&t->m.lat, ufp_now_ns() - t0);
+		t->m.ops++;
+		if ((i & 63) == 63 && now_s() > t->m.crew->deadline)
 			break;
 	}
 	return NULL;
@@ -251,32 +545,33 @@ struct fault_res {
 	uint64_t spins_hit, blocks;
 };
 
+/* One configuration: nt threads each touch o->pages fresh pages once (or
+ * until o->seconds), optionally beside the mmap_lock writer. The merged
+ * histogram goes to *hist for the plots. */
 static int run_fault_cfg(struct bench_opts *o, const struct fault_cfg *c, unsigned nt,
-			 bool writer, struct fault_res *res)
+			 bool writer, struct fault_res *res, struct lat *hist)
 {
-	struct toucher t[16];
-	pthread_t th[16];
-	pthread_barrier_t bar;
+	struct toucher t[2];
+	struct bench_crew crew;
 	struct mmap_writer mw;
 	ufp_pager *p = NULL;
-	struct lat all = { 0 };
-	size_t total = 0, len = (size_t)o->pages * UFP_PAGE_SIZE;
-	char *mem[16];
-	double t0, el;
+	uint64_t total = 0;
+	size_t len = (size_t)o->pages * UFP_PAGE_SIZE;
+	char *mem[2];
 	int err;
 
 	memset(res, 0, sizeof(*res));
+	memset(hist, 0, sizeof(*hist));
+	if (nt > 2)
+		return -EINVAL;
 	if (!c->kernel) {
 		struct ufp_params pr = {
 			.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
 			.delivery = c->delivery, .spin_us = c->spin_us,
 			.fault_around = c->fault_around, .flags = UFP_PF_NO_EXPORT,
 		};
-		err = ufp_pager_create(&pr, &p);
-		if (err) {
-			fprintf(stderr, "bench: %s\n", ufp_last_error());
+		if ((err = bench_pager_create(&pr, &p)))
 			return err;
-		}
 	}
 	for (unsigned i = 0; i < nt; i++) {
 		if (p)
@@ -289,30 +584,19 @@ static int run_fault_cfg(struct bench_opts *o, const struct fault_cfg *c, unsign
 	}
 	if (writer && (err = mmap_writer_start(&mw, o->writer_mb << 20)))
 		return err;
-	pthread_barrier_init(&bar, NULL, nt + 1);
+	if ((err = crew_init(&crew, nt)))
+		return err;
 	for (unsigned i = 0; i < nt; i++) {
-		memset(&t[i], 0, sizeof(t[i]));
-		t[i].base = mem[i];
-		t[i].pages = o->pages;
-		t[i].bar = &bar;
-		t[i].deadline = now_s() + 3600;
-		pthread_create(&th[i], NULL, toucher_main, &t[i]);
+		t[i] = (struct toucher){ .base = mem[i], .pages = o->pages };
+		crew_spawn(&crew, &t[i].m, toucher_main, &t[i]);
 	}
-	t0 = now_s();
-	for (unsigned i = 0; i < nt; i++)
-		t[i].deadline = t0 + o->seconds;
-	pthread_barrier_wait(&bar);
-	for (unsigned i = 0; i < nt; i++) {
-		pthread_join(th[i], NULL);
-		lat_merge(&all, &t[i].lat);
-		total += t[i].done;
-	}
-	el = now_s() - t0;
-	pthread_barrier_destroy(&bar);
+	err = crew_run_to_deadline(&crew, o->seconds);
+	crew_collect(&crew, 0, nt, hist, &total);
 	if (writer)
 		res->writer_ops = mmap_writer_stop(&mw);
-	res->faults_s = (double)total / el;
-	lat_summary(&all, &res->lat);
+	res->faults_s = (double)total / crew.elapsed;
+	lat_summary(hist, &res->lat);
+	crew_destroy(&crew);
 	if (p) {
 		struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
 
@@ -324,7 +608,7 @@ static int run_fault_cfg(struct bench_opts *o, const struct fault_cfg *c, unsign
 		for (unsigned i = 0; i < nt; i++)
 			munmap(mem[i], len);
 	}
-	return 0;
+	return err;
 }
 
 int bench_faults(struct bench_opts *o)
@@ -339,6 +623,8 @@ int bench_faults(struct bench_opts *o)
 	};
 	const size_t ncfg = sizeof(cfgs) / sizeof(cfgs[0]);
 	struct fault_res res[2][2][sizeof(cfgs) / sizeof(cfgs[0])];
+	struct lat hist;
+	char title[160];
 
 	printf("\n== faults: first-touch fault service, %u pages/thread, <= %.1fs per run, "
 	       "fault-around 1 unless +faN\n", o->pages, o->seconds);
@@ -346,6 +632,10 @@ int bench_faults(struct bench_opts *o)
 	       o->writer_mb);
 	printf("%-18s %3s %6s %12s %10s %10s %10s %9s\n", "mode", "thr", "writer", "faults/s",
 	       "p50", "p99", "max", "vs kernel");
+	plot_figure_title(o, "faults", "faults: first-touch fault latency, 1 thread, no writer");
+	snprintf(title, sizeof(title), "faults: first-touch fault latency, 1 thread, beside a "
+		 "thread mprotecting %zu MiB (mmap_lock writer)", o->writer_mb);
+	plot_figure_title(o, "faults-writer", title);
 	for (int w = 0; w < 2; w++)
 		for (unsigned ti = 0; ti < 2; ti++)
 			for (size_t c = 0; c < ncfg; c++) {
@@ -354,7 +644,7 @@ int bench_faults(struct bench_opts *o)
 
 				fprintf(stderr, "\r[faults] %s threads=%u writer=%s ...        ",
 					cfgs[c].name, nt, w ? "on" : "off");
-				if (run_fault_cfg(o, &cfgs[c], nt, w, r)) {
+				if (run_fault_cfg(o, &cfgs[c], nt, w, r, &hist)) {
 					fprintf(stderr, "\nbench faults: %s failed\n", cfgs[c].name);
 					return 1;
 				}
@@ -363,6 +653,9 @@ int bench_faults(struct bench_opts *o)
 				       cfgs[c].name, nt, w ? "on" : "off", r->faults_s,
 				       (double)r->lat.p50 / 1e3, (double)r->lat.p99 / 1e3,
 				       (double)r->lat.max / 1e3, r->faults_s / res[w][ti][0].faults_s);
+				if (ti == 0)
+					plot_cdf_series(o, w ? "faults-writer" : "faults", cfgs[c].name,
+							&hist);
 				if (c == 1 && ti == 0)
 					summary_add(o, w ? "faults, mprotect writer: sigbus / kernel faults/s" :
 						    "faults: sigbus / kernel faults/s (1 thread)",
@@ -391,43 +684,36 @@ int bench_faults(struct bench_opts *o)
  * Suite "churn": faults on own regions vs structural ops on other regions.
  * ====================================================================== */
 
-struct churn_ctx {
-	ufp_pager *p;
-	_Atomic bool stop;
-	pthread_barrier_t bar;
-	unsigned fault_pages;
-};
-
 struct churn_fault {
-	struct churn_ctx *c;
-	struct lat lat;
-	uint64_t faults;
+	struct crew_member m;      /* lat: one sample per fault; ops: faults */
+	ufp_pager *p;
 	void *objs[256];
 	unsigned nobjs;
 };
 
+#define CHURN_FAULT_PAGES 4096
+
 static void *churn_fault_main(void *arg)
 {
 	struct churn_fault *f = arg;
-	struct churn_ctx *c = f->c;
-	size_t len = (size_t)c->fault_pages * UFP_PAGE_SIZE;
+	size_t len = (size_t)CHURN_FAULT_PAGES * UFP_PAGE_SIZE;
 
 	ufp_thread_register();
-	pthread_barrier_wait(&c->bar);
-	while (!atomic_load_explicit(&c->stop, memory_order_relaxed) && f->nobjs < 256) {
+	crew_ready(&f->m);
+	while (!crew_stopping(&f->m) && f->nobjs < 256) {
 		char *m;
 
-		/* a fresh object per round: one structural op per fault_pages faults */
-		if (ufp_alloc(c->p, len, (void **)&m))
+		/* a fresh object per round: one structural op per CHURN_FAULT_PAGES faults */
+		if (ufp_alloc(f->p, len, (void **)&m))
 			break;
 		f->objs[f->nobjs++] = m;
-		for (size_t i = 0; i < c->fault_pages; i++) {
+		for (size_t i = 0; i < CHURN_FAULT_PAGES; i++) {
 			uint64_t t0 = ufp_now_ns();
 
 			*(volatile char *)(m + i * UFP_PAGE_SIZE) = 1;
-			lat_add(&f->lat, ufp_now_ns() - t0);
-			f->faults++;
-			if ((i & 63) == 63 && atomic_load_explicit(&c->stop, memory_order_relaxed))
+			lat_add(&f->m.lat, ufp_now_ns() - t0);
+			f->m.ops++;
+			if ((i & 63) == 63 && crew_stopping(&f->m))
 				break;
 		}
 	}
@@ -435,9 +721,8 @@ static void *churn_fault_main(void *arg)
 }
 
 struct churn_writer {
-	struct churn_ctx *c;
-	uint64_t ops;
-	unsigned seed;
+	struct crew_member m;      /* ops: structural operations */
+	ufp_pager *p;
 };
 
 #define CW_OBJS 16
@@ -447,34 +732,34 @@ struct churn_writer {
 static void *churn_writer_main(void *arg)
 {
 	struct churn_writer *w = arg;
-	struct churn_ctx *c = w->c;
+	ufp_pager *p = w->p;
 	char *obj[CW_OBJS];
 	size_t len = CW_PAGES * UFP_PAGE_SIZE;
 
 	ufp_thread_register();
 	for (int i = 0; i < CW_OBJS; i++) {
-		ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&obj[i]);
+		ufp_map(p, NULL, len, UFP_PROT_ALL, 0, (void **)&obj[i]);
 		memset(obj[i], 1, len);
 		/* keep neighbours apart: a one-page read-only guard after each */
-		ufp_protect(c->p, obj[i] + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
+		ufp_protect(p, obj[i] + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
 	}
-	pthread_barrier_wait(&c->bar);
-	for (uint64_t it = 0; !atomic_load_explicit(&c->stop, memory_order_relaxed); it++) {
+	crew_ready(&w->m);
+	for (uint64_t it = 0; !crew_stopping(&w->m); it++) {
 		char *o = obj[it % CW_OBJS];
 
 		switch (it % 4) {
 		case 0:   /* split: middle read-only */
-			ufp_protect(c->p, o + len / 4, len / 4, UFP_PROT_READ);
+			ufp_protect(p, o + len / 4, len / 4, UFP_PROT_READ);
 			break;
 		case 1:   /* merge back */
-			ufp_protect(c->p, o + len / 4, len / 4, UFP_PROT_ALL);
+			ufp_protect(p, o + len / 4, len / 4, UFP_PROT_ALL);
 			break;
 		case 2: { /* unmap + map: zaps populated pages under the lock */
 			char *n;
 
-			ufp_unmap(c->p, o, len);
-			ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&n);
-			ufp_protect(c->p, n + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
+			ufp_unmap(p, o, len);
+			ufp_map(p, NULL, len, UFP_PROT_ALL, 0, (void **)&n);
+			ufp_protect(p, n + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
 			obj[it % CW_OBJS] = n;
 			break;
 		}
@@ -482,20 +767,20 @@ static void *churn_writer_main(void *arg)
 			if (it % 32 == 3) {  /* the long writer: a large populated unmap */
 				char *big;
 
-				if (!ufp_map(c->p, NULL, (size_t)CW_LONG_MB << 20, UFP_PROT_ALL, 0,
+				if (!ufp_map(p, NULL, (size_t)CW_LONG_MB << 20, UFP_PROT_ALL, 0,
 					     (void **)&big)) {
-					ufp_advise(c->p, big, (size_t)CW_LONG_MB << 20, UFP_ADV_WILLNEED);
-					ufp_unmap(c->p, big, (size_t)CW_LONG_MB << 20);
+					ufp_advise(p, big, (size_t)CW_LONG_MB << 20, UFP_ADV_WILLNEED);
+					ufp_unmap(p, big, (size_t)CW_LONG_MB << 20);
 				}
 			} else {
-				ufp_advise(c->p, o, len / 2, UFP_ADV_DONTNEED);
+				ufp_advise(p, o, len / 2, UFP_ADV_DONTNEED);
 			}
 			break;
 		}
-		w->ops++;
+		w->m.ops++;
 	}
 	for (int i = 0; i < CW_OBJS; i++)
-		ufp_unmap(c->p, obj[i], len);
+		ufp_unmap(p, obj[i], len);
 	return NULL;
 }
 
@@ -512,66 +797,116 @@ static int run_churn(struct bench_opts *o, unsigned mode, unsigned nt, unsigned 
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
 		.delivery = o->delivery, .fault_around = 1, .flags = UFP_PF_NO_EXPORT,
 	};
-	struct churn_ctx c = { .fault_pages = 4096 };
-	struct churn_fault *f = calloc(nt, sizeof(*f));
+	struct churn_fault *f = calloc(nt ? nt : 1, sizeof(*f));
 	struct churn_writer *w = calloc(nw ? nw : 1, sizeof(*w));
-	pthread_t *th = calloc(nt + nw, sizeof(*th));
+	struct bench_crew crew;
 	struct lat all = { 0 };
 	uint64_t faults = 0, wops = 0;
-	double t0, el;
-	int err;
+	ufp_pager *p = NULL;
+	int err = -ENOMEM;
 
-	if (!f || !w || !th)
-		return -ENOMEM;
-	err = ufp_pager_create(&pr, &c.p);
-	if (err) {
-		fprintf(stderr, "bench: %s\n", ufp_last_error());
-		return err;
+	if (!f || !w || (err = crew_init(&crew, nt + nw)))
+		goto out;
+	if ((err = bench_pager_create(&pr, &p))) {
+		crew_destroy(&crew);
+		goto out;
 	}
-	pthread_barrier_init(&c.bar, NULL, nt + nw + 1);
 	for (unsigned i = 0; i < nt; i++) {
-		f[i].c = &c;
-		pthread_create(&th[i], NULL, churn_fault_main, &f[i]);
+		f[i].p = p;
+		crew_spawn(&crew, &f[i].m, churn_fault_main, &f[i]);
 	}
 	for (unsigned i = 0; i < nw; i++) {
-		w[i].c = &c;
-		w[i].seed = i;
-		pthread_create(&th[nt + i], NULL, churn_writer_main, &w[i]);
+		w[i].p = p;
+		crew_spawn(&crew, &w[i].m, churn_writer_main, &w[i]);
 	}
-	pthread_barrier_wait(&c.bar);
-	t0 = now_s();
-	usleep((useconds_t)(o->seconds * 1e6));
-	atomic_store(&c.stop, true);
-	for (unsigned i = 0; i < nt + nw; i++)
-		pthread_join(th[i], NULL);
-	el = now_s() - t0;
-	for (unsigned i = 0; i < nt; i++) {
-		lat_merge(&all, &f[i].lat);
-		faults += f[i].faults;
+	err = crew_run_for(&crew, o->seconds);
+	crew_collect(&crew, 0, nt, &all, &faults);
+	crew_collect(&crew, nt, nw, NULL, &wops);
+	for (unsigned i = 0; i < nt; i++)
 		for (unsigned j = 0; j < f[i].nobjs; j++)
-			ufp_free(c.p, f[i].objs[j]);
-	}
-	for (unsigned i = 0; i < nw; i++)
-		wops += w[i].ops;
-	res->faults_s = (double)faults / el;
-	res->wops_s = (double)wops / el;
+			ufp_free(p, f[i].objs[j]);
+	res->faults_s = (double)faults / crew.elapsed;
+	res->wops_s = (double)wops / crew.elapsed;
 	lat_summary(&all, &res->lat);
 	res->st = (struct ufp_stats){ .size = sizeof(res->st), .version = UFP_STATS_VERSION };
-	ufp_stats_get(c.p, &res->st);
+	ufp_stats_get(p, &res->st);
 	res->lock_wait = res->st.lock_wait;
-	ufp_pager_destroy(c.p);
-	pthread_barrier_destroy(&c.bar);
+	ufp_pager_destroy(p);
+	crew_destroy(&crew);
+out:
 	free(f);
 	free(w);
-	free(th);
-	return 0;
+	return err;
+}
+
+/* churn.dat: one block per (mode, W) in thread order, so each becomes one
+ * connected line; the throughput and p99 figures for plots.gp. */
+static void churn_plot(struct bench_opts *o, const char *const mname[2],
+		       struct churn_res r[2][8][4])
+{
+	unsigned order[8], block = 0;
+	char xtics[160] = "";
+	size_t xl = 0;
+
+	if (!o->plot)
+		return;
+	for (unsigned i = 0; i < o->nthreads; i++)
+		order[i] = i;
+	for (unsigned i = 1; i < o->nthreads; i++)   /* insertion sort by T */
+		for (unsigned j = i; j > 0 && o->threads[order[j]] < o->threads[order[j - 1]]; j--) {
+			unsigned t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (unsigned i = 0; i < o->nthreads; i++)
+		xl += (size_t)snprintf(xtics + xl, sizeof(xtics) - xl, "%s%u", i ? "," : "",
+				       o->threads[order[i]]);
+	for (int m = 0; m < 2; m++)
+		for (unsigned wi = 0; wi < o->nwriters; wi++) {
+			plot_row(o, "churn.dat", "%s# %s W=%u\n# T faults_per_s p99_us\n",
+				 block++ ? "\n\n" : "", mname[m], o->writers[wi]);
+			for (unsigned i = 0; i < o->nthreads; i++) {
+				const struct churn_res *x = &r[m][order[i]][wi];
+
+				plot_row(o, "churn.dat", "%u %.0f %.2f\n", o->threads[order[i]],
+					 x->faults_s, (double)x->lat.p99 / 1e3);
+			}
+		}
+	for (int fig = 0; fig < 2; fig++) {
+		plot_script(o, fig ? "churn-p99.png" : "churn-throughput.png",
+			    "\nset output '%s'\n"
+			    "set title \"churn: %s against faulting threads T, W threads splitting/"
+			    "merging/unmapping other regions\\n(%s delivery, %.2g s per run; %s)\"\n"
+			    "set xlabel 'faulting threads T'; set logscale x 2; set xtics (%s)\n"
+			    "set xrange [%g:%g]\n"
+			    "set ylabel '%s'\n%s"
+			    "set key outside right top title 'lock mode, W'\n"
+			    "plot", fig ? "churn-p99.png" : "churn-throughput.png",
+			    fig ? "fault latency p99" : "fault throughput",
+			    o->delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus", o->seconds,
+			    plot_machine(), xtics, o->threads[order[0]] / 1.25,
+			    o->threads[order[o->nthreads - 1]] * 1.25,
+			    fig ? "fault latency p99 (µs, log scale)" :
+			    "faults per second (all faulting threads)",
+			    fig ? "set logscale y; set format y '%g'; set yrange [*:*]\n" :
+			    "unset logscale y; set format y '%.0s%c'; set yrange [0:*]\n");
+		for (int m = 0, b = 0; m < 2; m++)
+			for (unsigned wi = 0; wi < o->nwriters; wi++, b++)
+				plot_script(o, NULL, "%s 'churn.dat' index %d using 1:%d with "
+					    "linespoints lw 2 pt %d lc %u dt %d title '%s, W=%u'",
+					    b ? ", \\\n    " : "", b, fig ? 3 : 2, m ? 6 : 7, wi + 1,
+					    m ? 2 : 1, mname[m], o->writers[wi]);
+		plot_script(o, NULL, "\nunset logscale; unset format; set xtics auto; "
+			    "set xrange [*:*]; set yrange [*:*]\n");
+	}
 }
 
 int bench_churn(struct bench_opts *o)
 {
 	static const unsigned modes[2] = { UFP_LOCK_PER_REGION, UFP_LOCK_GLOBAL };
-	static const char *mname[2] = { "per-region", "global" };
-	struct churn_res r[2][8][4];
+	static const char *const mname[2] = { "per-region", "global" };
+	static struct churn_res r[2][8][4];
 
 	printf("\n== churn: T faulting threads on their own regions, W threads splitting, "
 	       "merging,\n   protecting and unmapping other regions (delivery %s, %.1fs per run)\n",
@@ -594,8 +929,6 @@ int bench_churn(struct bench_opts *o)
 				       (double)x->lock_wait.p99 / 1e3, x->wops_s,
 				       (unsigned long long)x->st.lock_fallback,
 				       (unsigned long long)x->st.lock_miss);
-				plot_row(o, "churn.dat", "%s %u %u %.0f %.2f\n", mname[m], W, T,
-					 x->faults_s, (double)x->lat.p99 / 1e3);
 				json_row_begin(o, "churn");
 				json_kv_str(o, "mode", mname[m]);
 				json_kv_num(o, "T", T);
@@ -610,6 +943,7 @@ int bench_churn(struct bench_opts *o)
 				json_kv_num(o, "lock_fallback", (double)x->st.lock_fallback);
 				json_row_end(o);
 			}
+	churn_plot(o, mname, r);
 	printf("\n   per-region / global, same T and W (throughput ratio; p99 ratio, lower is better);\n"
 	       "   and each mode against its own W=0 run (the churn's cost):\n");
 	printf("%3s %3s %12s %10s %16s %16s\n", "T", "W", "thr ratio", "p99 ratio",
@@ -642,6 +976,16 @@ int bench_churn(struct bench_opts *o)
  * Command line.
  * ====================================================================== */
 
+/* The suites, in the order they run. */
+static const struct {
+	const char *name;
+	int (*run)(struct bench_opts *o);
+} suites[] = {
+	{ "headline", bench_headline }, { "faults", bench_faults }, { "churn", bench_churn },
+	{ "locks", bench_locks }, { "tree", bench_tree }, { "swap", bench_swap },
+};
+#define NSUITES (sizeof(suites) / sizeof(suites[0]))
+
 static void bench_usage(FILE *f)
 {
 	fprintf(f,
@@ -662,29 +1006,35 @@ static void bench_usage(FILE *f)
 		"  swap     refault after eviction (seq / random / zipf, text / random data):\n"
 		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
 		"           (the kernel baselines need root)\n"
+		"  all      every suite (the same as none)\n"
 		"\n"
 		"options:\n"
 		"  --quick            shorter runs (CI smoke)\n"
 		"  --seconds S        time per configuration (default 1.0; quick 0.3)\n"
 		"  --pages N          pages per faulting thread in 'faults' (default 20000)\n"
-		"  --threads LIST     e.g. 1,2,4,8 (default)\n"
-		"  --writers LIST     e.g. 0,1,2 (default)\n"
+		"  --threads LIST     faulting threads T, e.g. 1,2,4,8 (default; up to 8 values)\n"
+		"  --writers LIST     structural threads W, e.g. 0,1,2 (default; starts with 0)\n"
 		"  --delivery MODE    sigbus (default) or handler, for 'churn'\n"
 		"  --writer-mb N      populated MiB the mmap_lock writer toggles (default 512)\n"
 		"  --json FILE        also write every row as JSON (and the summary)\n"
-		"  --plot DIR         write plot data there and draw PNGs with gnuplot\n"
+		"  --plot DIR         write plot data and DIR/plots.gp there, and draw PNGs with\n"
+		"                     gnuplot when it is installed: headline-cdf.png,\n"
+		"                     faults-cdf.png, faults-writer-cdf.png (latency tails),\n"
+		"                     churn-throughput.png, churn-p99.png (against T)\n"
 		"  -h, --help         this text\n");
 }
 
-static int parse_list(const char *s, unsigned *out, unsigned max)
+/* A comma-separated list of at most max numbers in [lo, 64]. Returns the
+ * count, or -1. */
+static int parse_list(const char *s, unsigned *out, unsigned max, unsigned lo)
 {
 	unsigned n = 0;
 	char *end;
 
-	while (*s && n < max) {
+	while (*s) {
 		unsigned long v = strtoul(s, &end, 10);
 
-		if (end == s || v > 64)
+		if (end == s || v < lo || v > 64 || n == max)
 			return -1;
 		out[n++] = (unsigned)v;
 		s = *end == ',' ? end + 1 : end;
@@ -709,8 +1059,7 @@ int cmd_bench(int argc, char **argv)
 		.writers = { 0, 1, 2 }, .nwriters = 3, .delivery = UFP_DELIVERY_SIGBUS,
 		.writer_mb = 512, .json_first = true,
 	};
-	bool run_faults = false, run_churn_s = false, run_locks = false, run_tree = false;
-	bool run_swap = false, run_head = false;
+	bool want[NSUITES] = { false }, named = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
 
@@ -722,12 +1071,12 @@ int cmd_bench(int argc, char **argv)
 		case 'p': o.pages = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'm': o.writer_mb = strtoul(optarg, NULL, 10); break;
 		case 't':
-			if ((n = parse_list(optarg, o.threads, 8)) < 0)
+			if ((n = parse_list(optarg, o.threads, 8, 1)) < 0)
 				goto bad;
 			o.nthreads = (unsigned)n;
 			break;
 		case 'w':
-			if ((n = parse_list(optarg, o.writers, 4)) < 0)
+			if ((n = parse_list(optarg, o.writers, 4, 0)) < 0)
 				goto bad;
 			o.nwriters = (unsigned)n;
 			break;
@@ -757,29 +1106,35 @@ int cmd_bench(int argc, char **argv)
 		return 2;
 	}
 	for (int i = optind; i < argc; i++) {
-		if (!strcmp(argv[i], "faults")) run_faults = true;
-		else if (!strcmp(argv[i], "churn")) run_churn_s = true;
-		else if (!strcmp(argv[i], "locks")) run_locks = true;
-		else if (!strcmp(argv[i], "tree")) run_tree = true;
-		else if (!strcmp(argv[i], "swap")) run_swap = true;
-		else if (!strcmp(argv[i], "headline")) run_head = true;
-		else if (!strcmp(argv[i], "all"))
-			run_head = run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
-		else {
+		size_t s = 0;
+
+		while (s < NSUITES && strcmp(argv[i], suites[s].name))
+			s++;
+		if (s < NSUITES) {
+			want[s] = named = true;
+		} else if (!strcmp(argv[i], "all")) {
+			for (s = 0; s < NSUITES; s++)
+				want[s] = named = true;
+		} else {
 			fprintf(stderr, "ufpagerctl bench: unknown suite '%s'\n", argv[i]);
 			bench_usage(stderr);
 			return 2;
 		}
 	}
-	if (!run_faults && !run_churn_s && !run_locks && !run_tree && !run_swap && !run_head)
-		run_head = run_faults = run_churn_s = run_locks = run_tree = run_swap = true;
+	for (size_t s = 0; s < NSUITES && !named; s++)
+		want[s] = true;
 	if (o.plot_dir) {
-		char cmd[600];
-
-		mkdir(o.plot_dir, 0755);
-		snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.dat", o.plot_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "ufpagerctl bench: cannot clean %s\n", o.plot_dir);
+		if (mkdir(o.plot_dir, 0755) && errno != EEXIST) {
+			fprintf(stderr, "ufpagerctl bench: cannot create %s: %s\n", o.plot_dir,
+				strerror(errno));
+			return 1;
+		}
+		o.plot = calloc(1, sizeof(*o.plot));
+		if (!o.plot)
+			return 1;
+		/* bench_headline.c adds its series with plot_cdf() */
+		plot_figure_title(&o, "headline", "headline: latency of faulting accesses (those "
+				  "over 1 µs), working set 4x the budget, beside structural churn");
 	}
 	if (json) {
 		o.json = fopen(json, "w");
@@ -792,18 +1147,9 @@ int cmd_bench(int argc, char **argv)
 	}
 	printf("ufpager bench: %ld CPUs; every ratio compares rows of this run\n",
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	if (run_head && !rc)
-		rc = bench_headline(&o);
-	if (run_faults && !rc)
-		rc = bench_faults(&o);
-	if (run_churn_s && !rc)
-		rc = bench_churn(&o);
-	if (run_locks && !rc)
-		rc = bench_locks(&o);
-	if (run_tree && !rc)
-		rc = bench_tree(&o);
-	if (run_swap && !rc)
-		rc = bench_swap(&o);
+	for (size_t s = 0; s < NSUITES && !rc; s++)
+		if (want[s])
+			rc = suites[s].run(&o);
 	if (o.nsummary) {
 		printf("\n== summary: ratios measured side by side in this run\n");
 		for (unsigned i = 0; i < o.nsummary; i++)

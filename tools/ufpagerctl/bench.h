@@ -3,6 +3,8 @@
 #ifndef UFPAGERCTL_BENCH_H
 #define UFPAGERCTL_BENCH_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,8 @@ static inline void lat_add(struct lat *l, uint64_t ns)
 void lat_merge(struct lat *dst, const struct lat *src);
 void lat_summary(const struct lat *l, struct ufp_latency *out);
 
+struct plot_state;
+
 struct bench_opts {
 	bool quick;
 	double seconds;           /* per configuration */
@@ -38,17 +42,36 @@ struct bench_opts {
 	size_t writer_mb;         /* populated MiB the mmap_lock writer mprotects */
 	FILE *json;
 	bool json_first;
-	const char *plot_dir;    /* --plot DIR: data files + gnuplot PNGs */
+	const char *plot_dir;     /* --plot DIR: data files, plots.gp, PNGs */
+	struct plot_state *plot;  /* what this run plots (bench.c); NULL without --plot */
 	struct { char name[96]; double v; } summary[32];
 	unsigned nsummary;
 };
 
 /* The closing table of key ratios. */
 void summary_add(struct bench_opts *o, const char *name, double v);
-/* Plot data: a latency CDF, and rows for throughput / p99 against threads. */
-void plot_cdf(struct bench_opts *o, const char *name, const struct lat *l);
+
+/* ---- plots (--plot DIR; every call is a no-op without it) --------------
+ * Data files are truncated on their first write of a run. plots_finish()
+ * writes DIR/plots.gp and runs gnuplot when it is installed. */
+
+/* One series of a latency figure: DIR/FIGURE-cdf-SERIES.dat, drawn in
+ * FIGURE-cdf.png as the fraction of samples at least as slow as x
+ * (1 - CDF; log x, log y). plot_cdf() adds to the "headline" figure. */
+void plot_cdf_series(struct bench_opts *o, const char *figure, const char *series,
+		     const struct lat *l);
+void plot_cdf(struct bench_opts *o, const char *series, const struct lat *l);
+/* Title of a latency figure (the suite and what was measured; the machine
+ * is added). */
+void plot_figure_title(struct bench_opts *o, const char *figure, const char *title);
+/* Append one line to a data file in DIR. */
 void plot_row(struct bench_opts *o, const char *file, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Append gnuplot commands that draw png (in DIR) to plots.gp. */
+void plot_script(struct bench_opts *o, const char *png, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "N CPUs, Linux X.Y.Z": the machine, for plot titles. */
+const char *plot_machine(void);
 
 /* JSON rows: {"suite":..., fields...}. */
 void json_row_begin(struct bench_opts *o, const char *suite);
@@ -63,6 +86,57 @@ int bench_locks(struct bench_opts *o);
 int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
+
+/* ---- a crew: benchmark threads that start and stop together ------------
+ * The caller spawns every worker with crew_spawn(); each worker does its
+ * own set-up, then calls crew_ready(), which blocks until the caller's
+ * crew_run_*() has seen every worker ready and opened the gate; the clock
+ * starts there. crew_run_for() lets them run for a fixed time, then raises
+ * stop (workers poll crew_stopping()) and joins them; crew_run_to_deadline()
+ * joins workers that stop by themselves at crew->deadline or when their
+ * work is done. Either returns 0, or the first spawn error after stopping
+ * and joining the workers that did start. A worker owns a crew_member
+ * (latency samples and an operation count) that crew_collect() merges. */
+struct bench_crew;
+
+struct crew_member {
+	struct bench_crew *crew;
+	struct lat lat;          /* one sample per timed operation */
+	uint64_t ops;            /* operations done */
+};
+
+struct bench_crew {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;       /* ready count grew, or the gate opened */
+	unsigned cap, spawned, ready;
+	bool open;
+	int err;                 /* first failed spawn */
+	_Atomic bool stop;
+	double deadline;         /* written before the gate opens (under mu) */
+	double elapsed;          /* from the gate opening to the last join */
+	pthread_t *th;
+	struct crew_member **m;
+};
+
+int crew_init(struct bench_crew *c, unsigned cap);
+void crew_destroy(struct bench_crew *c);
+/* Start fn(arg) as a worker owning m. A failure is kept for crew_run_*(). */
+void crew_spawn(struct bench_crew *c, struct crew_member *m, void *(*fn)(void *), void *arg);
+/* Worker side: set-up is done; wait for the gate. */
+void crew_ready(struct crew_member *m);
+static inline bool crew_stopping(const struct crew_member *m)
+{
+	/* relaxed: a flag polled between operations; join orders the rest */
+	return atomic_load_explicit(&m->crew->stop, memory_order_relaxed);
+}
+int crew_run_for(struct bench_crew *c, double seconds);
+int crew_run_to_deadline(struct bench_crew *c, double seconds);
+/* Merge the samples and sum the ops of members [first, first + n). */
+void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct lat *lat,
+		  uint64_t *ops);
+
+/* ufp_pager_create, saying why on stderr when it fails. */
+int bench_pager_create(const struct ufp_params *pr, ufp_pager **p);
 
 /* The real mmap_lock writer: a thread of this process toggling mprotect
  * over populated anonymous memory. */

@@ -15,13 +15,6 @@
 #define PB_BASE 0x100000000000ull
 #define PB_REGION_PAGES 16
 
-struct pb_ctx {
-	struct ufp_pager *p;
-	unsigned nregions;
-	_Atomic bool stop;
-	pthread_barrier_t bar;
-};
-
 /* Regions [i*R, i*R + R) pages apart by one page so they never merge. */
 static uintptr_t pb_addr(unsigned i)
 {
@@ -72,23 +65,23 @@ static void pb_split_merge(struct ufp_pager *p, unsigned i)
 /* ---- locks ------------------------------------------------------------- */
 
 struct pb_reader {
-	struct pb_ctx *c;
+	struct crew_member m;      /* lat: one sample per lookup; ops: lookups */
+	struct ufp_pager *p;
 	unsigned first, count;
-	uint64_t ops, fails;
-	struct lat lat;
+	uint64_t fails;
 };
 
 static void *pb_reader_main(void *arg)
 {
 	struct pb_reader *r = arg;
-	struct ufp_pager *p = r->c->p;
+	struct ufp_pager *p = r->p;
 	struct ufp_tstats *ts;
 	unsigned k = 0;
 
 	ufp_thread_register();
 	ts = ufp_tstats_get(p, true);
-	pthread_barrier_wait(&r->c->bar);
-	while (!atomic_load_explicit(&r->c->stop, memory_order_relaxed)) {
+	crew_ready(&r->m);
+	while (!crew_stopping(&r->m)) {
 		uintptr_t a = pb_addr(r->first + k++ % r->count) + UFP_PAGE_SIZE;
 		struct fault_lock fl;
 		uint64_t t0 = ufp_now_ns();
@@ -97,16 +90,16 @@ static void *pb_reader_main(void *arg)
 			fault_unlock_region(p, &fl);
 		else
 			r->fails++;
-		lat_add(&r->lat, ufp_now_ns() - t0);
-		r->ops++;
+		lat_add(&r->m.lat, ufp_now_ns() - t0);
+		r->m.ops++;
 	}
 	return NULL;
 }
 
 struct pb_writer {
-	struct pb_ctx *c;
+	struct crew_member m;      /* ops: structural updates */
+	struct ufp_pager *p;
 	unsigned first, count;
-	uint64_t ops;
 };
 
 static void *pb_writer_main(void *arg)
@@ -115,10 +108,10 @@ static void *pb_writer_main(void *arg)
 	unsigned k = 0;
 
 	ufp_thread_register();
-	pthread_barrier_wait(&w->c->bar);
-	while (!atomic_load_explicit(&w->c->stop, memory_order_relaxed)) {
-		pb_split_merge(w->c->p, w->first + k++ % w->count);
-		w->ops += 2;
+	crew_ready(&w->m);
+	while (!crew_stopping(&w->m)) {
+		pb_split_merge(w->p, w->first + k++ % w->count);
+		w->m.ops += 2;
 	}
 	return NULL;
 }
@@ -133,48 +126,44 @@ static int pb_run_locks(struct bench_opts *o, enum ufp_lock_mode mode, unsigned 
 			unsigned nw, struct pb_res *res)
 {
 	enum { PER_THREAD = 64 };
-	struct pb_ctx c = { .nregions = (nt + nw) * PER_THREAD };
-	struct pb_reader rd[8];
-	struct pb_writer wr[4];
-	pthread_t th[12];
+	struct pb_reader *rd = calloc(nt ? nt : 1, sizeof(*rd));
+	struct pb_writer *wr = calloc(nw ? nw : 1, sizeof(*wr));
+	struct ufp_pager *p = NULL;
+	struct bench_crew crew;
 	struct lat all = { 0 };
 	uint64_t rops = 0, wops = 0;
-	double t0, el;
+	int err = -ENOMEM;
 
-	c.p = pager_alloc_bare(PB_BASE, 1ull << 44, mode);
-	if (!c.p || pb_populate(c.p, c.nregions))
-		return -ENOMEM;
-	pthread_barrier_init(&c.bar, NULL, nt + nw + 1);
+	if (!rd || !wr || crew_init(&crew, nt + nw))
+		goto out;
+	p = pager_alloc_bare(PB_BASE, 1ull << 44, mode);
+	if (!p || pb_populate(p, (nt + nw) * PER_THREAD))
+		goto out_crew;
 	for (unsigned i = 0; i < nt; i++) {
-		rd[i] = (struct pb_reader){ .c = &c, .first = i * PER_THREAD, .count = PER_THREAD };
-		pthread_create(&th[i], NULL, pb_reader_main, &rd[i]);
+		rd[i] = (struct pb_reader){ .p = p, .first = i * PER_THREAD, .count = PER_THREAD };
+		crew_spawn(&crew, &rd[i].m, pb_reader_main, &rd[i]);
 	}
 	for (unsigned i = 0; i < nw; i++) {
-		wr[i] = (struct pb_writer){ .c = &c, .first = (nt + i) * PER_THREAD,
+		wr[i] = (struct pb_writer){ .p = p, .first = (nt + i) * PER_THREAD,
 					    .count = PER_THREAD };
-		pthread_create(&th[nt + i], NULL, pb_writer_main, &wr[i]);
+		crew_spawn(&crew, &wr[i].m, pb_writer_main, &wr[i]);
 	}
-	pthread_barrier_wait(&c.bar);
-	t0 = now_s();
-	usleep((useconds_t)(o->seconds * 1e6));
-	atomic_store(&c.stop, true);
-	for (unsigned i = 0; i < nt + nw; i++)
-		pthread_join(th[i], NULL);
-	el = now_s() - t0;
-	for (unsigned i = 0; i < nt; i++) {
-		lat_merge(&all, &rd[i].lat);
-		rops += rd[i].ops;
-	}
-	for (unsigned i = 0; i < nw; i++)
-		wops += wr[i].ops;
-	res->rops_s = (double)rops / el;
-	res->wops_s = (double)wops / el;
+	err = crew_run_for(&crew, o->seconds);
+	crew_collect(&crew, 0, nt, &all, &rops);
+	crew_collect(&crew, nt, nw, NULL, &wops);
+	res->rops_s = (double)rops / crew.elapsed;
+	res->wops_s = (double)wops / crew.elapsed;
 	lat_summary(&all, &res->lat);
 	res->st = (struct ufp_stats){ .size = sizeof(res->st), .version = UFP_STATS_VERSION };
-	ufp_stats_merge(c.p, &res->st);
-	pthread_barrier_destroy(&c.bar);
-	pager_free_bare(c.p);
-	return 0;
+	ufp_stats_merge(p, &res->st);
+out_crew:
+	if (p)
+		pager_free_bare(p);
+	crew_destroy(&crew);
+out:
+	free(rd);
+	free(wr);
+	return err;
 }
 
 int bench_locks(struct bench_opts *o)
