@@ -22,13 +22,28 @@ static void usage(FILE *f)
 		"  check            what this machine supports (userfaultfd features, io_uring,\n"
 		"                   swap, privileges) and what to do about what is missing\n"
 		"  config           the effective options and where each came from\n"
-		"  bench [SUITE]    run benchmarks; no SUITE runs the default comparison\n"
+		"  bench [SUITE...] run benchmarks; no SUITE runs them all\n"
+		"                   (ufpagerctl bench --help lists the suites and options)\n"
 		"  stats PID        statistics of a live process's pagers (--json for JSON)\n"
 		"  top PID          a refreshing screen of a live pager: rates, latencies, regions\n"
-		"                   (ufpagerctl bench --help lists the suites)\n"
-		"  help             this text\n"
+		"  help [COMMAND]   this text, or a command's own help\n"
 		"\n"
 		"Every command takes --help.\n");
+}
+
+static bool is_help(const char *a)
+{
+	return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+/* check and config take no arguments but --help. */
+static int no_args(int argc, char **argv, const char *use)
+{
+	if (argc > 1 && !is_help(argv[1])) {
+		fprintf(stderr, "ufpagerctl %s: unexpected argument '%s'\n%s", argv[0], argv[1], use);
+		return 2;
+	}
+	return 0;
 }
 
 static const struct {
@@ -54,10 +69,14 @@ static int cmd_check(int argc, char **argv)
 	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
 	int problems = 0;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: ufpagerctl check\n\nProbe userfaultfd (features, ioctls, privileges), "
+	static const char use[] = "usage: ufpagerctl check\n";
+
+	if (no_args(argc, argv, use))
+		return 2;
+	if (argc > 1) {
+		printf("%s\nProbe userfaultfd (features, ioctls, privileges), "
 		       "io_uring and swap on this machine.\nExit status: 0 if ufpager can run "
-		       "here, 1 if not.\n");
+		       "here, 1 if not.\n", use);
 		return 0;
 	}
 	ufp_probe_machine(&pr);
@@ -124,10 +143,15 @@ static int cmd_config(int argc, char **argv)
 {
 	struct ufp_options o;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: ufpagerctl config\n\nPrint each option's effective value and its "
-		       "source (default or environment;\nAPI values are per pager and shown by the "
-		       "application itself).\n");
+	static const char use[] = "usage: ufpagerctl config\n";
+
+	if (no_args(argc, argv, use))
+		return 2;
+	if (argc > 1) {
+		printf("%s\nPrint each option's effective value in this environment and its source\n"
+		       "(default, or environment: UFPAGER_<NAME>). A non-zero value an application\n"
+		       "passes in struct ufp_params wins over both for that pager; `ufpagerctl stats\n"
+		       "PID` shows a live pager's lock mode, delivery and budget.\n", use);
 		return 0;
 	}
 	if (ufp_options_resolve(NULL, &o))
@@ -137,23 +161,34 @@ static int cmd_config(int argc, char **argv)
 	return 0;
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "check", cmd_check }, { "config", cmd_config }, { "bench", cmd_bench },
+	{ "stats", cmd_stats }, { "top", cmd_top },
+};
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[1], "check"))
-		return cmd_check(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "config"))
-		return cmd_config(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "bench"))
-		return cmd_bench(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "stats"))
-		return cmd_stats(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "top"))
-		return cmd_top(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || is_help(argv[1])) {
+		if (argc > 2 && !is_help(argv[2])) {   /* help CMD: CMD --help */
+			char *sub[] = { argv[2], "--help", NULL };
+
+			for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+				if (!strcmp(argv[2], commands[i].name))
+					return commands[i].run(2, sub);
+			fprintf(stderr, "ufpagerctl: no command '%s'\n", argv[2]);
+			usage(stderr);
+			return 2;
+		}
 		usage(stdout);
 		return 0;
 	}
