@@ -23,15 +23,51 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
-/* Paths of pid's segments; returns the count (0: none), glob in *g. */
-static size_t find_segments(pid_t pid, glob_t *g)
+/* Whether pid has exited (a zombie has too: its pagers are gone). */
+static bool process_gone(pid_t pid)
+{
+	char path[64], buf[256], *rp;
+	FILE *f;
+	size_t n;
+
+	if (kill(pid, 0) && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	rp = strrchr(buf, ')');   /* "pid (comm) S ...": comm may hold spaces */
+	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+/* Glob pid's segments into *g. Returns 0 (at least one), or exit status 1
+ * after saying why: no such process, no segments, or segments left behind
+ * by a process that is gone. */
+static int find_segments(pid_t pid, glob_t *g)
 {
 	char pat[64];
+	bool gone = process_gone(pid);
 
 	snprintf(pat, sizeof(pat), "/dev/shm/ufpager.%d.*", (int)pid);
-	if (glob(pat, 0, NULL, g) != 0)
-		return 0;
-	return g->gl_pathc;
+	if (glob(pat, 0, NULL, g) != 0) {
+		if (gone)
+			fprintf(stderr, "ufpagerctl: no process %d\n", (int)pid);
+		else
+			fprintf(stderr, "ufpagerctl: process %d exports no ufpager statistics (no "
+				"pager, or UFPAGER_EXPORT_STATS=0)\n", (int)pid);
+		return 1;
+	}
+	if (gone) {
+		fprintf(stderr, "ufpagerctl: process %d is gone; %s is a stale segment left by a "
+			"process that exited without ufp_pager_destroy (killed?): remove it with rm\n",
+			(int)pid, g->gl_pathv[0]);
+		globfree(g);
+		return 1;
+	}
+	return 0;
 }
 
 static const char *mode_name(uint64_t m)
@@ -97,16 +133,6 @@ static void print_json(const struct ufp_export *e)
 	printf("]}\n");
 }
 
-static int no_segments(pid_t pid)
-{
-	if (kill(pid, 0) && errno == ESRCH)
-		fprintf(stderr, "ufpagerctl: no process %d\n", (int)pid);
-	else
-		fprintf(stderr, "ufpagerctl: process %d exports no ufpager statistics (no pager, "
-			"or UFPAGER_EXPORT_STATS=0)\n", (int)pid);
-	return 1;
-}
-
 int cmd_stats(int argc, char **argv)
 {
 	bool json = false;
@@ -138,8 +164,8 @@ int cmd_stats(int argc, char **argv)
 		fprintf(stderr, "usage: ufpagerctl stats PID [--json]\n");
 		return 2;
 	}
-	if (!find_segments(pid, &g))
-		return no_segments(pid);
+	if (find_segments(pid, &g))
+		return 1;
 	if (json)
 		printf("[");
 	for (size_t i = 0; i < g.gl_pathc; i++) {
@@ -185,9 +211,9 @@ static int read_pager(pid_t pid, uint64_t want, struct ufp_export *e, unsigned *
 	glob_t g;
 	int rc = 1;
 
-	*n = (unsigned)find_segments(pid, &g);
-	if (!*n)
-		return no_segments(pid);
+	if (find_segments(pid, &g))
+		return 1;
+	*n = (unsigned)g.gl_pathc;
 	for (size_t i = 0; i < g.gl_pathc && rc; i++) {
 		if (ufp_export_read(g.gl_pathv[i], e, why, sizeof(why)))
 			fprintf(stderr, "ufpagerctl: rejected: %s\n", why);
