@@ -257,6 +257,11 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	end = region_end(r);
 	if (range_hand && end > range_end)
 		end = range_end;
+	if (!(region_prot(r) & UFP_PROT_WRITE))
+		/* UFFDIO_MOVE moves only between writable VMAs, and nothing
+		 * else takes a page away without a window in which a fault
+		 * would map zeros: read-only and PROT_NONE pages stay */
+		a = end;
 	for (; a < end && n < max; a += UFP_PAGE_SIZE) {
 		size_t i = pte_index(p, a);
 		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed);

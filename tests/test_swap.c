@@ -586,6 +586,36 @@ START_TEST(clean_pages_are_dropped_without_a_write)
 }
 END_TEST
 
+/*
+ * UFFDIO_MOVE moves only between writable VMAs: pages of read-only and
+ * PROT_NONE regions stay resident (and reclaim passes over them without
+ * claiming them); everything keeps its content.
+ */
+START_TEST(read_only_and_none_regions_stay_resident)
+{
+	ufp_pager *p = swap_pager(deliveries[_i], 0, 1 << 20, 64 << 20, 4096, NULL);
+	struct ufp_stats s0, s1;
+	char *m;
+
+	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (int i = 0; i < 64; i++)
+		fill_rand(m + (size_t)i * PAGE, 31);
+	ck_assert_int_eq(ufp_protect(p, m, 32 * PAGE, UFP_PROT_READ), 0);
+	ck_assert_int_eq(ufp_protect(p, m + 32 * PAGE, 16 * PAGE, UFP_PROT_NONE), 0);
+	s0 = stats(p);
+	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
+	s1 = stats(p);
+	ck_assert_uint_eq(s1.swapouts - s0.swapouts, 16);        /* the writable ones */
+	ck_assert_uint_eq(s1.ioctl_eexist, s0.ioctl_eexist);
+	for (int i = 0; i < 32; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, 31));
+	ck_assert_int_eq(ufp_protect(p, m + 32 * PAGE, 16 * PAGE, UFP_PROT_READ), 0);
+	for (int i = 32; i < 64; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, 31));
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap");
@@ -603,6 +633,7 @@ static Suite *swap_suite(void)
 	tcase_add_loop_test(tc, fork_child_sees_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, dontneed_and_realloc_handle_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, clean_pages_are_dropped_without_a_write, 0, 2);
+	tcase_add_loop_test(tc, read_only_and_none_regions_stay_resident, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
