@@ -162,7 +162,7 @@ UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 
-#define UFP_STATS_VERSION 1
+#define UFP_STATS_VERSION 2
 
 /* Latency summary in nanoseconds (from log-linear histograms). */
 struct ufp_latency {
@@ -217,8 +217,8 @@ struct ufp_latency {
 	X(swap_full_events,    C, "times eviction stopped because swap was full") \
 	X(bytes_read,          C, "bytes read from the swap file") \
 	X(bytes_written,       C, "bytes written to the swap file") \
-	X(ztier_bytes_in,      C, "bytes stored into the compressed tier (raw)") \
-	X(ztier_bytes_out,     C, "bytes stored into the compressed tier (compressed)") \
+	X(ztier_bytes_in,      G, "bytes held in the compressed tier (raw)") \
+	X(ztier_bytes_out,     G, "memory the compressed tier holds for them") \
 	X(reclaim_scans,       C, "pages scanned by reclaim") \
 	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
 	X(regions,             G, "regions in the tree") \

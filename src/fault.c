@@ -320,9 +320,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		page_wake(p, i);
 		STAT_INC(ts, swapins);
 		STAT_ADD(ts, resident_pages, 1);
-		if (swb_handle_is_ztier(c[k].handle))
-			STAT_INC(ts, faults_ztier);
-		else if (!swb_handle_is_same(c[k].handle))
+		if (swb_handle_is_file(c[k].handle))
 			STAT_ADD(ts, bytes_read, UFP_PAGE_SIZE);
 	}
 	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
@@ -334,7 +332,9 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		return result;
 	STAT_INC(ts, faults);
 	STAT_INC(ts, faults_missing);
-	if (!swb_handle_is_ztier(c[0].handle))
+	if (swb_handle_is_ztier(c[0].handle))
+		STAT_INC(ts, faults_ztier);
+	else if (swb_handle_is_file(c[0].handle))
 		STAT_INC(ts, faults_file);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "swap_backend.h"
 
 static _Atomic uint64_t next_pager_id = 1;
 static pthread_mutex_t pagers_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -858,6 +859,13 @@ UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
 		pager_read_lock(p);
 		out->regions = p->tree.count;
 		pager_read_unlock(p);
+	}
+	if (p->swb) {   /* the tier's content, from the backend */
+		struct swb_usage u;
+
+		swb_usage(p->swb, &u);
+		out->ztier_bytes_in = u.ztier_raw_bytes;
+		out->ztier_bytes_out = u.ztier_bytes_used;
 	}
 	return 0;
 }
