@@ -15,8 +15,16 @@
 #include "kbase.h"
 #include "ufp_internal.h"
 
-enum { SW_UFP_FILE, SW_UFP_LZ4, SW_KFILE, SW_ZRAM, SW_NR };
-static const char *sw_name[SW_NR] = { "ufpager-file", "ufpager-lz4", "kernel-file",
+/*
+ * The kernel rows refault with no memory pressure (everything was pushed
+ * out by MADV_PAGEOUT, nothing limits the refault), while ufpager's budget
+ * of 1/4 makes every refault also evict a page. The "no-evict" rows give
+ * ufpager a budget as large as the set, so they time the refault path
+ * alone, like the kernel rows.
+ */
+enum { SW_UFP_FILE, SW_UFP_LZ4, SW_UFP_FILE_NE, SW_UFP_LZ4_NE, SW_KFILE, SW_ZRAM, SW_NR };
+static const char *sw_name[SW_NR] = { "ufpager-file", "ufpager-lz4", "ufp-file-no-evict",
+				      "ufp-lz4-no-evict", "kernel-file",
 				      "kernel-zram-lz4" };
 
 struct sw_res {
@@ -86,12 +94,14 @@ static size_t sw_order(enum kb_pattern pat, size_t n, size_t *out, size_t cap)
 	return cap;
 }
 
-static int sw_ufpager(struct bench_opts *o, bool lz4, enum kb_pattern pat, bool compr,
-		      size_t pages, struct sw_res *res)
+static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pattern pat,
+		      bool compr, size_t pages, struct sw_res *res)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
-		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
+		.budget = (uint64_t)pages * UFP_PAGE_SIZE / (no_evict ? 1 : 4) +
+			  (no_evict ? 1ull << 20 : 0),
+		.fault_around = 1,
 		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2,
 		.ztier_size = lz4 ? (uint64_t)pages * UFP_PAGE_SIZE : 4096,
 		.flags = UFP_PF_NO_EXPORT,
@@ -148,9 +158,9 @@ static int sw_ufpager(struct bench_opts *o, bool lz4, enum kb_pattern pat, bool 
 	res->pages_s = (double)cnt / el;
 	res->p50 = l.p50;
 	res->p99 = l.p99;
-	res->bytes_per_page = s0.swapouts ? (double)s0.bytes_written / (double)s0.swapouts : 0;
-	if (lz4 && s0.swapouts)   /* the tier's bytes are RAM, reported the same way */
-		res->bytes_per_page = (double)(s0.bytes_written) / (double)s0.swapouts;
+	/* file bytes written plus the tier's memory for what it holds */
+	res->bytes_per_page = s0.swapouts ? (double)(s0.bytes_written + s0.ztier_bytes_out) /
+					    (double)s0.swapouts : 0;
 	ufp_pager_destroy(p);
 	free(order);
 	free(seen);
@@ -331,7 +341,7 @@ int bench_swap(struct bench_opts *o)
 	if (geteuid() != 0)
 		printf("   (not root: the kernel swap baselines are skipped)\n");
 	kb_swap_reap_stale();
-	printf("%-7s %-6s %-16s %11s %9s %9s %11s %8s\n", "order", "data", "system", "pages/s",
+	printf("%-7s %-6s %-18s %11s %9s %9s %11s %8s\n", "order", "data", "system", "pages/s",
 	       "p50", "p99", "bytes/page", "vs kfile");
 	for (int c = 0; c < 2; c++)
 		for (int pi = 0; pi < 3; pi++) {
@@ -340,19 +350,20 @@ int bench_swap(struct bench_opts *o)
 			for (int s = 0; s < SW_NR; s++) {
 				fprintf(stderr, "\r[swap] %s %s %s ...        ", kb_pattern_name(pats[pi]),
 					c ? "random" : "text", sw_name[s]);
-				if (s <= SW_UFP_LZ4)
-					sw_ufpager(o, s == SW_UFP_LZ4, pats[pi], !c, pages, &r[s]);
+				if (s <= SW_UFP_LZ4_NE)
+					sw_ufpager(o, s == SW_UFP_LZ4 || s == SW_UFP_LZ4_NE,
+						   s >= SW_UFP_FILE_NE, pats[pi], !c, pages, &r[s]);
 				else
 					sw_kernel(s == SW_ZRAM, pats[pi], !c, pages, &r[s]);
 				fprintf(stderr, "\r%60s\r", "");
 			}
 			for (int s = 0; s < SW_NR; s++) {
 				if (!r[s].pages_s) {
-					printf("%-7s %-6s %-16s %s\n", kb_pattern_name(pats[pi]),
+					printf("%-7s %-6s %-18s %s\n", kb_pattern_name(pats[pi]),
 					       c ? "random" : "text", sw_name[s], r[s].why ? r[s].why : "-");
 					continue;
 				}
-				printf("%-7s %-6s %-16s %11.0f %7.1fus %7.1fus %11.0f %7.2fx%s%s\n",
+				printf("%-7s %-6s %-18s %11.0f %7.1fus %7.1fus %11.0f %7.2fx%s%s\n",
 				       kb_pattern_name(pats[pi]), c ? "random" : "text", sw_name[s],
 				       r[s].pages_s, r[s].p50 / 1e3, r[s].p99 / 1e3, r[s].bytes_per_page,
 				       r[SW_KFILE].pages_s ? r[s].pages_s / r[SW_KFILE].pages_s : 0,
@@ -374,8 +385,19 @@ int bench_swap(struct bench_opts *o)
 			if (c == 0 && pi == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
 				summary_add(o, "swap seq refault: ufpager lz4 / kernel zram-lz4",
 					    r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
-			if (r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
-				printf("%-7s %-6s %-16s %11s %30.2fx\n", "", "", "lz4 vs zram", "",
+			if (c == 0 && pi == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4_NE].pages_s)
+				summary_add(o, "swap seq refault, no eviction: ufpager lz4 / zram-lz4",
+					    r[SW_UFP_LZ4_NE].pages_s / r[SW_ZRAM].pages_s);
+			if (c == 1 && pi == 0 && r[SW_KFILE].pages_s && r[SW_UFP_FILE_NE].pages_s)
+				summary_add(o, "swap seq refault, no eviction: ufpager file / kernel file",
+					    r[SW_UFP_FILE_NE].pages_s / r[SW_KFILE].pages_s);
+			if (c == 1 && pi == 1 && r[SW_KFILE].pages_s && r[SW_UFP_FILE].pages_s)
+				summary_add(o, "swap random refault: ufpager file / kernel file",
+					    r[SW_UFP_FILE].pages_s / r[SW_KFILE].pages_s);
+			if (c == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
+				/* random data: ufpager's tier sends incompressible
+				 * pages to the file by design, zram keeps them in RAM */
+				printf("%-7s %-6s %-18s %11s %30.2fx\n", "", "", "lz4 vs zram", "",
 				       r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
 		}
 	kb_swap_teardown_all();
