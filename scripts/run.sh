@@ -9,4 +9,4 @@ cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DUFP_BUILD_TESTS=OFF >/dev/n
 cmake --build build-rel -j"$(nproc)" >/dev/null
 ./build-rel/ufpagerctl check >/dev/null || { ./build-rel/ufpagerctl check; exit 1; }
 mkdir -p out
-exec ./build-rel/ufpagerctl bench --json out/bench.json "$@"
+exec ./build-rel/ufpagerctl bench --json out/bench.json --plot out/plots "$@"
