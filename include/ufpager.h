@@ -220,6 +220,7 @@ struct ufp_latency {
 	X(ztier_bytes_in,      G, "bytes held in the compressed tier (raw)") \
 	X(ztier_bytes_out,     G, "memory the compressed tier holds for them") \
 	X(reclaim_scans,       C, "pages scanned by reclaim") \
+	X(reclaim_waits,       C, "times a fault over the budget waited for reclaim") \
 	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
 	X(regions,             G, "regions in the tree") \
 	X(resident_pages,      G, "pages resident in managed memory")

@@ -315,13 +315,14 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		/* release: pairs with acquire readers of the entry (evict_claim) */
 		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | PTE_REF,
 				      memory_order_release);
-		if (handler_wakes(p))
-			uffd_wake(p, a, UFP_PAGE_SIZE);
-		page_wake(p, i);
 		STAT_INC(ts, swapins);
 		STAT_ADD(ts, resident_pages, 1);
 		if (swb_handle_is_file(c[k].handle))
 			STAT_ADD(ts, bytes_read, UFP_PAGE_SIZE);
+		/* wake last: the woken thread may read the counters at once */
+		if (handler_wakes(p))
+			uffd_wake(p, a, UFP_PAGE_SIZE);
+		page_wake(p, i);
 	}
 	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {

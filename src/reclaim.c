@@ -461,6 +461,15 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	}
 	atomic_fetch_sub(&p->evicting, 1);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+	/* Three sweeps and nothing evictable (read-only or PROT_NONE pages,
+	 * pages shared with a fork child): stop throttling faults for a while,
+	 * waiting would not free anything. Relaxed: a hint, read by
+	 * reclaim_throttle. */
+	if (!got && wraps >= 3)
+		atomic_store_explicit(&p->reclaim_stuck_until, ufp_now_ns() + 100000000ull,
+				      memory_order_relaxed);
+	else if (got)
+		atomic_store_explicit(&p->reclaim_stuck_until, 0, memory_order_relaxed);
 	return got;
 }
 
@@ -518,8 +527,10 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 
 		if (atomic_load_explicit(&p->resident_est, memory_order_relaxed) < limit ||
 		    atomic_load_explicit(&p->swap_full, memory_order_relaxed) ||
-		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed))
+		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed) ||
+		    atomic_load_explicit(&p->reclaim_stuck_until, memory_order_relaxed) > ufp_now_ns())
 			return;
+		STAT_INC(ts, reclaim_waits);
 		/* Direct reclaim where it is allowed (a handler thread: normal
 		 * context, its own I/O context); elsewhere wake the reclaim
 		 * thread and wait for it. */

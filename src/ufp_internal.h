@@ -352,6 +352,7 @@ struct ufp_pager {
 	_Atomic bool reclaim_paused;
 	_Atomic uint32_t evicting;     /* evictions in progress */
 	_Atomic bool swap_full;
+	_Atomic uint64_t reclaim_stuck_until;  /* ns: sweeps found nothing evictable */
 	_Atomic uintptr_t clock_hand;
 	pthread_t reclaim_thread;
 	bool reclaim_started;

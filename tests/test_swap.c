@@ -616,6 +616,45 @@ START_TEST(read_only_and_none_regions_stay_resident)
 }
 END_TEST
 
+/*
+ * More unevictable (read-only) pages than the budget: faults elsewhere must
+ * not be throttled for nothing (each would wait up to 50 ms).
+ */
+START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
+{
+	ufp_pager *p = swap_pager(deliveries[_i], 0, 1 << 20, 64 << 20, 4096, NULL);
+	struct ufp_stats s0, s1;
+	struct timespec t0, t1;
+	char *ro, *m;
+	double el;
+
+	ck_assert_int_eq(ufp_map(p, NULL, 512 * PAGE, UFP_PROT_ALL, 0, (void **)&ro), 0);
+	for (int i = 0; i < 512; i++)
+		ro[(size_t)i * PAGE] = (char)i;         /* resident: 2x the budget */
+	ck_assert_int_eq(ufp_protect(p, ro, 512 * PAGE, UFP_PROT_READ), 0);
+	ck_assert_int_eq(ufp_map(p, NULL, 256 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	s0 = stats(p);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 512; i++)           /* swapped back in, now unevictable */
+		ck_assert_int_eq(ro[(size_t)i * PAGE], (char)i);
+	for (int i = 0; i < 256; i++)
+		fill_rand(m + (size_t)i * PAGE, 41);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	s1 = stats(p);
+	/* once reclaim found nothing evictable, faults stop waiting for it
+	 * (before: up to 50 waits per fault, each a reclaim pass) */
+	ck_assert_msg(s1.reclaim_waits - s0.reclaim_waits < 64,
+		      "%llu waits for 768 faults in %.2f s",
+		      (unsigned long long)(s1.reclaim_waits - s0.reclaim_waits), el);
+	for (int i = 0; i < 256; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, 41));
+	for (int i = 0; i < 512; i++)
+		ck_assert_int_eq(ro[(size_t)i * PAGE], (char)i);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap");
@@ -634,6 +673,7 @@ static Suite *swap_suite(void)
 	tcase_add_loop_test(tc, dontneed_and_realloc_handle_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, clean_pages_are_dropped_without_a_write, 0, 2);
 	tcase_add_loop_test(tc, read_only_and_none_regions_stay_resident, 0, 2);
+	tcase_add_loop_test(tc, unevictable_pages_over_budget_do_not_throttle_faults, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
