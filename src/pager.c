@@ -104,6 +104,31 @@ static int pagers_add(struct ufp_pager *p)
 	return err;
 }
 
+/*
+ * A thread exits: destroy its swap I/O context for pager `id` if the pager
+ * still exists (called from a TLS destructor: no lock held). Lock
+ * order: pagers_lock, then stats_lock; pagers_lock keeps the pager (and its
+ * backend: reclaim_fini runs before pagers_del) alive, stats_lock orders us
+ * against reclaim_fini destroying the same context.
+ */
+void pager_thread_exit(uint64_t id, struct ufp_tstats *ts)
+{
+	pthread_mutex_lock(&pagers_lock);
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+		struct ufp_pager *p = pagers[i];
+
+		if (!p || p->id != id || p->forked_child)
+			continue;
+		pthread_mutex_lock(&p->stats_lock);
+		if (ts->swb_ctx) {
+			swb_ctx_destroy(ts->swb_ctx);
+			ts->swb_ctx = NULL;
+		}
+		pthread_mutex_unlock(&p->stats_lock);
+	}
+	pthread_mutex_unlock(&pagers_lock);
+}
+
 static void pagers_del(struct ufp_pager *p)
 {
 	pthread_mutex_lock(&pagers_lock);

@@ -22,6 +22,32 @@ static __thread struct {
 } tls_ts[TLS_SLOTS] __attribute__((tls_model("initial-exec")));
 static __thread unsigned tls_next __attribute__((tls_model("initial-exec")));
 
+/*
+ * At thread exit, give back the swap I/O contexts (an io_uring instance,
+ * an fd and registered buffers each) of the pagers that are still alive;
+ * the counter blocks stay on their pagers' lists (the counts are
+ * cumulative). A thread pool that churns threads would otherwise leak one
+ * ring per thread until the pager goes.
+ */
+static pthread_key_t ts_key;
+static pthread_once_t ts_key_once = PTHREAD_ONCE_INIT;
+
+static void ts_thread_exit(void *unused)
+{
+	(void)unused;
+	for (unsigned i = 0; i < TLS_SLOTS; i++)
+		if (tls_ts[i].id) {
+			pager_thread_exit(tls_ts[i].id, tls_ts[i].ts);
+			tls_ts[i].id = 0;
+			tls_ts[i].ts = NULL;
+		}
+}
+
+static void ts_key_make(void)
+{
+	pthread_key_create(&ts_key, ts_thread_exit);
+}
+
 struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
 {
 	struct ufp_tstats *ts;
@@ -43,6 +69,8 @@ struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
 	tls_ts[tls_next].id = p->id;
 	tls_ts[tls_next].ts = ts;
 	tls_next = (tls_next + 1) % TLS_SLOTS;
+	pthread_once(&ts_key_once, ts_key_make);
+	pthread_setspecific(ts_key, (void *)1);
 	return ts;
 }
 

@@ -154,6 +154,8 @@ struct ufp_pager;
  * when none exists and may not be created (signal context). */
 struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc);
 void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
+/* A thread is done with pager `id`: free its swap I/O context (pager.c). */
+void pager_thread_exit(uint64_t id, struct ufp_tstats *ts);
 void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
 void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
 void ufp_stats_free_all(struct ufp_pager *p);

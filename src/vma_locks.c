@@ -11,6 +11,11 @@
  *         region page-state / slot locks
  *           swap backend queues
  *
+ * Outside that hierarchy, two plain mutexes, never held across any lock
+ * above: pagers_lock (pager.c: the pager table; fork handlers take it
+ * before the pager lock) and, nested inside it only, stats_lock (the
+ * per-thread stats list; pager_thread_exit at thread exit).
+ *
  * Readers take a region read-lock without the pager lock. They never take
  * the pager lock while holding a region lock, except through the fallback
  * (drop the region lock, then take the pager lock for read).

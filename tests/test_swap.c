@@ -38,6 +38,8 @@ static ufp_pager *swap_pager(unsigned delivery, unsigned mode, uint64_t budget,
 	return p;
 }
 
+static ufp_pager *current_pager;   /* for short_lived_main */
+
 static struct ufp_stats stats(ufp_pager *p)
 {
 	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
@@ -655,6 +657,48 @@ START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
 }
 END_TEST
 
+static void *short_lived_main(void *arg)
+{
+	char *m = arg;
+
+	/* an API call gives this thread its own swap I/O context */
+	ck_assert_int_eq(ufp_advise(current_pager, m, 8 * PAGE, UFP_ADV_WILLNEED), 0);
+	for (int i = 0; i < 8; i++)
+		ck_assert(check_rand(m + (size_t)i * PAGE, 51));
+	return NULL;
+}
+
+static int count_fds(void)
+{
+	return count_entries("/proc/self/fd");
+}
+
+/* Threads that exit give their io_uring contexts back (one fd each). */
+START_TEST(exiting_threads_release_their_io_contexts)
+{
+	ufp_pager *p = swap_pager(UFP_DELIVERY_SIGBUS, 0, 1 << 20, 64 << 20, 4096, NULL);
+	char *m;
+	int fd0, fd1;
+
+	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (int i = 0; i < 64; i++)
+		fill_rand(m + (size_t)i * PAGE, 51);
+	current_pager = p;
+	fd0 = count_fds();
+	for (int t = 0; t < 40; t++) {
+		pthread_t th;
+
+		ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
+		ck_assert_int_eq(pthread_create(&th, NULL, short_lived_main,
+						m + (size_t)(t % 8) * 8 * PAGE), 0);
+		pthread_join(th, NULL);
+	}
+	fd1 = count_fds();
+	ck_assert_msg(fd1 - fd0 < 8, "%d fds before 40 threads, %d after", fd0, fd1);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap");
@@ -674,6 +718,7 @@ static Suite *swap_suite(void)
 	tcase_add_loop_test(tc, clean_pages_are_dropped_without_a_write, 0, 2);
 	tcase_add_loop_test(tc, read_only_and_none_regions_stay_resident, 0, 2);
 	tcase_add_loop_test(tc, unevictable_pages_over_budget_do_not_throttle_faults, 0, 2);
+	tcase_add_test(tc, exiting_threads_release_their_io_contexts);
 	suite_add_tcase(s, tc);
 	return s;
 }
