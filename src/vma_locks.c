@@ -11,10 +11,10 @@
  *         region page-state / slot locks
  *           swap backend queues
  *
- * Outside that hierarchy, two plain mutexes, never held across any lock
- * above: pagers_lock (pager.c: the pager table; fork handlers take it
- * before the pager lock) and, nested inside it only, stats_lock (the
- * per-thread stats list; pager_thread_exit at thread exit).
+ * Two plain mutexes sit outside that hierarchy: pagers_lock (pager.c, the
+ * pager table) is taken before the pager lock (fork handlers) and never
+ * while holding any lock above; stats_lock (the per-thread stats list) is
+ * a leaf, nested only inside pagers_lock (pager_thread_exit).
  *
  * Readers take a region read-lock without the pager lock. They never take
  * the pager lock while holding a region lock, except through the fallback
