@@ -69,3 +69,12 @@ foreach(g hist touch swapfile zram)
   set_tests_properties(kbase_${g} PROPERTIES LABELS bench SKIP_RETURN_CODE 77 TIMEOUT 300
                        ENVIRONMENT "KBASE_TESTS=${g}" RESOURCE_LOCK kernel_swap)
 endforeach()
+
+# A reproducer of a Linux 6.18 UFFDIO_MOVE bug (moves a uffd-wp page and
+# still returns -EEXIST); label "kernel", not in the default suite.
+find_package(Threads REQUIRED)
+add_executable(kernel_move_wp_race tests/kernel_move_wp_race.c)
+target_include_directories(kernel_move_wp_race PRIVATE src)
+target_link_libraries(kernel_move_wp_race PRIVATE Threads::Threads)
+add_test(NAME kernel_move_wp_race COMMAND kernel_move_wp_race 1 1 0 30)
+set_tests_properties(kernel_move_wp_race PROPERTIES LABELS kernel TIMEOUT 120)

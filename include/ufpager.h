@@ -221,6 +221,7 @@ struct ufp_latency {
 	X(ztier_bytes_out,     G, "memory the compressed tier holds for them") \
 	X(reclaim_scans,       C, "pages scanned by reclaim") \
 	X(reclaim_waits,       C, "times a fault over the budget waited for reclaim") \
+	X(moves_misreported,   C, "UFFDIO_MOVE moved a page yet failed (kernel bug, README)") \
 	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
 	X(regions,             G, "regions in the tree") \
 	X(resident_pages,      G, "pages resident in managed memory")

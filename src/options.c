@@ -34,7 +34,7 @@ static const struct opt_desc opts[] = {
 	{ "swap_size", OK_SIZE, OFF(swap_size), 1LL << 30, "swap file size" },
 	{ "ztier_size", OK_SIZE, OFF(ztier_size), 64LL << 20, "compressed RAM tier cap" },
 	{ "swap_dir", OK_STR, OFF(swap_dir), 0, "directory of the O_TMPFILE swap file (default /var/tmp)" },
-	{ "dirty_track", OK_BOOL, OFF(dirty_track), 0, "experimental: track writes with UFFD WP_ASYNC + PAGEMAP_SCAN (0/1; see README)" },
+	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
 	{ "second_chance", OK_BOOL, OFF(second_chance), 1, "CLOCK second chance for referenced pages (0: FIFO sweep)" },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

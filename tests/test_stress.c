@@ -415,13 +415,14 @@ START_TEST(stress_data)
 	}
 	pager_check_invariants((struct ufp_pager *)s->p);
 	printf("stress %s/%s: %llu faults, %llu splits, %llu merges, %llu swapins, "
-	       "%llu lock misses, %llu fallbacks, %llu retries\n",
+	       "%llu lock misses, %llu fallbacks, %llu retries, %llu moves misreported\n",
 	       delivery == UFP_DELIVERY_SIGBUS ? "sigbus" : "handler",
 	       mode == UFP_LOCK_GLOBAL ? "global" : "per-region",
 	       (unsigned long long)st.faults, (unsigned long long)st.splits,
 	       (unsigned long long)st.merges, (unsigned long long)st.swapins,
 	       (unsigned long long)st.lock_miss, (unsigned long long)st.lock_fallback,
-	       (unsigned long long)st.lock_retry);
+	       (unsigned long long)st.lock_retry,
+	       (unsigned long long)st.moves_misreported);
 	ck_assert_uint_gt(st.faults, 0);
 	ck_assert_uint_gt(st.splits, 0);
 	ck_assert_uint_gt(st.merges, 0);
