@@ -310,18 +310,6 @@ static void staging_empty(struct ufp_pager *p, unsigned set)
 	UFP_BUG_ON(uffd_register(p, s, len) != 0);
 }
 
-/* The page at src is gone and one is at dst (the staging page was empty):
- * read from /proc/self/pagemap (bit 63: present). */
-static bool move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src)
-{
-	uint64_t d = 0, s = 0;
-
-	if (pread(p->pagemap_fd, &d, 8, (off_t)(dst >> UFP_PAGE_SHIFT) * 8) != 8 ||
-	    pread(p->pagemap_fd, &s, 8, (off_t)(src >> UFP_PAGE_SHIFT) * 8) != 8)
-		return false;
-	return (d >> 63) && !(s >> 63) && !((s >> 62) & 1);
-}
-
 /* Evict one batch with staging set `set`. Returns pages evicted. */
 static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
 			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
@@ -355,7 +343,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		for (unsigned j = 0; j < moved; j++)
 			vs[m++] = vs[k + j];
 		if (moved < e - k && dirty_tracked(p) &&
-		    move_landed(p, staging_page(p, set, m), a + ((uintptr_t)moved << UFP_PAGE_SHIFT))) {
+		    uffd_move_landed(p, staging_page(p, set, m), a + ((uintptr_t)moved << UFP_PAGE_SHIFT))) {
 			/* Linux 6.18: a move of a uffd-wp page racing a write
 			 * fault can move the page and still fail with EEXIST
 			 * (tests/kernel_move_wp_race.c reproduces it) */

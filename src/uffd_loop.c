@@ -398,6 +398,24 @@ long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	return (long)done;
 }
 
+/*
+ * After a failed UFFDIO_MOVE into an empty page: did the page land anyway?
+ * Linux 6.18 can move a uffd-wp page that races a write fault and still
+ * return -EEXIST (tests/kernel_move_wp_race.c). Read from pagemap: dst
+ * present, src neither present nor swapped. Needs pagemap_fd (dirty
+ * tracking, the only case with uffd-wp ptes). Normal context.
+ */
+bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src)
+{
+	uint64_t d = 0, s = 0;
+
+	if (p->pagemap_fd < 0 ||
+	    pread(p->pagemap_fd, &d, 8, (off_t)(dst >> UFP_PAGE_SHIFT) * 8) != 8 ||
+	    pread(p->pagemap_fd, &s, 8, (off_t)(src >> UFP_PAGE_SHIFT) * 8) != 8)
+		return false;
+	return (d >> 63) && !(s >> 63) && !((s >> 62) & 1);
+}
+
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len)
 {

@@ -479,6 +479,7 @@ long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 long uffd_scan_written(struct ufp_pager *p, uintptr_t start, uintptr_t end,
 		       void (*fn)(struct ufp_pager *, size_t, void *), void *arg);
 int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
+bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src);
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len);
 int uffd_start_threads(struct ufp_pager *p);
