@@ -43,7 +43,7 @@ struct bench_opts {
 	FILE *json;
 	bool json_first;
 	const char *plot_dir;     /* --plot DIR: data files, plots.gp, PNGs */
-	struct plot_state *plot;  /* what this run plots (bench.c); NULL without --plot */
+	struct plot_state *plot;  /* what this run plots (bench_plot.c); NULL without --plot */
 	struct { char name[96]; double v; } summary[32];
 	unsigned nsummary;
 };
@@ -52,8 +52,15 @@ struct bench_opts {
 void summary_add(struct bench_opts *o, const char *name, double v);
 
 /* ---- plots (--plot DIR; every call is a no-op without it) --------------
- * Data files are truncated on their first write of a run. plots_finish()
- * writes DIR/plots.gp and runs gnuplot when it is installed. */
+ * bench_plot.c; main thread only. Data files are truncated on their first
+ * write of a run. */
+
+/* Create DIR (o->plot_dir) and the run's plot state. Returns 0, or -errno
+ * having said why on stderr. */
+int plots_start(struct bench_opts *o);
+/* Write DIR/plots.gp (every figure of this run), run gnuplot on it when it
+ * is installed, say what was drawn, and free the plot state. */
+void plots_finish(struct bench_opts *o);
 
 /* One series of a latency figure: DIR/FIGURE-cdf-SERIES.dat, drawn in
  * FIGURE-cdf.png as the fraction of samples at least as slow as x
@@ -87,7 +94,7 @@ int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
 
-/* ---- a crew: benchmark threads that start and stop together ------------
+/* ---- a crew: benchmark threads that start and stop together (bench_crew.c)
  * The caller spawns every worker with crew_spawn(); each worker does its
  * own set-up, then calls crew_ready(), which blocks until the caller's
  * crew_run_*() has seen every worker ready and opened the gate; the clock
