@@ -35,13 +35,11 @@ struct hl_res {
 };
 
 struct hl_thread {
-	char *m;
+	struct crew_member m;      /* lat: one sample per fault; ops: accesses */
+	char *base;
 	size_t pages;
 	unsigned seed;
-	_Atomic bool *stop;
-	struct lat lat;
-	uint64_t accesses, faults;
-	pthread_barrier_t *bar;
+	uint64_t faults;
 };
 
 static void *hl_access(void *arg)
@@ -50,20 +48,20 @@ static void *hl_access(void *arg)
 	uint64_t x = t->seed * 0x9E3779B97F4A7C15ull + 1;
 
 	ufp_thread_register();
-	pthread_barrier_wait(t->bar);
-	while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
+	crew_ready(&t->m);
+	while (!crew_stopping(&t->m)) {
 		for (int k = 0; k < 64; k++) {
 			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 			/* 80% of accesses to a hot quarter, 20% anywhere */
 			size_t i = (x % 5) ? (x >> 8) % (t->pages / 4) : (x >> 8) % t->pages;
-			uint64_t *w = (uint64_t *)(t->m + i * UFP_PAGE_SIZE) + (x >> 40) % 512;
+			uint64_t *w = (uint64_t *)(t->base + i * UFP_PAGE_SIZE) + (x >> 40) % 512;
 			uint64_t a = ufp_now_ns(), d;
 
 			*w += 1;
 			d = ufp_now_ns() - a;
-			t->accesses++;
+			t->m.ops++;
 			if (d >= HL_FAULT_NS) {
-				lat_add(&t->lat, d);
+				lat_add(&t->m.lat, d);
 				t->faults++;
 			}
 		}
@@ -73,9 +71,8 @@ static void *hl_access(void *arg)
 
 /* The structural thread for ufpager: split/merge/protect/unmap its own maps. */
 struct hl_churn {
+	struct crew_member m;      /* ops: structural operations */
 	ufp_pager *p;
-	_Atomic bool *stop;
-	uint64_t ops;
 };
 
 static void *hl_ufp_churn(void *arg)
@@ -86,13 +83,14 @@ static void *hl_ufp_churn(void *arg)
 
 	ufp_thread_register();
 	ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&m);
-	while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
+	crew_ready(&c->m);
+	while (!crew_stopping(&c->m)) {
 		memset(m, 1, len);
 		ufp_protect(c->p, m + len / 4, len / 4, UFP_PROT_READ);
 		ufp_protect(c->p, m + len / 4, len / 4, UFP_PROT_ALL);
 		ufp_unmap(c->p, m, len);
 		ufp_map(c->p, NULL, len, UFP_PROT_ALL, 0, (void **)&m);
-		c->ops += 4;
+		c->m.ops += 4;
 	}
 	ufp_unmap(c->p, m, len);
 	return NULL;
@@ -109,19 +107,20 @@ static void hl_fill_at(char *m, size_t first, size_t n)
 	}
 }
 
-static void hl_collect(struct hl_thread *t, unsigned nt, double el, struct hl_res *r)
+/* Merge what the accessing threads t[] (crew members [0, nt)) measured
+ * into r; after the crew has run. */
+static void hl_collect(const struct bench_crew *crew, const struct hl_thread *t, unsigned nt,
+		       struct hl_res *r)
 {
 	uint64_t acc = 0, f = 0;
 
 	memset(&r->hist, 0, sizeof(r->hist));
-	for (unsigned i = 0; i < nt; i++) {
-		lat_merge(&r->hist, &t[i].lat);
-		acc += t[i].accesses;
+	crew_collect(crew, 0, nt, &r->hist, &acc);
+	for (unsigned i = 0; i < nt; i++)
 		f += t[i].faults;
-	}
 	lat_summary(&r->hist, &r->lat);
-	r->faults_s = (double)f / el;
-	r->accesses_s = (double)acc / el;
+	r->faults_s = (double)f / crew->elapsed;
+	r->accesses_s = (double)acc / crew->elapsed;
 	r->ok = true;
 }
 
@@ -136,45 +135,44 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	};
 	struct hl_thread t[8];
 	struct hl_churn c;
-	pthread_t th[9];
-	pthread_barrier_t bar;
-	_Atomic bool stop = false;
+	struct bench_crew crew;
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+	uint64_t struct_ops = 0;
 	ufp_pager *p;
-	double t0, el;
 	int err = ufp_pager_create(&pr, &p);
 
 	if (err) {
 		snprintf(r->why, sizeof(r->why), "%s", ufp_last_error());
 		return err;
 	}
-	pthread_barrier_init(&bar, NULL, nt + 1);
-	for (unsigned i = 0; i < nt; i++) {
-		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1, .stop = &stop,
-					   .bar = &bar };
-		ufp_map(p, NULL, t[i].pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&t[i].m);
-		hl_fill_at(t[i].m, 0, t[i].pages);
+	if ((err = crew_init(&crew, nt + 1))) {
+		ufp_pager_destroy(p);
+		return err;
 	}
-	ufp_advise(p, t[0].m, 1, UFP_ADV_NORMAL);
+	for (unsigned i = 0; i < nt; i++) {
+		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
+		ufp_map(p, NULL, t[i].pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&t[i].base);
+		hl_fill_at(t[i].base, 0, t[i].pages);
+	}
+	ufp_advise(p, t[0].base, 1, UFP_ADV_NORMAL);
 	for (unsigned i = 0; i < nt; i++)
-		pthread_create(&th[i], NULL, hl_access, &t[i]);
-	c = (struct hl_churn){ .p = p, .stop = &stop };
-	pthread_create(&th[nt], NULL, hl_ufp_churn, &c);
-	pthread_barrier_wait(&bar);
-	t0 = now_s();
-	usleep((useconds_t)(o->seconds * 2 * 1e6));
-	atomic_store(&stop, true);
-	for (unsigned i = 0; i <= nt; i++)
-		pthread_join(th[i], NULL);
-	el = now_s() - t0;
-	hl_collect(t, nt, el, r);
-	r->struct_s = (double)c.ops / el;
-	ufp_stats_get(p, &st);
-	r->lock_wait = st.lock_wait;
-	r->swapins = st.swapins;
-	pthread_barrier_destroy(&bar);
+		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
+	c = (struct hl_churn){ .p = p };
+	crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
+	err = crew_run_for(&crew, o->seconds * 2);
+	if (!err) {
+		hl_collect(&crew, t, nt, r);
+		crew_collect(&crew, nt, 1, NULL, &struct_ops);
+		r->struct_s = (double)struct_ops / crew.elapsed;
+		ufp_stats_get(p, &st);
+		r->lock_wait = st.lock_wait;
+		r->swapins = st.swapins;
+	} else {
+		snprintf(r->why, sizeof(r->why), "cannot start its threads (%s)", strerror(-err));
+	}
+	crew_destroy(&crew);
 	ufp_pager_destroy(p);
-	return 0;
+	return err;
 }
 
 /* ---- the kernel, in a child confined by a memory cgroup ----------------- */
@@ -221,12 +219,9 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 {
 	static struct hl_res r;
 	struct hl_thread t[8];
-	pthread_t th[8];
-	pthread_barrier_t bar;
-	_Atomic bool stop = false;
+	struct bench_crew crew;
 	struct kb_churn churn;
 	char dir[256];
-	double t0, el;
 	int err;
 
 	memset(&r, 0, sizeof(r));
@@ -236,37 +231,36 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 			 strerror(-err));
 		goto out;
 	}
-	pthread_barrier_init(&bar, NULL, nt + 1);
+	if ((err = crew_init(&crew, nt)))
+		goto out;
 	for (unsigned i = 0; i < nt; i++) {
-		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1, .stop = &stop,
-					   .bar = &bar };
-		t[i].m = mmap(NULL, t[i].pages * UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		madvise(t[i].m, t[i].pages * UFP_PAGE_SIZE, MADV_NOHUGEPAGE);
+		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
+		t[i].base = mmap(NULL, t[i].pages * UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		madvise(t[i].base, t[i].pages * UFP_PAGE_SIZE, MADV_NOHUGEPAGE);
 		/* Fill in 4 MiB steps, each pushed to swap at once: filling
 		 * the whole set first can outrun reclaim and OOM-kill us in
 		 * the cgroup (ufpager's fill is throttled by its budget). */
 		for (size_t at = 0; at < t[i].pages; at += 1024) {
 			size_t np = t[i].pages - at < 1024 ? t[i].pages - at : 1024;
-			char *c = t[i].m + at * UFP_PAGE_SIZE;
+			char *c = t[i].base + at * UFP_PAGE_SIZE;
 
 			hl_fill_at(c, at, np);
 			madvise(c, np * UFP_PAGE_SIZE, MADV_PAGEOUT);
 		}
 	}
 	for (unsigned i = 0; i < nt; i++)
-		pthread_create(&th[i], NULL, hl_access, &t[i]);
+		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
 	kb_churn_start(&churn, 1, 64 * UFP_PAGE_SIZE);
-	pthread_barrier_wait(&bar);
-	t0 = now_s();
-	usleep((useconds_t)(o->seconds * 2 * 1e6));
-	atomic_store(&stop, true);
-	for (unsigned i = 0; i < nt; i++)
-		pthread_join(th[i], NULL);
-	el = now_s() - t0;
+	err = crew_run_for(&crew, o->seconds * 2);
 	kb_churn_stop(&churn);
-	hl_collect(t, nt, el, &r);
-	r.struct_s = (double)churn.ops / el;
+	if (!err) {
+		hl_collect(&crew, t, nt, &r);
+		r.struct_s = (double)churn.ops / crew.elapsed;
+	} else {
+		snprintf(r.why, sizeof(r.why), "cannot start its threads (%s)", strerror(-err));
+	}
+	crew_destroy(&crew);
 out:
 	if (write(out, &r, sizeof(r)) != (ssize_t)sizeof(r))
 		_exit(1);
