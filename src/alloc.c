@@ -181,11 +181,6 @@ static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size
 		if ((v & (PTE_PRESENT | PTE_INFLIGHT)) == PTE_PRESENT) {
 			moved = uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE) ==
 				(long)UFP_PAGE_SIZE;
-			/* Linux 6.18 may move a uffd-wp page and still fail */
-			if (!moved && dirty_tracked(p) && uffd_move_landed(p, dst + off, src + off)) {
-				STAT_INC(ts, moves_misreported);
-				moved = true;
-			}
 		}
 		if (moved) {
 			/* relaxed: both regions are write-locked */

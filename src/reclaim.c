@@ -342,16 +342,6 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		for (unsigned j = 0; j < moved; j++)
 			vs[m++] = vs[k + j];
-		if (moved < e - k && dirty_tracked(p) &&
-		    uffd_move_landed(p, staging_page(p, set, m), a + ((uintptr_t)moved << UFP_PAGE_SHIFT))) {
-			/* Linux 6.18: a move of a uffd-wp page racing a write
-			 * fault can move the page and still fail with EEXIST
-			 * (tests/kernel_move_wp_race.c reproduces it) */
-			STAT_INC(ts, moves_misreported);
-			vs[m++] = vs[k + moved];
-			k += moved + 1;
-			continue;
-		}
 		if (moved < e - k) {
 			/* -EBUSY: shared with a fork child or pinned; keep it,
 			 * and try the rest of the run again */

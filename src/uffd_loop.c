@@ -438,6 +438,14 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			sched_yield();
 			continue;
 		}
+		/* Linux 6.18 may move a uffd-wp page and still fail with EEXIST
+		 * (tests/kernel_move_wp_race.c); our destinations are empty, so
+		 * a page found there is the one we moved */
+		if (errno == EEXIST && uffd_move_landed(p, dst + done, src + done)) {
+			ufp_stat_add(ts, UFP_C_moves_misreported, 1);
+			done += UFP_PAGE_SIZE;
+			continue;
+		}
 		return done ? (long)done : -errno;
 	}
 	return (long)done;
