@@ -78,3 +78,7 @@ target_include_directories(kernel_move_wp_race PRIVATE src)
 target_link_libraries(kernel_move_wp_race PRIVATE Threads::Threads)
 add_test(NAME kernel_move_wp_race COMMAND kernel_move_wp_race 1 1 0 30)
 set_tests_properties(kernel_move_wp_race PROPERTIES LABELS kernel TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+# Regressions of the outside stress and misuse run (fork, mremap, full
+# /dev/shm, many pagers per thread, small stacks, old stats structs).
+ufp_test(test_reliability LABEL unit race)

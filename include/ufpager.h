@@ -162,7 +162,7 @@ UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 
-#define UFP_STATS_VERSION 2
+#define UFP_STATS_VERSION 3
 
 /* Latency summary in nanoseconds (from log-linear histograms). */
 struct ufp_latency {
@@ -176,7 +176,7 @@ struct ufp_latency {
  * generates the struct below, the text printer and the JSON writer, so they
  * cannot drift. kind: C = counter (monotonic), G = gauge.
  */
-#define UFP_STAT_COUNTERS(X) \
+#define UFP_STAT_COUNTERS_V2(X) \
 	X(faults,              C, "faults served (missing + write-protect)") \
 	X(faults_missing,      C, "missing-page faults") \
 	X(faults_wp,           C, "write-protect faults") \
@@ -226,6 +226,19 @@ struct ufp_latency {
 	X(regions,             G, "regions in the tree") \
 	X(resident_pages,      G, "pages resident in managed memory")
 
+/*
+ * Counters added after version 2. They sit after the latencies, in what
+ * were reserved slots, so that a version-2 struct stays a prefix of this
+ * one; new counters go at the end of this list and shrink reserved[].
+ */
+#define UFP_STAT_COUNTERS_V3(X) \
+	X(fork_swapin_failed,  C, "evicted pages a fork could not read back (child sees zeros)") \
+	X(remap_swapins,       C, "evicted pages brought back into a range the program mremapped")
+#define UFP_STAT_V3_COUNT 2
+#define UFP_STATS_FIRST_V3 fork_swapin_failed  /* the first field after version 2 */
+
+#define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X)
+
 /* Latency histograms: fault service, lock wait, swap I/O. */
 #define UFP_STAT_LATENCIES(X) \
 	X(fault_lat, "fault service latency") \
@@ -240,16 +253,23 @@ struct ufp_stats {
 	uint32_t size;
 	uint32_t version;
 #define UFP_X_FIELD(name, kind, desc) uint64_t name;
-	UFP_STAT_COUNTERS(UFP_X_FIELD)
-#undef UFP_X_FIELD
+	UFP_STAT_COUNTERS_V2(UFP_X_FIELD)
 #define UFP_X_LAT(name, desc) struct ufp_latency name;
 	UFP_STAT_LATENCIES(UFP_X_LAT)
 #undef UFP_X_LAT
-	uint64_t reserved[16];
+	UFP_STAT_COUNTERS_V3(UFP_X_FIELD)
+#undef UFP_X_FIELD
+	uint64_t reserved[16 - UFP_STAT_V3_COUNT];
 };
 
-/* Fill *out (out->size and out->version set by the caller). May be called
- * from any thread; never blocks faults. Returns 0 or -EINVAL. */
+/*
+ * Fill *out. The caller sets out->version (2 or UFP_STATS_VERSION) and
+ * out->size = sizeof(struct ufp_stats) of its header; at most out->size
+ * bytes are written, so a caller built against an older, smaller struct
+ * gets the fields it knows. May be called from any thread; never blocks
+ * faults. Returns 0, or -EINVAL (NULL arguments, an unknown version, a
+ * size smaller than the version-2 fields).
+ */
 UFP_API int ufp_stats_get(ufp_pager *pager, struct ufp_stats *out);
 
 /* ---- machine probe ------------------------------------------------------- */

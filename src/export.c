@@ -24,6 +24,46 @@
 
 #define UFP_EXPORT_MS 200
 
+/*
+ * Segments this process created, so that a program that exits without
+ * ufp_pager_destroy leaves none behind: a destructor (runs at exit and at
+ * dlclose) unlinks them. The pid guards against a fork child's exit
+ * unlinking its parent's segments.
+ */
+static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	pid_t pid;
+	char name[64];
+} segs[UFP_MAX_PAGERS];
+
+static void seg_note(const char *name, bool add)
+{
+	pthread_mutex_lock(&seg_lock);
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+		if (add && !segs[i].pid) {
+			segs[i].pid = getpid();
+			snprintf(segs[i].name, sizeof(segs[i].name), "%s", name);
+			break;
+		}
+		if (!add && segs[i].pid && !strcmp(segs[i].name, name)) {
+			segs[i].pid = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&seg_lock);
+}
+
+__attribute__((destructor)) static void seg_cleanup_at_exit(void)
+{
+	pid_t self = getpid();
+
+	/* no lock: other threads may be gone mid-update at exit; a torn
+	 * entry only fails to unlink */
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
+		if (segs[i].pid == self)
+			shm_unlink(segs[i].name);
+}
+
 static void copy_u64s(_Atomic uint64_t *dst, const uint64_t *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -111,13 +151,24 @@ int export_start(struct ufp_pager *p)
 		 (unsigned long long)p->id);
 	fd = shm_open(p->export_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fprintf(stderr, "ufpager: no stats export (%s: %s); continuing\n",
-			p->export_name, strerror(errno));
-		return 0;   /* observability must not stop the pager */
+		/* observability must not stop the pager: run without it and say so */
+		ufp_set_error("ufpager: no stats export (/dev/shm%s: %s); running without "
+			      "live stats", p->export_name, strerror(errno));
+		ufp_log("%s\n", ufp_last_error());
+		return 0;
 	}
-	if (ftruncate(fd, sizeof(*e))) {
+	/*
+	 * Reserve the memory before mapping it: ftruncate alone makes a sparse
+	 * file, and touching a page that tmpfs cannot back (a full /dev/shm)
+	 * raises SIGBUS. posix_fallocate fails cleanly instead.
+	 */
+	int ferr = posix_fallocate(fd, 0, sizeof(*e));
+	if (ferr) {
 		close(fd);
 		shm_unlink(p->export_name);
+		ufp_set_error("ufpager: no stats export (/dev/shm%s: %s); running without "
+			      "live stats", p->export_name, strerror(ferr));
+		ufp_log("%s\n", ufp_last_error());
 		return 0;
 	}
 	e = mmap(NULL, sizeof(*e), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -147,6 +198,7 @@ int export_start(struct ufp_pager *p)
 		return 0;
 	}
 	p->export_started = true;
+	seg_note(p->export_name, true);
 	return 0;
 }
 
@@ -162,6 +214,7 @@ void export_stop(struct ufp_pager *p)
 	if (p->export_seg) {
 		munmap(p->export_seg, sizeof(struct ufp_export));
 		shm_unlink(p->export_name);
+		seg_note(p->export_name, false);
 		p->export_seg = NULL;
 	}
 }

@@ -2,8 +2,10 @@
 /*
  * options.c - the option table: one row per option (name, default, parser),
  * read from UFPAGER_<NAME> environment variables, overridden by non-zero
- * API parameters. A bad environment value is reported and the default kept;
- * a bad API value is -EINVAL. `ufpagerctl config` prints the result.
+ * API parameters. Both sources go through one validation (the row's range
+ * and page alignment): a bad value from either makes ufp_pager_create fail
+ * with -EINVAL and a detail in ufp_last_error() that names the variable or
+ * the field. `ufpagerctl config` prints the result.
  * Called only from ufp_pager_create (normal context).
  */
 #include <ctype.h>
@@ -18,25 +20,41 @@ struct opt_desc {
 	enum opt_kind kind;
 	size_t off;              /* into struct ufp_options */
 	int64_t def;
+	int64_t min, max;        /* valid range (both sources) */
+	bool page_multiple;      /* sizes: a multiple of the page size */
 	const char *help;
 };
 
 #define OFF(f) offsetof(struct ufp_options, f)
+#define PG true
 static const struct opt_desc opts[] = {
-	{ "arena_size", OK_SIZE, OFF(arena_size), 64LL << 30, "virtual address space reserved per pager" },
-	{ "budget", OK_SIZE, OFF(budget), 0, "resident budget (0: unlimited)" },
-	{ "handler_threads", OK_UINT, OFF(handler_threads), 0, "fault handler threads (0: one per core, at least 2)" },
-	{ "lock_mode", OK_LOCK, OFF(lock_mode), UFP_LOCK_PER_REGION, "per-region | global | global-retry" },
-	{ "delivery", OK_DELIVERY, OFF(delivery), UFP_DELIVERY_SIGBUS, "sigbus (self-paging) | handler (threads)" },
-	{ "spin_us", OK_INT, OFF(spin_us), 50, "handler spin before blocking, microseconds (-1: never spin)" },
-	{ "fault_around", OK_UINT, OFF(fault_around), 16, "pages zero-filled per first-touch fault (1: none)" },
-	{ "export_stats", OK_BOOL, OFF(export_stats), 1, "publish stats in shared memory (0/1)" },
-	{ "swap_size", OK_SIZE, OFF(swap_size), 1LL << 30, "swap file size" },
-	{ "ztier_size", OK_SIZE, OFF(ztier_size), 64LL << 20, "compressed RAM tier cap" },
-	{ "swap_dir", OK_STR, OFF(swap_dir), 0, "directory of the O_TMPFILE swap file (default /var/tmp)" },
-	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
-	{ "second_chance", OK_BOOL, OFF(second_chance), 1, "CLOCK second chance for referenced pages (0: FIFO sweep)" },
+	{ "arena_size", OK_SIZE, OFF(arena_size), 64LL << 30, 4096, 1LL << 46, PG,
+	  "virtual address space reserved per pager" },
+	{ "budget", OK_SIZE, OFF(budget), 0, 0, 1LL << 46, PG, "resident budget (0: unlimited)" },
+	{ "handler_threads", OK_UINT, OFF(handler_threads), 0, 0, 1024, 0,
+	  "fault handler threads (0: one per core, at least 2; at most 1024)" },
+	{ "lock_mode", OK_LOCK, OFF(lock_mode), UFP_LOCK_PER_REGION, 1, 3, 0,
+	  "per-region | global | global-retry" },
+	{ "delivery", OK_DELIVERY, OFF(delivery), UFP_DELIVERY_SIGBUS, 1, 2, 0,
+	  "sigbus (self-paging) | handler (threads)" },
+	{ "spin_us", OK_INT, OFF(spin_us), 50, -1, 1000000, 0,
+	  "handler spin before blocking, microseconds (-1: never spin)" },
+	{ "fault_around", OK_UINT, OFF(fault_around), 16, 1, 512, 0,
+	  "pages zero-filled per first-touch fault (1: none; at most 512)" },
+	{ "export_stats", OK_BOOL, OFF(export_stats), 1, 0, 1, 0, "publish stats in shared memory (0/1)" },
+	{ "swap_size", OK_SIZE, OFF(swap_size), 1LL << 30, 1LL << 20, 1LL << 52, PG, "swap file size" },
+	{ "ztier_size", OK_SIZE, OFF(ztier_size), 64LL << 20, 0, 1LL << 46, 0,
+	  "compressed RAM tier cap (0: no tier)" },
+	{ "swap_dir", OK_STR, OFF(swap_dir), 0, 0, 0, 0,
+	  "directory of the O_TMPFILE swap file (default /var/tmp)" },
+	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, 0, 1, 0,
+	  "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
+	{ "second_chance", OK_BOOL, OFF(second_chance), 1, 0, 1, 0,
+	  "CLOCK second chance for referenced pages (0: FIFO sweep)" },
+	{ "verbose", OK_BOOL, OFF(verbose), 0, 0, 1, 0,
+	  "print warnings on stderr (the library is silent otherwise; process-wide)" },
 };
+#undef PG
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
 int ufp_parse_size(const char *s, uint64_t *out)
@@ -64,6 +82,35 @@ int ufp_parse_size(const char *s, uint64_t *out)
 	if (*end || (shift && v > (~0ull >> shift)))
 		return -EINVAL;
 	*out = v << shift;
+	return 0;
+}
+
+static void env_name(const struct opt_desc *d, char env[64])
+{
+	unsigned j;
+
+	memcpy(env, "UFPAGER_", 8);
+	for (j = 0; d->name[j] && j < 50; j++)
+		env[8 + j] = (char)toupper((unsigned char)d->name[j]);
+	env[8 + j] = '\0';
+}
+
+/* The one validation for both sources. Returns 0 or -EINVAL with the
+ * reason in why. */
+static int check_value(const struct opt_desc *d, int64_t v, char *why, size_t len)
+{
+	if (d->kind == OK_STR)
+		return 0;
+	if (v < d->min || v > d->max) {
+		snprintf(why, len, "%lld is out of range [%lld, %lld]", (long long)v,
+			 (long long)d->min, (long long)d->max);
+		return -EINVAL;
+	}
+	if (d->page_multiple && (v & (int64_t)(UFP_PAGE_SIZE - 1))) {
+		snprintf(why, len, "%lld is not a multiple of the page size (%lu)", (long long)v,
+			 UFP_PAGE_SIZE);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -120,58 +167,83 @@ static void store(struct ufp_options *o, const struct opt_desc *d, int64_t v, co
 	}
 }
 
+static const struct opt_desc *opt_find(const char *name)
+{
+	for (unsigned i = 0; i < NOPTS; i++)
+		if (!strcmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+/* An API field: 0 means "not set"; anything else is validated like the
+ * environment's value and overrides it. */
+static int api_set(struct ufp_options *o, const char *name, int64_t v)
+{
+	const struct opt_desc *d = opt_find(name);
+	char why[128];
+
+	if (!v)
+		return 0;
+	if (check_value(d, v, why, sizeof(why)))
+		return ufp_error(-EINVAL, "ufp_params.%s: %s (%s)", name, why, d->help);
+	store(o, d, v, NULL);
+	o->src[d - opts] = UFP_SRC_API;
+	return 0;
+}
+
 int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o)
 {
+	int err = 0;
+
 	memset(o, 0, sizeof(*o));
 	for (unsigned i = 0; i < NOPTS; i++) {
 		const struct opt_desc *d = &opts[i];
-		char env[64] = "UFPAGER_";
 		const char *s, *str = NULL;
 		int64_t v = d->def;
+		char env[64], why[128] = "cannot parse it";
 
-		for (unsigned j = 0; d->name[j] && j < 50; j++)
-			env[8 + j] = (char)toupper((unsigned char)d->name[j]);
+		env_name(d, env);
 		store(o, d, v, NULL);
 		o->src[i] = UFP_SRC_DEFAULT;
 		s = getenv(env);
-		if (s && *s) {
-			if (parse_value(d, s, &v, &str)) {
-				fprintf(stderr, "ufpager: ignoring %s=%s (bad value; %s); using the default\n",
-					env, s, d->help);
-			} else {
-				store(o, d, v, str);
-				o->src[i] = UFP_SRC_ENV;
-			}
-		}
+		if (!s || !*s)
+			continue;
+		if (parse_value(d, s, &v, &str) || check_value(d, v, why, sizeof(why)))
+			return ufp_error(-EINVAL, "%s=%s: %s (%s)", env, s, why, d->help);
+		store(o, d, v, str);
+		o->src[i] = UFP_SRC_ENV;
 	}
 	if (!p)
 		return 0;
-	if (p->size < offsetof(struct ufp_params, reserved) || p->version != UFP_PARAMS_VERSION) {
-		ufp_set_error("struct ufp_params: size %u / version %u do not match this library "
-			      "(set size = sizeof(struct ufp_params), version = UFP_PARAMS_VERSION)",
-			      p->size, p->version);
-		return -EINVAL;
-	}
+	if (p->size < offsetof(struct ufp_params, reserved) || p->version != UFP_PARAMS_VERSION)
+		return ufp_error(-EINVAL, "struct ufp_params: size %u / version %u do not match "
+				 "this library (set size = sizeof(struct ufp_params), version = "
+				 "UFP_PARAMS_VERSION)", p->size, p->version);
 	if (p->flags & ~UFP_PF_ALL)
-		return ufp_set_error("unknown flags 0x%x", p->flags), -EINVAL;
-	if (p->lock_mode > UFP_LOCK_GLOBAL_RETRY || p->delivery > UFP_DELIVERY_SIGBUS ||
-	    p->spin_us < -1 || p->handler_threads > 1024 || p->fault_around > 512)
-		return ufp_set_error("a parameter is out of range"), -EINVAL;
-	if ((p->arena_size & ~UFP_PAGE_MASK) || (p->budget & ~UFP_PAGE_MASK))
-		return ufp_set_error("arena_size and budget must be page multiples"), -EINVAL;
-#define API(field, idx) do { o->field = p->field; o->src[idx] = UFP_SRC_API; } while (0)
-	if (p->arena_size) API(arena_size, 0);
-	if (p->budget) API(budget, 1);
-	if (p->handler_threads) API(handler_threads, 2);
-	if (p->lock_mode) API(lock_mode, 3);
-	if (p->delivery) API(delivery, 4);
-	if (p->spin_us) API(spin_us, 5);
-	if (p->fault_around) API(fault_around, 6);
-	if (p->flags & UFP_PF_NO_EXPORT) { o->export_stats = 0; o->src[7] = UFP_SRC_API; }
-	if (p->swap_size) API(swap_size, 8);
-	if (p->ztier_size) API(ztier_size, 9);
-	if (p->swap_dir) API(swap_dir, 10);
-#undef API
+		return ufp_error(-EINVAL, "ufp_params.flags: unknown flags 0x%x",
+				 p->flags & ~UFP_PF_ALL);
+	err = err ?: api_set(o, "arena_size", (int64_t)p->arena_size);
+	err = err ?: api_set(o, "budget", (int64_t)p->budget);
+	err = err ?: api_set(o, "handler_threads", p->handler_threads);
+	err = err ?: api_set(o, "lock_mode", p->lock_mode);
+	err = err ?: api_set(o, "delivery", p->delivery);
+	err = err ?: api_set(o, "spin_us", p->spin_us);
+	err = err ?: api_set(o, "fault_around", p->fault_around);
+	err = err ?: api_set(o, "swap_size", (int64_t)p->swap_size);
+	err = err ?: api_set(o, "ztier_size", (int64_t)p->ztier_size);
+	if (err)
+		return err;
+	if ((int64_t)p->arena_size < 0 || (int64_t)p->budget < 0 ||
+	    (int64_t)p->swap_size < 0 || (int64_t)p->ztier_size < 0)
+		return ufp_error(-EINVAL, "ufp_params: a size is out of range");
+	if (p->flags & UFP_PF_NO_EXPORT) {
+		o->export_stats = 0;
+		o->src[opt_find("export_stats") - opts] = UFP_SRC_API;
+	}
+	if (p->swap_dir) {
+		store(o, opt_find("swap_dir"), 0, p->swap_dir);
+		o->src[opt_find("swap_dir") - opts] = UFP_SRC_API;
+	}
 	return 0;
 }
 
@@ -209,9 +281,9 @@ void ufp_options_print(FILE *f, const struct ufp_options *o)
 			memcpy(&u, base, sizeof(u));
 			snprintf(val, sizeof(val), "%llu", (unsigned long long)u);
 		}
-		char env[64] = "UFPAGER_";
-		for (unsigned j = 0; d->name[j] && j < 50; j++)
-			env[8 + j] = (char)toupper((unsigned char)d->name[j]);
+		char env[64];
+
+		env_name(d, env);
 		fprintf(f, "%-26s %-14s %-12s %s\n", env, val, srcname[o->src[i]], d->help);
 	}
 }

@@ -20,6 +20,9 @@
 static _Atomic uint64_t next_pager_id = 1;
 static pthread_mutex_t pagers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ufp_pager *pagers[UFP_MAX_PAGERS];
+/* ids of live pagers, readable without pagers_lock (thread.c prunes its
+ * per-thread tables with it, also from under pagers_lock at fork) */
+static _Atomic uint64_t live_ids[UFP_MAX_PAGERS];
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* Write implies read (as on x86 and arm64 page tables). */
@@ -97,11 +100,21 @@ static int pagers_add(struct ufp_pager *p)
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
 		if (!pagers[i]) {
 			pagers[i] = p;
+			atomic_store_explicit(&live_ids[i], p->id, memory_order_relaxed);
 			err = 0;
 			break;
 		}
 	pthread_mutex_unlock(&pagers_lock);
 	return err;
+}
+
+bool pager_id_alive(uint64_t id)
+{
+	/* relaxed: a hint for pruning; ids are never reused */
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
+		if (atomic_load_explicit(&live_ids[i], memory_order_relaxed) == id)
+			return true;
+	return false;
 }
 
 /*
@@ -124,6 +137,7 @@ void pager_thread_exit(uint64_t id, struct ufp_tstats *ts)
 			swb_ctx_destroy(ts->swb_ctx);
 			ts->swb_ctx = NULL;
 		}
+		ufp_tstats_retire(p, ts);
 		pthread_mutex_unlock(&p->stats_lock);
 	}
 	pthread_mutex_unlock(&pagers_lock);
@@ -133,8 +147,10 @@ static void pagers_del(struct ufp_pager *p)
 {
 	pthread_mutex_lock(&pagers_lock);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (pagers[i] == p)
+		if (pagers[i] == p) {
 			pagers[i] = NULL;
+			atomic_store_explicit(&live_ids[i], 0, memory_order_relaxed);
+		}
 	pthread_mutex_unlock(&pagers_lock);
 }
 
@@ -876,22 +892,38 @@ out:
 
 UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
 {
-	if (!p || !out || out->size < offsetof(struct ufp_stats, reserved) ||
-	    out->version != UFP_STATS_VERSION)
-		return -EINVAL;
-	ufp_stats_merge(p, out);
+	struct ufp_stats st;
+	uint32_t size, version;
+
+	ufp_clear_error();
+	if (!p || !out)
+		return ufp_error(-EINVAL, "ufp_stats_get: NULL %s", p ? "out" : "pager");
+	size = out->size;
+	version = out->version;
+	if (out->version < 2 || out->version > UFP_STATS_VERSION)
+		return ufp_error(-EINVAL, "ufp_stats_get: version %u unknown (this library "
+				 "knows 2..%d)", out->version, UFP_STATS_VERSION);
+	if (size < offsetof(struct ufp_stats, UFP_STATS_FIRST_V3))
+		return ufp_error(-EINVAL, "ufp_stats_get: size %u is smaller than the "
+				 "version-2 fields (%zu bytes)", size,
+				 offsetof(struct ufp_stats, UFP_STATS_FIRST_V3));
+	ufp_stats_merge(p, &st);
 	if (!p->forked_child) {
 		pager_read_lock(p);
-		out->regions = p->tree.count;
+		st.regions = p->tree.count;
 		pager_read_unlock(p);
 	}
 	if (p->swb) {   /* the tier's content, from the backend */
 		struct swb_usage u;
 
 		swb_usage(p->swb, &u);
-		out->ztier_bytes_in = u.ztier_raw_bytes;
-		out->ztier_bytes_out = u.ztier_bytes_used;
+		st.ztier_bytes_in = u.ztier_raw_bytes;
+		st.ztier_bytes_out = u.ztier_bytes_used;
 	}
+	/* never more than the caller's struct holds */
+	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+	out->size = size;
+	out->version = version;
 	return 0;
 }
 

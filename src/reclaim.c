@@ -82,6 +82,34 @@ static void thread_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
 		swb_ctx_create(p->swb, &ts->swb_ctx);
 }
 
+/*
+ * Evictors and the fork handler's pause: an evictor announces itself in
+ * `evicting`, then checks `reclaim_paused`; reclaim_pause sets the flag,
+ * then waits for `evicting` to drain. Both sides are seq_cst (a store then
+ * a load of the other variable, Dekker-style), so either the evictor sees
+ * the pause and backs off, or the pause sees the evictor and waits for it.
+ */
+static bool evict_enter(struct ufp_pager *p)
+{
+	atomic_fetch_add(&p->evicting, 1);         /* seq_cst: see above */
+	if (!atomic_load(&p->reclaim_paused))      /* seq_cst: pairs with reclaim_pause */
+		return true;
+	atomic_fetch_sub(&p->evicting, 1);
+	return false;
+}
+
+static void evict_exit(struct ufp_pager *p)
+{
+	atomic_fetch_sub(&p->evicting, 1);
+}
+
+/* A caller that must evict (PAGEOUT) waits out a pause (a fork). */
+static void evict_enter_wait(struct ufp_pager *p)
+{
+	while (!evict_enter(p))
+		usleep(100);
+}
+
 bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 {
 	uintptr_t s = p->staging;
@@ -451,7 +479,10 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	}
 	if (set == UFP_STAGING_SETS)
 		return 0;
-	atomic_fetch_add(&p->evicting, 1);
+	if (!evict_enter(p)) {
+		atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+		return 0;
+	}
 	while (got < want && wraps < 3 && !atomic_load(&p->reclaim_paused) &&
 	       !atomic_load_explicit(&p->swap_full, memory_order_relaxed)) {
 		bool wrapped = false;
@@ -459,7 +490,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
 		wraps += wrapped;
 	}
-	atomic_fetch_sub(&p->evicting, 1);
+	evict_exit(p);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
 	/* Three sweeps and nothing evictable (read-only or PROT_NONE pages,
 	 * pages shared with a fork child): stop throttling faults for a while,
@@ -571,13 +602,19 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 			break;
 		sched_yield();
 	}
-	atomic_fetch_add(&p->evicting, 1);
+	evict_enter_wait(p);
 	while (hand < e && !atomic_load(&p->swap_full)) {
 		bool wrapped = false;
 
+		if (atomic_load(&p->reclaim_paused)) {
+			/* a fork is bringing every page back: let it, and go
+			 * on from the same place afterwards */
+			evict_exit(p);
+			evict_enter_wait(p);
+		}
 		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e);
 	}
-	atomic_fetch_sub(&p->evicting, 1);
+	evict_exit(p);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
 	return atomic_load(&p->swap_full) ? -ENOSPC : got;
 }
@@ -586,7 +623,7 @@ void reclaim_pause(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return;
-	atomic_store(&p->reclaim_paused, true);
+	atomic_store(&p->reclaim_paused, true);    /* seq_cst: pairs with evict_enter */
 	while (atomic_load(&p->evicting))
 		sched_yield();
 }
@@ -602,47 +639,71 @@ void reclaim_resume(struct ufp_pager *p)
 /* Fork policy: bring every evicted page back (pager write lock held, so
  * no structural op runs; reclaim paused, so no eviction runs). A swap-in
  * in flight is taken over: the page is installed here and its generation
- * bumped, so the owner releases the copy and installs nothing. */
+ * bumped, so the owner releases the copy and installs nothing. The forking
+ * thread may never have called the library: it gets an I/O context here
+ * (normal context), or borrows a shared one. */
+struct swapin_all_ctx {
+	struct ufp_tstats *ts;
+	struct swb_ctx *ctx;
+	long failed;
+};
+
 static void swapin_region(struct ufp_region *r, void *arg)
 {
-	struct ufp_pager *p = arg;
-	struct ufp_tstats *ts = ufp_tstats_get(p, true);
-	struct swb_ctx *ctx = ts->swb_ctx;
-	void *buf;
+	struct ufp_pager *p = r->pager;
+	struct swapin_all_ctx *sa = arg;
+	struct ufp_tstats *ts = sa->ts;
+	void *buf = swb_ctx_buf(sa->ctx, 0);
 
-	if (!ctx)
-		return;
-	buf = swb_ctx_buf(ctx, 0);
 	for (uintptr_t a = region_start(r); a < region_end(r); a += UFP_PAGE_SIZE) {
 		size_t i = pte_index(p, a);
 		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_acquire), h, failed = 0;
+		int err = -EBUSY;
 
 		if (!(v & PTE_SWAPPED))
 			continue;
 		h = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
-		if (swb_load(ctx, &h, 1, &buf, &failed) == 0 &&
-		    uffd_fill(p, ts, a, buf, UFP_PAGE_SIZE, true) > 0) {
-			uint64_t nv = (v & PTE_GEN_MASK) + ((v & PTE_INFLIGHT) ? PTE_GEN_ONE : 0);
+		for (int tries = 0; err == -EBUSY && tries < 1000; tries++)
+			err = swb_load(sa->ctx, &h, 1, &buf, &failed);
+		if (err || failed || uffd_fill(p, ts, a, buf, UFP_PAGE_SIZE, true) <= 0) {
+			/* the parent keeps the page (still swapped); the
+			 * child will not see it: say so */
+			sa->failed++;
+			continue;
+		}
+		uint64_t nv = (v & PTE_GEN_MASK) + ((v & PTE_INFLIGHT) ? PTE_GEN_ONE : 0);
 
-			/* acq_rel: pairs with the in-flight owner's re-check */
-			if (atomic_compare_exchange_strong_explicit(&p->pte[i], &v, nv | PTE_PRESENT,
-					memory_order_acq_rel, memory_order_relaxed)) {
-				if (!(v & PTE_INFLIGHT))
-					swb_release(p->swb, h);
-				STAT_ADD(ts, resident_pages, 1);
-				STAT_INC(ts, swapins);
-			}
+		/* acq_rel: pairs with the in-flight owner's CAS in swap_in */
+		if (atomic_compare_exchange_strong_explicit(&p->pte[i], &v, nv | PTE_PRESENT,
+				memory_order_acq_rel, memory_order_relaxed)) {
+			if (!(v & PTE_INFLIGHT))
+				swb_release(p->swb, h);
+			STAT_ADD(ts, resident_pages, 1);
+			STAT_INC(ts, swapins);
 		}
 	}
 }
 
 int swapin_all_locked(struct ufp_pager *p)
 {
+	struct swapin_all_ctx sa;
+
 	if (!p->swb)
 		return 0;
 	pager_assert_write_locked(p);
-	region_tree_walk(&p->tree, swapin_region, p);
-	return 0;
+	sa.ts = ufp_tstats_get(p, true);
+	sa.failed = 0;
+	thread_ctx_ensure(p, sa.ts);
+	while (!(sa.ctx = ufp_swb_ctx_get(p, sa.ts)))
+		sched_yield();       /* every shared context busy: they are short-lived */
+	region_tree_walk(&p->tree, swapin_region, &sa);
+	ufp_swb_ctx_put(p, sa.ts, sa.ctx);
+	if (sa.failed) {
+		ufp_set_error("ufpager: fork: %ld evicted pages could not be read back; a "
+			      "child process reads them as zeros", sa.failed);
+		STAT_ADD(sa.ts, fork_swapin_failed, sa.failed);
+	}
+	return sa.failed ? -EIO : 0;
 }
 
 /* ======================================================================

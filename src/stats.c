@@ -15,63 +15,53 @@
 
 #include "ufp_internal.h"
 
-#define TLS_SLOTS 4
-static __thread struct {
-	uint64_t id;
-	struct ufp_tstats *ts;
-} tls_ts[TLS_SLOTS] __attribute__((tls_model("initial-exec")));
-static __thread unsigned tls_next __attribute__((tls_model("initial-exec")));
-
-/*
- * At thread exit, give back the swap I/O contexts (an io_uring instance,
- * an fd and registered buffers each) of the pagers that are still alive;
- * the counter blocks stay on their pagers' lists (the counts are
- * cumulative). A thread pool that churns threads would otherwise leak one
- * ring per thread until the pager goes.
- */
-static pthread_key_t ts_key;
-static pthread_once_t ts_key_once = PTHREAD_ONCE_INIT;
-
-static void ts_thread_exit(void *unused)
+/* A new counter block for the calling thread, on the pager's list.
+ * Normal context (allocates). NULL when out of memory. */
+struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p)
 {
-	(void)unused;
-	for (unsigned i = 0; i < TLS_SLOTS; i++)
-		if (tls_ts[i].id) {
-			pager_thread_exit(tls_ts[i].id, tls_ts[i].ts);
-			tls_ts[i].id = 0;
-			tls_ts[i].ts = NULL;
-		}
-}
+	struct ufp_tstats *ts = aligned_alloc(UFP_CACHELINE, (sizeof(*ts) + UFP_CACHELINE - 1) &
+					      ~(size_t)(UFP_CACHELINE - 1));
 
-static void ts_key_make(void)
-{
-	pthread_key_create(&ts_key, ts_thread_exit);
-}
-
-struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
-{
-	struct ufp_tstats *ts;
-
-	for (unsigned i = 0; i < TLS_SLOTS; i++)
-		if (tls_ts[i].id == p->id)
-			return tls_ts[i].ts;
-	if (!may_alloc)
-		return &p->shared_ts;
-	ts = aligned_alloc(UFP_CACHELINE, (sizeof(*ts) + UFP_CACHELINE - 1) &
-			   ~(size_t)(UFP_CACHELINE - 1));
 	if (!ts)
-		return &p->shared_ts;
+		return NULL;
 	memset(ts, 0, sizeof(*ts));
 	pthread_mutex_lock(&p->stats_lock);
 	ts->next = p->tstats;
 	p->tstats = ts;
 	pthread_mutex_unlock(&p->stats_lock);
-	tls_ts[tls_next].id = p->id;
-	tls_ts[tls_next].ts = ts;
-	tls_next = (tls_next + 1) % TLS_SLOTS;
-	pthread_once(&ts_key_once, ts_key_make);
-	pthread_setspecific(ts_key, (void *)1);
 	return ts;
+}
+
+/*
+ * A thread is gone: fold its block into the pager's totals of exited
+ * threads and free it, so that a pool that churns threads keeps a bounded
+ * number of blocks. stats_lock held; the block's thread no longer runs.
+ */
+void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	struct ufp_tstats **pp;
+
+	for (pp = &p->tstats; *pp && *pp != ts; pp = &(*pp)->next)
+		;
+	if (!*pp)
+		return;
+	*pp = ts->next;
+	for (unsigned i = 0; i < UFP_C_NR; i++)
+		atomic_fetch_add_explicit(&p->exited_ts.c[i],
+			atomic_load_explicit(&ts->c[i], memory_order_relaxed), memory_order_relaxed);
+	for (unsigned l = 0; l < UFP_L_NR; l++) {
+		struct ufp_hist *d = &p->exited_ts.h[l], *h = &ts->h[l];
+		uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+
+		for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++)
+			atomic_fetch_add_explicit(&d->b[i], atomic_load_explicit(&h->b[i],
+					memory_order_relaxed), memory_order_relaxed);
+		atomic_fetch_add_explicit(&d->sum, atomic_load_explicit(&h->sum,
+				memory_order_relaxed), memory_order_relaxed);
+		if (m > atomic_load_explicit(&d->max, memory_order_relaxed))
+			atomic_store_explicit(&d->max, m, memory_order_relaxed);
+	}
+	free(ts);
 }
 
 void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v)
@@ -172,30 +162,32 @@ static void merge_block(struct ufp_tstats *ts, int64_t *c, uint64_t (*b)[UFP_HIS
 	}
 }
 
+/* Merge every block into *out (a whole struct ufp_stats). The bucket
+ * sums live in the pager, under stats_lock: no 12 KiB on the caller's
+ * stack or in thread-local storage. */
 void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 {
 	int64_t c[UFP_C_NR] = { 0 };
-	static __thread uint64_t b[UFP_L_NR][UFP_HIST_BUCKETS];
+	uint64_t (*b)[UFP_HIST_BUCKETS] = p->merge_buckets;
 	uint64_t max[UFP_L_NR] = { 0 }, sum[UFP_L_NR] = { 0 };
-	uint32_t size = out->size;
 
-	memset(b, 0, sizeof(b));
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	out->version = UFP_STATS_VERSION;
 	pthread_mutex_lock(&p->stats_lock);
+	memset(p->merge_buckets, 0, sizeof(p->merge_buckets));
 	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 		merge_block(ts, c, b, max, sum);
 	merge_block(&p->shared_ts, c, b, max, sum);
-	pthread_mutex_unlock(&p->stats_lock);
-
-	memset(out, 0, sizeof(*out));
-	out->size = size;
-	out->version = UFP_STATS_VERSION;
-#define UFP_X_COPY(name, kind, desc) out->name = c[UFP_C_##name] < 0 ? 0 : (uint64_t)c[UFP_C_##name];
-	UFP_STAT_COUNTERS(UFP_X_COPY)
-#undef UFP_X_COPY
+	merge_block(&p->exited_ts, c, b, max, sum);
 #define UFP_X_LAT(name, desc) \
 	ufp_hist_summary(b[UFP_L_##name], max[UFP_L_##name], sum[UFP_L_##name], &out->name);
 	UFP_STAT_LATENCIES(UFP_X_LAT)
 #undef UFP_X_LAT
+	pthread_mutex_unlock(&p->stats_lock);
+#define UFP_X_COPY(name, kind, desc) out->name = c[UFP_C_##name] < 0 ? 0 : (uint64_t)c[UFP_C_##name];
+	UFP_STAT_COUNTERS(UFP_X_COPY)
+#undef UFP_X_COPY
 }
 
 int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
@@ -203,7 +195,8 @@ int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
 	int64_t sum;
 
 	pthread_mutex_lock(&p->stats_lock);
-	sum = atomic_load_explicit(&p->shared_ts.c[c], memory_order_relaxed);
+	sum = atomic_load_explicit(&p->shared_ts.c[c], memory_order_relaxed) +
+	      atomic_load_explicit(&p->exited_ts.c[c], memory_order_relaxed);
 	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 		sum += atomic_load_explicit(&ts->c[c], memory_order_relaxed);
 	pthread_mutex_unlock(&p->stats_lock);
@@ -260,42 +253,3 @@ void ufp_stats_print_json(FILE *f, const struct ufp_stats *s)
 #undef UFP_X_JSON
 	fprintf(f, "}}\n");
 }
-
-/* ======================================================================
- * Thread-local error detail (ufp_last_error).
- * ====================================================================== */
-
-static __thread char last_error[512];
-
-void ufp_set_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-}
-
-void ufp_clear_error(void)
-{
-	last_error[0] = '\0';
-}
-
-UFP_API const char *ufp_last_error(void)
-{
-	return last_error;
-}
-
-_Noreturn void ufp_bug(const char *expr, const char *file, int line)
-{
-	fprintf(stderr, "ufpager: BUG: %s at %s:%d\n", expr, file, line);
-	abort();
-}
-
-#ifdef UFP_DEBUG
-void ufp_assert_fail(const char *expr, const char *file, int line)
-{
-	fprintf(stderr, "ufpager: assertion failed: %s at %s:%d\n", expr, file, line);
-	abort();
-}
-#endif

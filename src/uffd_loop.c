@@ -29,8 +29,6 @@
 
 #include "ufp_internal.h"
 
-static __thread bool tls_is_handler __attribute__((tls_model("initial-exec")));
-static __thread bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
 
 /* ======================================================================
  * Opening and probing (normal context).
@@ -509,7 +507,7 @@ static void *event_worker(void *arg)
 {
 	struct ufp_pager *p = arg;
 
-	urcu_memb_register_thread();
+	thread_mark_service(true);
 	for (;;) {
 		struct cds_wfcq_node *node;
 		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
@@ -526,7 +524,7 @@ static void *event_worker(void *arg)
 			break;
 		futex_word(&p->evq_futex, FUTEX_WAIT_PRIVATE, w);
 	}
-	urcu_memb_unregister_thread();
+	thread_unmark_service();
 	return NULL;
 }
 
@@ -535,7 +533,7 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m)
 	struct ufp_event *ev = malloc(sizeof(*ev));
 
 	if (!ev) {
-		fprintf(stderr, "ufpager: out of memory queueing a uffd event; region tree "
+		ufp_log("ufpager: out of memory queueing a uffd event; region tree "
 			"may disagree with the kernel for [%llx..)\n",
 			(unsigned long long)m->arg.remove.start);
 		return;
@@ -625,9 +623,7 @@ static void *handler_main(void *arg)
 	struct ufp_tstats *ts;
 	uint64_t spin_ns = p->opt.spin_us > 0 ? (uint64_t)p->opt.spin_us * 1000 : 0;
 
-	tls_is_handler = true;
-	urcu_memb_register_thread();
-	tls_rcu_registered = true;
+	thread_mark_service(true);
 	ts = ufp_tstats_get(p, true);
 	reclaim_thread_enter(p, ts);
 
@@ -693,8 +689,7 @@ static void *handler_main(void *arg)
 				handle_event(p, &msgs[i]);
 		}
 	}
-	tls_rcu_registered = false;
-	urcu_memb_unregister_thread();
+	thread_unmark_service();
 	return NULL;
 }
 
@@ -706,7 +701,7 @@ static void *event_reader_main(void *arg)
 	struct ufp_pager *p = h->pager;
 	struct uffd_msg msgs[MSG_BATCH];
 
-	tls_is_handler = true;
+	thread_mark_service(false);
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
 
@@ -806,49 +801,6 @@ void uffd_stop_threads(struct ufp_pager *p)
 }
 
 /* ======================================================================
- * Thread registration (normal context).
- * ====================================================================== */
-
-static pthread_key_t rcu_key;
-static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
-
-static void rcu_key_destroy(void *v)
-{
-	(void)v;
-	if (tls_rcu_registered) {
-		tls_rcu_registered = false;
-		urcu_memb_unregister_thread();
-	}
-}
-
-static void rcu_key_make(void)
-{
-	pthread_key_create(&rcu_key, rcu_key_destroy);
-}
-
-void ufp_thread_enter(struct ufp_pager *p)
-{
-	if (ufp_unlikely(!tls_rcu_registered) && !tls_is_handler) {
-		pthread_once(&rcu_key_once, rcu_key_make);
-		urcu_memb_register_thread();
-		tls_rcu_registered = true;
-		pthread_setspecific(rcu_key, (void *)1);
-	}
-	if (p)
-		reclaim_thread_enter(p, ufp_tstats_get(p, true));
-}
-
-bool ufp_thread_rcu_registered(void)
-{
-	return tls_rcu_registered;
-}
-
-bool ufp_is_handler_thread(void)
-{
-	return tls_is_handler;
-}
-
-/* ======================================================================
  * Self-paging: the SIGBUS handler.
  * ====================================================================== */
 
@@ -936,7 +888,7 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 			uint64_t t0 = ufp_now_ns();
 			bool write = fault_was_write(uc);
 
-			while ((r = ufp_serve_fault(p, ts, addr, write, tls_rcu_registered)) == -EAGAIN)
+			while ((r = ufp_serve_fault(p, ts, addr, write, thread_rcu_registered())) == -EAGAIN)
 				sched_yield();
 			if (r == 0) {
 				ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);

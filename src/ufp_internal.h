@@ -76,8 +76,15 @@ static inline uint64_t ufp_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Record a thread-local error detail for ufp_last_error(). */
+/* Print a warning on stderr when UFPAGER_VERBOSE=1 (error.c); the library
+ * is silent otherwise. Normal context. */
+void ufp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool ufp_verbose(void);
+
+/* Record the calling thread's error detail for ufp_last_error() (thread.c):
+ * the one error channel. ufp_error returns err, for `return ufp_error(...)`. */
 void ufp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ufp_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ufp_clear_error(void);
 
 /* ======================================================================
@@ -100,6 +107,7 @@ struct ufp_options {
 	const char *swap_dir;
 	uint64_t dirty_track;
 	uint64_t second_chance;
+	uint64_t verbose;
 	enum ufp_opt_source src[16];
 };
 
@@ -151,11 +159,18 @@ struct ufp_tstats {
 
 struct ufp_pager;
 /* This thread's block for pager p, or the pager's shared fallback block
- * when none exists and may not be created (signal context). */
+ * when none exists and may not be created (signal context). thread.c */
 struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc);
+/* A new block on p's list (stats.c; normal context). */
+struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p);
+/* Fold a dead thread's block into p's totals and free it; stats_lock held. */
+void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts);
 void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
-/* A thread is done with pager `id`: free its swap I/O context (pager.c). */
+/* A thread is done with pager `id`: free its swap I/O context and retire
+ * its counter block if the pager still lives (pager.c). */
 void pager_thread_exit(uint64_t id, struct ufp_tstats *ts);
+/* Does the pager with this id still exist? Lock-free (pager.c). */
+bool pager_id_alive(uint64_t id);
 void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
 void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
 void ufp_stats_free_all(struct ufp_pager *p);
@@ -389,6 +404,8 @@ struct ufp_pager {
 	pthread_mutex_t stats_lock;
 	struct ufp_tstats *tstats;     /* list of per-thread blocks */
 	struct ufp_tstats shared_ts;   /* unregistered threads (signal ctx) */
+	struct ufp_tstats exited_ts;   /* folded blocks of exited threads */
+	uint64_t merge_buckets[UFP_L_NR][UFP_HIST_BUCKETS];  /* merge scratch, stats_lock */
 	uint64_t id;                   /* unique per pager in the process */
 	struct ufp_tstats *gauge_ts;   /* structural-op gauges */
 
@@ -516,10 +533,15 @@ int swapin_all_locked(struct ufp_pager *p);
 bool pte_discard(struct ufp_pager *p, size_t i);
 bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 
-/* Thread registration with RCU (outside signal context). */
+/* Per-thread state (thread.c). ufp_thread_enter: register the calling
+ * thread with RCU and give it its counter block and I/O context for p
+ * (p may be NULL); normal context. thread_mark_service: the calling
+ * thread is one of ours (handler, event worker...), rcu: register it. */
 void ufp_thread_enter(struct ufp_pager *p);
-bool ufp_thread_rcu_registered(void);
+bool thread_rcu_registered(void);
 bool ufp_is_handler_thread(void);
+int thread_mark_service(bool rcu);
+void thread_unmark_service(void);
 
 /* pager.c */
 /* Writes are tracked by the kernel (WP_ASYNC + PAGEMAP_SCAN). */

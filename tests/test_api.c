@@ -298,7 +298,40 @@ START_TEST(options_parse_sizes_and_env)
 
 	setenv("UFPAGER_LOCK_MODE", "global", 1);
 	setenv("UFPAGER_BUDGET", "64M", 1);
-	setenv("UFPAGER_FAULT_AROUND", "nonsense", 1);  /* reported, default kept */
+	/* a bad environment value is refused, with the variable named */
+	setenv("UFPAGER_FAULT_AROUND", "nonsense", 1);
+	ck_assert_int_eq(ufp_options_resolve(NULL, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "UFPAGER_FAULT_AROUND=nonsense"));
+	unsetenv("UFPAGER_FAULT_AROUND");
+	/* one validation for both sources: the API's limits hold for the
+	 * environment too */
+	static const char *bad_env[][2] = {
+		{ "UFPAGER_FAULT_AROUND", "100000" }, { "UFPAGER_HANDLER_THREADS", "2000" },
+		{ "UFPAGER_BUDGET", "12345" }, { "UFPAGER_ARENA_SIZE", "4097" },
+		{ "UFPAGER_SPIN_US", "-2" }, { "UFPAGER_DIRTY_TRACK", "2" },
+	};
+	for (unsigned k = 0; k < sizeof(bad_env) / sizeof(bad_env[0]); k++) {
+		char *old = getenv(bad_env[k][0]) ? strdup(getenv(bad_env[k][0])) : NULL;
+
+		setenv(bad_env[k][0], bad_env[k][1], 1);
+		ck_assert_msg(ufp_options_resolve(NULL, &o) == -EINVAL, "%s=%s accepted",
+			      bad_env[k][0], bad_env[k][1]);
+		ck_assert_msg(strstr(ufp_last_error(), bad_env[k][0]), "detail '%s' names no variable",
+			      ufp_last_error());
+		if (old)
+			setenv(bad_env[k][0], old, 1);
+		else
+			unsetenv(bad_env[k][0]);
+		free(old);
+	}
+	struct ufp_params bad = { .size = sizeof(bad), .version = UFP_PARAMS_VERSION,
+				  .handler_threads = 2000 };
+	ck_assert_int_eq(ufp_options_resolve(&bad, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "handler_threads"));
+	bad = (struct ufp_params){ .size = sizeof(bad), .version = UFP_PARAMS_VERSION,
+				   .budget = 12345 };
+	ck_assert_int_eq(ufp_options_resolve(&bad, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "page size"));
 	ck_assert_int_eq(ufp_options_resolve(NULL, &o), 0);
 	ck_assert_uint_eq(o.lock_mode, UFP_LOCK_GLOBAL);
 	ck_assert_int_eq(o.src[3], UFP_SRC_ENV);

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * thread.c - the library's state per thread: one pointer of thread-local
+ * storage to a block allocated on the thread's first ufp_ call. The block
+ * holds the thread's RCU registration, whether it is one of our service
+ * threads, its counter block per pager, and its last error detail.
+ *
+ * The library runs in other people's threads, some with small stacks: TLS
+ * is carved out of every thread's stack in the process (static TLS), so it
+ * stays a pointer. A thread that never called the library has no block;
+ * in a signal handler it uses the pager's shared counters and the
+ * pager-lock fallback.
+ *
+ * Concurrency contract: a block is owned by its thread. The SIGBUS handler
+ * may interrupt the owner while it grows its pager table: the table is
+ * replaced, never edited in place, and the new one is published with a
+ * signal fence, so the handler sees the old table or the new one, whole.
+ * At thread exit every counter block is handed back to its pager (folded
+ * into the pager's totals, its I/O context destroyed) if the pager lives.
+ */
+#include <stdarg.h>
+#include <sys/mman.h>
+
+#include "ufp_internal.h"
+
+struct thread_ts {
+	uint64_t id;                 /* pager id: unique, never reused */
+	struct ufp_tstats *ts;
+};
+
+struct ufp_thread {
+	struct thread_ts *tab;       /* replaced whole (signal-safe readers) */
+	unsigned ntab, cap;
+	unsigned last;               /* index of the last hit */
+	bool is_service;             /* one of ufpager's own threads */
+	bool rcu_registered;
+	char last_error[512];
+};
+
+static __thread struct ufp_thread *tls_thread __attribute__((tls_model("initial-exec")));
+
+/* For threads whose block could not be allocated: the error stays readable. */
+static const char oom_error[] = "ufpager: out of memory for per-thread state";
+static __thread bool tls_oom __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: give every counter block back to its pager, leave RCU. */
+static void thread_exit(void *arg)
+{
+	struct ufp_thread *t = arg;
+
+	for (unsigned i = 0; i < t->ntab; i++)
+		pager_thread_exit(t->tab[i].id, t->tab[i].ts);
+	if (t->rcu_registered)
+		urcu_memb_unregister_thread();
+	tls_thread = NULL;
+	free(t->tab);
+	free(t);
+}
+
+static void thread_key_make(void)
+{
+	pthread_key_create(&thread_key, thread_exit);
+}
+
+/* This thread's block; allocated on first use (normal context only). */
+static struct ufp_thread *thread_self(bool may_alloc)
+{
+	struct ufp_thread *t = tls_thread;
+
+	if (ufp_likely(t) || !may_alloc)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		tls_oom = true;
+		return NULL;
+	}
+	pthread_once(&thread_key_once, thread_key_make);
+	pthread_setspecific(thread_key, t);
+	tls_thread = t;
+	return t;
+}
+
+bool ufp_is_handler_thread(void)
+{
+	struct ufp_thread *t = tls_thread;
+
+	return t && t->is_service;
+}
+
+bool thread_rcu_registered(void)
+{
+	struct ufp_thread *t = tls_thread;
+
+	return t && t->rcu_registered;
+}
+
+int thread_mark_service(bool rcu)
+{
+	struct ufp_thread *t = thread_self(true);
+
+	if (!t)
+		return -ENOMEM;
+	t->is_service = true;
+	if (rcu && !t->rcu_registered) {
+		urcu_memb_register_thread();
+		t->rcu_registered = true;
+	}
+	return 0;
+}
+
+void thread_unmark_service(void)
+{
+	struct ufp_thread *t = tls_thread;
+
+	if (t && t->rcu_registered) {
+		urcu_memb_unregister_thread();
+		t->rcu_registered = false;
+	}
+}
+
+void ufp_thread_enter(struct ufp_pager *p)
+{
+	struct ufp_thread *t = thread_self(true);
+
+	if (t && ufp_unlikely(!t->rcu_registered) && !t->is_service) {
+		urcu_memb_register_thread();
+		t->rcu_registered = true;
+	}
+	if (p)
+		reclaim_thread_enter(p, ufp_tstats_get(p, true));
+}
+
+/* ======================================================================
+ * Counter blocks per pager.
+ * ====================================================================== */
+
+/* Drop entries of pagers that are gone, then make room for one more.
+ * Normal context. Returns false when out of memory. */
+static bool tab_make_room(struct ufp_thread *t)
+{
+	struct thread_ts *nt;
+	unsigned n = 0, cap;
+
+	if (t->ntab < t->cap)
+		return true;
+	cap = t->cap ? t->cap * 2 : 4;
+	nt = malloc(cap * sizeof(*nt));
+	if (!nt)
+		return false;
+	for (unsigned i = 0; i < t->ntab; i++)
+		if (pager_id_alive(t->tab[i].id))
+			nt[n++] = t->tab[i];
+	if (n < t->ntab / 2 && t->cap) {
+		/* mostly stale: keep the old size */
+		cap = t->cap;
+	}
+	struct thread_ts *old = t->tab;
+
+	/* publish whole: a signal handler on this thread sees either table */
+	t->tab = nt;
+	atomic_signal_fence(memory_order_release);
+	t->ntab = n;
+	t->cap = cap;
+	t->last = 0;
+	atomic_signal_fence(memory_order_release);
+	free(old);
+	return true;
+}
+
+struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
+{
+	struct ufp_thread *t = tls_thread;
+	struct ufp_tstats *ts;
+
+	if (t) {
+		unsigned n = t->ntab, last = t->last;
+		struct thread_ts *tab = t->tab;
+
+		atomic_signal_fence(memory_order_acquire);
+		if (last < n && tab[last].id == p->id)
+			return tab[last].ts;
+		for (unsigned i = 0; i < n; i++)
+			if (tab[i].id == p->id) {
+				t->last = i;
+				return tab[i].ts;
+			}
+	}
+	if (!may_alloc)
+		return &p->shared_ts;
+	t = thread_self(true);
+	if (!t || !tab_make_room(t))
+		return &p->shared_ts;
+	ts = ufp_tstats_new(p);
+	if (!ts)
+		return &p->shared_ts;
+	t->tab[t->ntab].id = p->id;
+	t->tab[t->ntab].ts = ts;
+	atomic_signal_fence(memory_order_release);  /* entry before count */
+	t->last = t->ntab++;
+	return ts;
+}
+
+/* ======================================================================
+ * Error detail (ufp_last_error): the one error channel.
+ * ====================================================================== */
+
+void ufp_set_error(const char *fmt, ...)
+{
+	struct ufp_thread *t = thread_self(true);
+	va_list ap;
+
+	if (!t)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
+	va_end(ap);
+}
+
+int ufp_error(int err, const char *fmt, ...)
+{
+	struct ufp_thread *t = thread_self(true);
+	va_list ap;
+
+	if (!t)
+		return err;
+	va_start(ap, fmt);
+	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+void ufp_clear_error(void)
+{
+	struct ufp_thread *t = tls_thread;
+
+	tls_oom = false;
+	if (t)
+		t->last_error[0] = '\0';
+}
+
+UFP_API const char *ufp_last_error(void)
+{
+	struct ufp_thread *t = tls_thread;
+
+	if (tls_oom)
+		return oom_error;
+	return t ? t->last_error : "";
+}

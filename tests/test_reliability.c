@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_reliability.c - regressions of what an outside stress and misuse
+ * run found: data lost at fork (from a thread that never called ufp_, and
+ * racing a PAGEOUT), mremap of managed memory with evicted pages, a full
+ * /dev/shm, per-thread state leaking across many pagers, a stats struct
+ * smaller than ours, threads with small stacks, and signal handlers that
+ * touch managed memory while their thread is inside the library. Every
+ * test carries page patterns.
+ */
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+#include "ufp_test.h"
+
+static const unsigned deliveries[2] = { UFP_DELIVERY_SIGBUS, UFP_DELIVERY_HANDLER };
+
+static ufp_pager *budget_pager(unsigned delivery, uint64_t budget)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .delivery = delivery,
+		.budget = budget, .arena_size = 1ull << 30, .swap_size = 256 << 20,
+		.ztier_size = 4 << 20, .flags = UFP_PF_NO_EXPORT,
+	};
+	ufp_pager *p = NULL;
+	int r = ufp_pager_create(&pr, &p);
+
+	ck_assert_msg(r == 0, "create: %d %s", r, ufp_last_error());
+	return p;
+}
+
+/* Random-looking (incompressible) content derived from address + gen. */
+static void fill_rand(void *page, uint32_t gen)
+{
+	uint64_t *w = page, x = ufp_pattern((uintptr_t)page, gen);
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		w[i] = x;
+	}
+}
+
+/* Compare with the content fill_rand wrote at address `orig`. */
+static bool check_rand_at(const void *page, uintptr_t orig, uint32_t gen)
+{
+	const uint64_t *w = page;
+	uint64_t x = ufp_pattern(orig, gen);
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		if (w[i] != x)
+			return false;
+	}
+	return true;
+}
+
+static bool check_rand(const void *page, uint32_t gen)
+{
+	return check_rand_at(page, (uintptr_t)page, gen);
+}
+
+static struct ufp_stats stats(ufp_pager *p)
+{
+	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
+
+	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
+	return s;
+}
+
+/* Child: verify n pages; exit status = pages wrong (capped). */
+static int child_verify(char *m, size_t n, uint32_t gen)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < n; i++)
+		bad += !check_rand(m + i * PAGE, gen);
+	return bad > 250 ? 250 : bad;
+}
+
+/* ---- 1. fork from a thread that never called ufp_ -------------------- */
+
+struct fork_arg {
+	char *m;
+	size_t n;
+	uint32_t gen;
+	int status;
+};
+
+static void *plain_forker(void *arg)
+{
+	struct fork_arg *a = arg;
+	pid_t c = fork();
+
+	if (c == 0)
+		_exit(child_verify(a->m, a->n, a->gen));
+	waitpid(c, &a->status, 0);
+	return NULL;
+}
+
+START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
+{
+	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	const size_t n = 1024;   /* 4 MiB over a 1 MiB budget */
+	struct fork_arg a = { .n = n, .gen = 3 };
+	pthread_t th;
+
+	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
+	for (size_t i = 0; i < n; i++)
+		fill_rand(a.m + i * PAGE, a.gen);
+	ck_assert_int_eq(ufp_advise(p, a.m, n * PAGE, UFP_ADV_PAGEOUT), 0);
+	ck_assert_int_gt(stats(p).swapouts, n / 2);
+	for (int round = 0; round < 3; round++) {
+		ck_assert_int_eq(pthread_create(&th, NULL, plain_forker, &a), 0);
+		pthread_join(th, NULL);
+		ck_assert_msg(WIFEXITED(a.status) && WEXITSTATUS(a.status) == 0,
+			      "round %d: child read %d wrong pages (status %#x)", round,
+			      WEXITSTATUS(a.status), a.status);
+	}
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(check_rand(a.m + i * PAGE, a.gen), "parent page %zu", i);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* ---- 2. fork while another thread pages out -------------------------- */
+
+struct pageout_arg {
+	ufp_pager *p;
+	char *m;
+	size_t n;
+	_Atomic bool stop;
+};
+
+static void *pageout_loop(void *arg)
+{
+	struct pageout_arg *a = arg;
+
+	while (!atomic_load(&a->stop)) {
+		/* a page out of what the fork handler just swapped in */
+		ck_assert_int_eq(ufp_advise(a->p, a->m, a->n * PAGE, UFP_ADV_PAGEOUT), 0);
+	}
+	return NULL;
+}
+
+START_TEST(fork_racing_pageout_keeps_evicted_pages)
+{
+	ufp_pager *p = budget_pager(deliveries[_i], 2 << 20);
+	struct pageout_arg a = { .p = p, .n = 512 };
+	uint32_t gen = 0;
+	pthread_t th;
+
+	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, pageout_loop, &a), 0);
+	for (int round = 0; round < 12; round++) {
+		int st;
+		pid_t c;
+
+		/* A fork leaves every page shared (not exclusive) with the
+		 * child, and UFFDIO_MOVE refuses those until written again:
+		 * rewrite them so that the page-out has work to race with. */
+		gen = (uint32_t)round + 1;
+		for (size_t i = 0; i < a.n; i++)
+			fill_rand(a.m + i * PAGE, gen);
+		usleep(2000);
+		c = fork();
+		if (c == 0)
+			_exit(child_verify(a.m, a.n, gen));
+		ck_assert_int_eq(waitpid(c, &st, 0), c);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			      "round %d: child read %d wrong pages (status %#x)", round,
+			      WEXITSTATUS(st), st);
+	}
+	atomic_store(&a.stop, true);
+	pthread_join(th, NULL);
+	ck_assert_int_gt(stats(p).swapouts, 0);
+	for (size_t i = 0; i < a.n; i++)
+		ck_assert(check_rand(a.m + i * PAGE, gen));
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* ---- 4. mremap of managed memory with evicted pages ------------------- */
+
+START_TEST(mremap_carries_evicted_pages)
+{
+	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	const size_t n = 64;
+	char *m, *to, *res;
+
+	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (size_t i = 0; i < n; i++)
+		fill_rand(m + i * PAGE, 9);
+	/* half evicted, half resident, and one never-touched page after */
+	ck_assert_int_eq(ufp_advise(p, m, n / 2 * PAGE, UFP_ADV_PAGEOUT), 0);
+	ck_assert_int_ge(stats(p).swapouts, n / 2);
+	to = mmap(NULL, (n + 1) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(to, MAP_FAILED);
+	res = mremap(m, n * PAGE, n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	ck_assert_ptr_eq(res, to);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(check_rand_at(to + i * PAGE, (uintptr_t)(m + i * PAGE), 9),
+			      "page %zu (%s) lost by mremap", i, i < n / 2 ? "evicted" : "resident");
+	/* the moved range is the program's own memory now */
+	memset(to, 0x5a, n * PAGE);
+	ck_assert_int_eq(to[n * PAGE - 1], 0x5a);
+	munmap(to, (n + 1) * PAGE);
+	ck_assert_int_eq(stats(p).events_remap, 1);
+	/* the old range is no longer mapped in the pager */
+	ck_assert_int_eq(ufp_unmap(p, m, n * PAGE), -EINVAL);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* A thread that touches the moved range right away races the swap-in. */
+struct remap_race {
+	char *volatile to;
+	char *orig;
+	size_t n;
+	int bad;
+};
+
+static void *remap_reader(void *arg)
+{
+	struct remap_race *a = arg;
+	char *to;
+
+	while (!(to = a->to))
+		sched_yield();
+	for (size_t k = 0; k < a->n; k++) {
+		size_t i = a->n - 1 - k;   /* from the end: the swap-in goes forward */
+
+		a->bad += !check_rand_at(to + i * PAGE, (uintptr_t)(a->orig + i * PAGE), 4);
+	}
+	return NULL;
+}
+
+START_TEST(mremap_racing_reader_sees_every_page)
+{
+	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	struct remap_race a = { .n = 512 };
+	pthread_t th;
+	char *dst;
+
+	ufp_thread_register();
+	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.orig), 0);
+	for (size_t i = 0; i < a.n; i++)
+		fill_rand(a.orig + i * PAGE, 4);
+	ck_assert_int_eq(ufp_advise(p, a.orig, a.n * PAGE, UFP_ADV_PAGEOUT), 0);
+	dst = mmap(NULL, a.n * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(dst, MAP_FAILED);
+	ck_assert_int_eq(pthread_create(&th, NULL, remap_reader, &a), 0);
+	ck_assert_ptr_eq(mremap(a.orig, a.n * PAGE, a.n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+				dst), dst);
+	a.to = dst;
+	pthread_join(th, NULL);
+	ck_assert_msg(a.bad == 0, "%d pages wrong after mremap", a.bad);
+	munmap(dst, a.n * PAGE);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* ---- 3. a full /dev/shm ----------------------------------------------- */
+
+START_TEST(full_dev_shm_runs_without_stats)
+{
+	pid_t c;
+	int st;
+
+	if (geteuid() != 0) {
+		printf("SKIP full_dev_shm_runs_without_stats: needs root (mount namespace)\n");
+		return;
+	}
+	c = fork();
+	if (c == 0) {
+		struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION };
+		ufp_pager *p = NULL;
+		char *m;
+		int fd, r;
+
+		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4k")) {
+			printf("SKIP: cannot mount a small tmpfs on /dev/shm: %s\n", strerror(errno));
+			_exit(77);
+		}
+		/* fill it */
+		fd = open("/dev/shm/filler", O_CREAT | O_RDWR, 0600);
+		if (fd < 0 || posix_fallocate(fd, 0, 4096) != 0)
+			_exit(3);
+		setenv("UFPAGER_EXPORT_STATS", "1", 1);
+		r = ufp_pager_create(&pr, &p);
+		if (r) {
+			printf("create: %d %s\n", r, ufp_last_error());
+			_exit(4);
+		}
+		if (!strstr(ufp_last_error(), "stats")) {
+			printf("no detail about the missing stats export: '%s'\n", ufp_last_error());
+			_exit(5);
+		}
+		if (ufp_map(p, NULL, 16 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
+			_exit(6);
+		for (int i = 0; i < 16; i++)
+			fill_rand(m + i * PAGE, 1);
+		for (int i = 0; i < 16; i++)
+			if (!check_rand(m + i * PAGE, 1))
+				_exit(7);
+		ufp_pager_destroy(p);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		return;
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "child status %#x (signal %d)", st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+END_TEST
+
+/* ---- 5. one thread, many pagers in turn -------------------------------- */
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long pages = 0, res = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return res * 4;
+}
+
+START_TEST(many_pagers_in_turn_do_not_leak)
+{
+	ufp_pager *ps[6];
+	char *m[6];
+	int fd0, fd1;
+	long rss0, rss1;
+
+	for (int k = 0; k < 6; k++) {
+		ps[k] = budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
+		ck_assert_int_eq(ufp_map(ps[k], NULL, 8 * PAGE, UFP_PROT_ALL, 0, (void **)&m[k]), 0);
+	}
+	/* warm up: every pager has seen this thread once */
+	for (int k = 0; k < 6; k++)
+		ck_assert_int_eq(ufp_advise(ps[k], m[k], 8 * PAGE, UFP_ADV_WILLNEED), 0);
+	fd0 = count_entries("/proc/self/fd");
+	rss0 = rss_kib();
+	for (int round = 0; round < 100; round++)
+		for (int k = 0; k < 6; k++)
+			ck_assert_int_eq(ufp_advise(ps[k], m[k], 8 * PAGE, UFP_ADV_WILLNEED), 0);
+	fd1 = count_entries("/proc/self/fd");
+	rss1 = rss_kib();
+	ck_assert_msg(fd1 <= fd0, "fds %d -> %d over 600 pager switches", fd0, fd1);
+	ck_assert_msg(rss1 - rss0 < 4096, "RSS %ld -> %ld KiB over 600 pager switches",
+		      rss0, rss1);
+	for (int k = 0; k < 6; k++)
+		ufp_pager_destroy(ps[k]);
+}
+END_TEST
+
+/* ---- 6. a caller's smaller (older) stats struct ----------------------- */
+
+START_TEST(stats_get_writes_only_the_callers_size)
+{
+	ufp_pager *p = ufp_test_pager(UFP_DELIVERY_SIGBUS, 0, 64 << 20);
+	size_t small = offsetof(struct ufp_stats, reserved);
+	unsigned char *buf = malloc(sizeof(struct ufp_stats) + 64);
+	struct ufp_stats *s = (struct ufp_stats *)buf;
+
+	memset(buf, 0xa5, sizeof(struct ufp_stats) + 64);
+	s->size = (uint32_t)(small - 64);    /* too small: refused */
+	s->version = UFP_STATS_VERSION;
+	ck_assert_int_eq(ufp_stats_get(p, s), -EINVAL);
+	s->size = (uint32_t)small;           /* an older struct without reserved[] */
+	ck_assert_int_eq(ufp_stats_get(p, s), 0);
+	for (size_t i = small; i < sizeof(struct ufp_stats) + 64; i++)
+		ck_assert_msg(buf[i] == 0xa5, "byte %zu past the caller's %zu written", i, small);
+	ck_assert_int_eq(s->size, small);
+	free(buf);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/* ---- 9. threads with small stacks -------------------------------------- */
+
+struct small_arg {
+	ufp_pager *p;
+	char *m;
+	size_t n;
+	int bad;
+};
+
+static void *small_stack_main(void *arg)
+{
+	struct small_arg *a = arg;
+
+	for (size_t i = 0; i < a->n; i++)
+		a->bad += !check_rand(a->m + i * PAGE, 5);
+	return NULL;
+}
+
+START_TEST(threads_with_small_stacks_fault_and_swap_in)
+{
+	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	struct small_arg a = { .p = p, .n = 256 };
+	static const size_t sizes[] = { 16384, 20480, 24576 };
+
+	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
+	for (size_t i = 0; i < a.n; i++)
+		fill_rand(a.m + i * PAGE, 5);
+	for (unsigned k = 0; k < 3; k++) {
+		pthread_attr_t at;
+		pthread_t th;
+		int r;
+
+		ck_assert_int_eq(ufp_advise(p, a.m, a.n * PAGE, UFP_ADV_PAGEOUT), 0);
+		pthread_attr_init(&at);
+		ck_assert_int_eq(pthread_attr_setstacksize(&at, sizes[k]), 0);
+		r = pthread_create(&th, &at, small_stack_main, &a);
+		ck_assert_msg(r == 0, "pthread_create with a %zu-byte stack: %s", sizes[k],
+			      strerror(r));
+		pthread_join(th, NULL);
+		pthread_attr_destroy(&at);
+	}
+	ck_assert_int_eq(a.bad, 0);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+static Suite *reliability_suite(void)
+{
+	Suite *s = suite_create("reliability");
+	TCase *tc = tcase_create("reliability");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, fork_from_unregistered_thread_keeps_evicted_pages, 0, 2);
+	tcase_add_loop_test(tc, fork_racing_pageout_keeps_evicted_pages, 0, 2);
+	tcase_add_loop_test(tc, mremap_carries_evicted_pages, 0, 2);
+	tcase_add_loop_test(tc, mremap_racing_reader_sees_every_page, 0, 2);
+	tcase_add_test(tc, full_dev_shm_runs_without_stats);
+	tcase_add_test(tc, many_pagers_in_turn_do_not_leak);
+	tcase_add_test(tc, stats_get_writes_only_the_callers_size);
+	tcase_add_loop_test(tc, threads_with_small_stacks_fault_and_swap_in, 0, 2);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
+
+	ufp_test_require_uffd();
+	ufp_probe_machine(&pr);
+	if (!(pr.uffd_features & (1ull << 16) /* UFFD_FEATURE_MOVE */)) {
+		printf("SKIP: kernel lacks UFFD_FEATURE_MOVE (eviction needs UFFDIO_MOVE)\n");
+		return UFP_SKIP;
+	}
+	if (pr.io_uring_errno) {
+		printf("SKIP: io_uring unavailable (%s)\n", strerror(pr.io_uring_errno));
+		return UFP_SKIP;
+	}
+	return ufp_run_suite(reliability_suite());
+}
