@@ -350,6 +350,14 @@ int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 	uintptr_t page = addr & UFP_PAGE_MASK;
 	size_t i = pte_index(p, page);
 
+	if (ufp_unlikely(remap_covers(p, page))) {
+		/* the program mremapped this range: remap.c installs its pages
+		 * and unregisters it, which wakes a thread held by the kernel;
+		 * a SIGBUS-delivery thread waits here */
+		if (p->delivery == UFP_DELIVERY_SIGBUS)
+			remap_wait(p, page);
+		return 0;
+	}
 	for (;;) {
 		struct fault_lock fl;
 		struct ufp_region *r;

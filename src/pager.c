@@ -318,6 +318,14 @@ static int gather(struct ufp_pager *p, uintptr_t s, uintptr_t e,
 	return 0;
 }
 
+void pager_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e)
+{
+	pager_assert_write_locked(p);
+	for (struct ufp_region *r = region_tree_lookup(&p->tree, s) ?: region_tree_next(&p->tree, s);
+	     r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r)))
+		region_write_lock(r);
+}
+
 /* ======================================================================
  * Structural primitives (pager write lock held).
  * ====================================================================== */

@@ -458,10 +458,18 @@ static long futex_word(_Atomic uint32_t *w, int op, uint32_t v)
 	return syscall(SYS_futex, (uint32_t *)w, op, v, NULL, NULL, 0);
 }
 
-static void apply_event(struct ufp_pager *p, const struct uffd_msg *m)
+static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
 {
+	const struct uffd_msg *m = &ev->msg;
 	struct ufp_tstats *ts = ufp_tstats_get(p, true);
 
+	if (m->event == UFFD_EVENT_REMAP) {
+		/* carries the moved range's evicted pages over (remap.c) */
+		remap_carry(p, ts, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len,
+			    ev->slot);
+		STAT_INC(ts, events_remap);
+		return;
+	}
 	pager_write_lock(p);
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE: {
@@ -469,10 +477,7 @@ static void apply_event(struct ufp_pager *p, const struct uffd_msg *m)
 
 		/* Pages are gone in the kernel: forget their state. Write-lock
 		 * the regions so no fault in flight there races the reset. */
-		for (struct ufp_region *r = region_tree_next(&p->tree, 0);
-		     r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r)))
-			if (region_end(r) > s)
-				region_write_lock(r);
+		pager_lock_range(p, s, e);
 		pager_clear_ptes(p, s, e);
 		STAT_INC(ts, events_remove);
 		break;
@@ -481,23 +486,6 @@ static void apply_event(struct ufp_pager *p, const struct uffd_msg *m)
 		pager_unmap_locked(p, m->arg.remove.start, m->arg.remove.end, true);
 		STAT_INC(ts, events_unmap);
 		break;
-	case UFFD_EVENT_REMAP: {
-		uintptr_t from = m->arg.remap.from, to = m->arg.remap.to;
-		size_t len = m->arg.remap.len;
-
-		pager_unmap_locked(p, from, from + len, true);
-		/* The moved range is the application's now: it carries its
-		 * present pages; unregister it so no fault there comes to us. */
-		uffd_unregister(p, to, len);
-		if (pager_owns(p, to)) {
-			struct ufp_region *h = region_alloc(p, to, to + len, 0, UFP_RF_HOLE);
-
-			if (h && region_tree_insert(&p->tree, h) != 0)
-				free(h);
-		}
-		STAT_INC(ts, events_remap);
-		break;
-	}
 	}
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -516,7 +504,7 @@ static void *event_worker(void *arg)
 		if (node) {
 			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
 
-			apply_event(p, &ev->msg);
+			apply_event(p, ev);
 			free(ev);
 			continue;
 		}
@@ -528,7 +516,7 @@ static void *event_worker(void *arg)
 	return NULL;
 }
 
-static void queue_event(struct ufp_pager *p, const struct uffd_msg *m)
+static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned slot)
 {
 	struct ufp_event *ev = malloc(sizeof(*ev));
 
@@ -540,6 +528,7 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m)
 	}
 	cds_wfcq_node_init(&ev->node);
 	ev->msg = *m;
+	ev->slot = slot;
 	cds_wfcq_enqueue(&p->evq_head, &p->evq_tail, &ev->node);
 	/* release: pairs with the acquire load in event_worker */
 	atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
@@ -554,10 +543,11 @@ static void handle_event(struct ufp_pager *p, const struct uffd_msg *m)
 	case UFFD_EVENT_UNMAP:
 		if (is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
 			return;
-		queue_event(p, m);
+		queue_event(p, m, 0);
 		return;
 	case UFFD_EVENT_REMAP:
-		queue_event(p, m);
+		/* publish the new range at once: faults there wait for it */
+		queue_event(p, m, remap_publish(p, m->arg.remap.to, m->arg.remap.len));
 		return;
 	default:
 		return;
@@ -703,8 +693,18 @@ static void *event_reader_main(void *arg)
 
 	thread_mark_service(false);
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
 
+		/* Raised from before the read until the events are published:
+		 * an mremap caller resumes once its REMAP is read, and a SIGBUS
+		 * on the moved range must find it published (remap.c). seq_cst:
+		 * the increment is visible before the read dequeues anything. */
+		atomic_fetch_add(&p->ev_reading, 1);
+		n = read(p->uffd, msgs, sizeof(msgs));
+		for (size_t i = 0; n > 0 && i < (size_t)n / sizeof(msgs[0]); i++)
+			handle_event(p, &msgs[i]);
+		/* release: pairs with the acquire in remap_wait_reader */
+		atomic_fetch_sub_explicit(&p->ev_reading, 1, memory_order_release);
 		if (n < 0) {
 			struct pollfd pfd[2] = {
 				{ .fd = p->uffd, .events = POLLIN },
@@ -716,8 +716,6 @@ static void *event_reader_main(void *arg)
 			poll(pfd, 2, -1);
 			continue;
 		}
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
-			handle_event(p, &msgs[i]);
 	}
 	return NULL;
 }
@@ -864,44 +862,100 @@ static void sig_report(uintptr_t addr, int err)
 	}
 }
 
+/* Take a reference on pager slot i; NULL if empty (async-signal-safe). */
+static struct ufp_pager *sig_pager_get(unsigned i)
+{
+	struct ufp_pager *p;
+
+	if (!atomic_load_explicit(&sig_pagers[i].p, memory_order_relaxed))
+		return NULL;
+	/* seq_cst: the ref is visible before we read p, pairs with
+	 * sigbus_remove's clear-then-wait */
+	atomic_fetch_add(&sig_pagers[i].refs, 1);
+	p = atomic_load(&sig_pagers[i].p);
+	if (!p || p->forked_child) {
+		atomic_fetch_sub(&sig_pagers[i].refs, 1);
+		return NULL;
+	}
+	return p;
+}
+
+static void sig_pager_put(unsigned i)
+{
+	atomic_fetch_sub(&sig_pagers[i].refs, 1);
+}
+
+enum sig_outcome { SIG_NOT_OURS, SIG_SERVED, SIG_FAILED };
+
+static enum sig_outcome sigbus_serve(uintptr_t addr, void *uc)
+{
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+		struct ufp_pager *p = sig_pager_get(i);
+		int r;
+
+		if (!p)
+			continue;
+		if (remap_covers(p, addr)) {
+			/* a range the program mremapped: wait until it is carried
+			 * over, then the access runs on present memory */
+			remap_wait(p, addr);
+			sig_pager_put(i);
+			return SIG_SERVED;
+		}
+		if (!pager_owns(p, addr)) {
+			sig_pager_put(i);
+			continue;
+		}
+		struct ufp_tstats *ts = ufp_tstats_get(p, false);
+		uint64_t t0 = ufp_now_ns();
+		bool write = fault_was_write(uc);
+
+		while ((r = ufp_serve_fault(p, ts, addr, write, thread_rcu_registered())) == -EAGAIN)
+			sched_yield();
+		if (r == 0) {
+			ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
+			STAT_INC(ts, sigbus_faults);
+		}
+		sig_pager_put(i);
+		if (r == 0)
+			return SIG_SERVED;
+		if (r != -EHWPOISON)
+			sig_report(addr, r);
+		return SIG_FAILED;   /* ours but unmapped (or failed): not resolvable */
+	}
+	return SIG_NOT_OURS;
+}
+
+/* No pager owns addr: is an event reader between reading a REMAP and
+ * publishing it? Then the address may be a moved range: wait, look again. */
+static bool sigbus_remap_pending(void)
+{
+	bool waited = false;
+
+	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
+		struct ufp_pager *p = sig_pager_get(i);
+
+		if (!p)
+			continue;
+		waited |= remap_wait_reader(p);
+		sig_pager_put(i);
+	}
+	return waited;
+}
+
 static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved_errno = errno;
 	uintptr_t addr = (uintptr_t)si->si_addr;
 
 	if (si->si_code == BUS_ADRERR) {
-		for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
-			struct ufp_pager *p;
-			int r;
+		enum sig_outcome o = sigbus_serve(addr, uc);
 
-			if (!atomic_load_explicit(&sig_pagers[i].p, memory_order_relaxed))
-				continue;
-			/* seq_cst: the ref is visible before we read p, pairs
-			 * with sigbus_remove's clear-then-wait */
-			atomic_fetch_add(&sig_pagers[i].refs, 1);
-			p = atomic_load(&sig_pagers[i].p);
-			if (!p || !pager_owns(p, addr) || p->forked_child) {
-				atomic_fetch_sub(&sig_pagers[i].refs, 1);
-				continue;
-			}
-			struct ufp_tstats *ts = ufp_tstats_get(p, false);
-			uint64_t t0 = ufp_now_ns();
-			bool write = fault_was_write(uc);
-
-			while ((r = ufp_serve_fault(p, ts, addr, write, thread_rcu_registered())) == -EAGAIN)
-				sched_yield();
-			if (r == 0) {
-				ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
-				STAT_INC(ts, sigbus_faults);
-			}
-			atomic_fetch_sub(&sig_pagers[i].refs, 1);
-			if (r == 0) {
-				errno = saved_errno;
-				return;
-			}
-			if (r != -EHWPOISON)
-				sig_report(addr, r);
-			break;   /* ours but unmapped (or failed): not resolvable */
+		if (o == SIG_NOT_OURS && sigbus_remap_pending())
+			o = sigbus_serve(addr, uc);
+		if (o == SIG_SERVED) {
+			errno = saved_errno;
+			return;
 		}
 	}
 	chain_sigbus(sig, si, uc);

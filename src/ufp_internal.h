@@ -341,7 +341,11 @@ struct ufp_handler {
 struct ufp_event {                  /* a foreign event for the event worker */
 	struct cds_wfcq_node node;
 	struct uffd_msg msg;
+	unsigned slot;                  /* REMAP: the published range (remap.c) */
 };
+
+#define UFP_REMAP_SLOTS 4
+#define UFP_REMAP_POISON (~0ull)    /* remap.c: a poisoned page moved */
 
 struct ufp_pager {
 	/* read-mostly */
@@ -399,6 +403,12 @@ struct ufp_pager {
 	struct cds_wfcq_head evq_head;
 	struct cds_wfcq_tail evq_tail;
 	_Atomic uint32_t evq_futex;
+	_Atomic uint32_t ev_reading;   /* SIGBUS delivery: the event reader is between
+					* reading messages and publishing them */
+	struct {                       /* mremapped ranges being carried over */
+		_Atomic uintptr_t to, end;
+	} remaps[UFP_REMAP_SLOTS];
+	_Atomic uint32_t remap_futex;  /* bumped when a range is done */
 
 	/* statistics */
 	pthread_mutex_t stats_lock;
@@ -580,6 +590,16 @@ void pager_check_invariants(struct ufp_pager *p);
 /* No uffd, no arena, no threads: the tree and the lock protocol alone. */
 struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode);
 void pager_free_bare(struct ufp_pager *p);
+
+/* remap.c: a program's mremap of managed memory. */
+bool remap_covers(struct ufp_pager *p, uintptr_t addr);
+unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len);
+void remap_wait(struct ufp_pager *p, uintptr_t addr);
+bool remap_wait_reader(struct ufp_pager *p);
+void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uintptr_t to,
+		 size_t len, unsigned slot);
+/* Write-lock every region overlapping [s, e) (pager write lock held). */
+void pager_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 
 /* export.c */
 struct ufp_export;

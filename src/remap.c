@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * remap.c - mremap(2) of managed memory by the program itself.
+ *
+ * The kernel moves the resident pages with the VMA and keeps the range
+ * registered with our userfaultfd (UFFD_FEATURE_EVENT_REMAP), then sends a
+ * REMAP event. Evicted pages live only in our swap store, indexed by arena
+ * address: they would read as zeros at the new address. So the moved range
+ * is carried over: its stored copies are taken out of the page table under
+ * the pager write lock, installed at the new address with UFFDIO_COPY, and
+ * the range is then unregistered: it is the program's own memory from then
+ * on (outside the budget, like any memory the program maps itself).
+ *
+ * Faults on the new range before that is done are held back:
+ *  - the event's reader publishes the range (remap_publish) as soon as it
+ *    has read the message; until then `ev_reading` is raised, and a SIGBUS
+ *    on an address no pager owns waits for it to drop (remap_wait_reader);
+ *  - a SIGBUS in a published range waits until the range is done, then
+ *    returns (the access is re-executed on a present page or on ordinary
+ *    memory); a handler thread ignores such a fault: the UFFDIO_COPY of its
+ *    page, or the final UFFDIO_UNREGISTER, wakes the faulting thread.
+ *
+ * Concurrency contract: slots are claimed by CAS (end 0 -> 1) by event
+ * readers, filled (to, then end with release) and cleared by the event
+ * worker (end, then to) after the range is unregistered; readers test end
+ * (acquire) then to. Everything on the fault side is async-signal-safe.
+ */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ufp_internal.h"
+#include "swap_backend.h"
+
+#define SLOT_CLAIMED 1
+
+bool remap_covers(struct ufp_pager *p, uintptr_t addr)
+{
+	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
+		/* acquire: pairs with the release store of end in remap_publish */
+		uintptr_t end = atomic_load_explicit(&p->remaps[k].end, memory_order_acquire);
+
+		if (end > SLOT_CLAIMED && addr < end &&
+		    addr >= atomic_load_explicit(&p->remaps[k].to, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/* Event reader (normal context): publish the moved range. Waits for a free
+ * slot (the event worker frees them). Returns the slot. */
+unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len)
+{
+	for (;;) {
+		for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
+			uintptr_t free_end = 0;
+
+			if (!atomic_compare_exchange_strong_explicit(&p->remaps[k].end, &free_end,
+					SLOT_CLAIMED, memory_order_relaxed, memory_order_relaxed))
+				continue;
+			atomic_store_explicit(&p->remaps[k].to, to, memory_order_relaxed);
+			/* release: pairs with the acquire in remap_covers */
+			atomic_store_explicit(&p->remaps[k].end, to + len, memory_order_release);
+			return k;
+		}
+		usleep(100);
+	}
+}
+
+static void remap_done(struct ufp_pager *p, unsigned k)
+{
+	atomic_store_explicit(&p->remaps[k].end, 0, memory_order_release);
+	atomic_store_explicit(&p->remaps[k].to, 0, memory_order_relaxed);
+	/* release: pairs with the acquire load in remap_wait */
+	atomic_fetch_add_explicit(&p->remap_futex, 1, memory_order_release);
+	syscall(SYS_futex, (uint32_t *)&p->remap_futex, FUTEX_WAKE_PRIVATE, INT32_MAX,
+		NULL, NULL, 0);
+}
+
+/* Fault side (async-signal-safe): wait until addr is no longer in a range
+ * being carried over. */
+void remap_wait(struct ufp_pager *p, uintptr_t addr)
+{
+	struct timespec ts = { 0, 1000000 };
+
+	for (;;) {
+		uint32_t w = atomic_load_explicit(&p->remap_futex, memory_order_acquire);
+
+		if (!remap_covers(p, addr))
+			return;
+		syscall(SYS_futex, (uint32_t *)&p->remap_futex, FUTEX_WAIT_PRIVATE, w, &ts,
+			NULL, 0);
+	}
+}
+
+/* SIGBUS on an address no pager owns (async-signal-safe): if an event
+ * reader is between reading a REMAP and publishing it, wait for it.
+ * Returns whether it waited (the caller looks again). */
+bool remap_wait_reader(struct ufp_pager *p)
+{
+	bool waited = false;
+
+	/* acquire: pairs with the release decrement after publishing */
+	while (atomic_load_explicit(&p->ev_reading, memory_order_acquire)) {
+		waited = true;
+		sched_yield();
+	}
+	return waited;
+}
+
+/* ======================================================================
+ * The event worker's part (normal context, no lock held on entry).
+ * ====================================================================== */
+
+/*
+ * Take the stored copies of [from, from+len) out of the page table and
+ * remove the old range from the tree. Pages in flight (a swap-in that
+ * started before the move, an eviction claim) settle first; they need the
+ * locks we would hold, so wait for them without locks and look again.
+ * handles[k]: the copy of page k, 0 (none), or UFP_REMAP_POISON.
+ */
+static void remap_take(struct ufp_pager *p, uintptr_t from, size_t len, uint64_t *handles)
+{
+	size_t n = len >> UFP_PAGE_SHIFT, first = pte_index(p, from);
+
+	for (;;) {
+		bool busy = false;
+
+		for (size_t k = 0; k < n; k++)
+			while (atomic_load_explicit(&p->pte[first + k], memory_order_acquire) &
+			       PTE_INFLIGHT)
+				page_wait(p, first + k);
+		pager_write_lock(p);
+		pager_lock_range(p, from, from + len);
+		for (size_t k = 0; k < n && !busy; k++)
+			busy = atomic_load_explicit(&p->pte[first + k], memory_order_acquire) &
+			       PTE_INFLIGHT;
+		if (!busy)
+			break;
+		region_tree_commit(&p->tree);
+		pager_write_unlock(p);
+	}
+	for (size_t k = 0; k < n; k++) {
+		_Atomic uint64_t *e = &p->pte[first + k];
+		uint64_t v = atomic_load_explicit(e, memory_order_acquire);
+
+		handles[k] = 0;
+		if (v & PTE_POISON)
+			handles[k] = UFP_REMAP_POISON;
+		else if (!(v & PTE_SWAPPED))
+			continue;        /* resident (moved by the kernel) or never touched */
+		else
+			handles[k] = atomic_load_explicit(&p->slots[first + k], memory_order_relaxed);
+		/* empty, new generation: the copy is ours now, unmap must not
+		 * release it (regions are write-locked: no claimer runs) */
+		atomic_store_explicit(e, (v & PTE_GEN_MASK) + PTE_GEN_ONE, memory_order_release);
+	}
+}
+
+void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uintptr_t to,
+		 size_t len, unsigned slot)
+{
+	size_t n = len >> UFP_PAGE_SHIFT;
+	uint64_t *handles = NULL;
+	struct swb_ctx *ctx = NULL;
+	bool owned = pager_owns(p, from) && len <= p->arena_end - from;
+
+	if (owned && p->swb)
+		handles = calloc(n, sizeof(*handles));
+	if (owned && handles) {
+		remap_take(p, from, len, handles);
+	} else {
+		pager_write_lock(p);
+		if (owned)
+			ufp_log("ufpager: out of memory carrying %zu pages over an mremap; "
+				"their evicted copies are dropped\n", n);
+	}
+	if (owned)
+		pager_unmap_locked(p, from, from + len, true);
+	if (pager_owns(p, to)) {
+		/* moved into our arena's reservation: keep it out of use */
+		struct ufp_region *h = region_alloc(p, to, to + len, 0, UFP_RF_HOLE);
+
+		if (h && region_tree_insert(&p->tree, h) != 0)
+			free(h);
+	}
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+
+	if (handles) {
+		ctx = ufp_swb_ctx_get(p, ts);
+		while (!ctx) {
+			sched_yield();
+			ctx = ufp_swb_ctx_get(p, ts);
+		}
+	}
+	for (size_t k = 0; handles && k < n; k++) {
+		uintptr_t a = to + (k << UFP_PAGE_SHIFT);
+		uint64_t h = handles[k], failed = 0;
+		void *buf;
+		long r;
+		int err;
+
+		if (!h)
+			continue;
+		if (h == UFP_REMAP_POISON) {
+			struct uffdio_poison po = { .range = { a, UFP_PAGE_SIZE } };
+
+			ioctl(p->uffd, UFFDIO_POISON, &po);
+			continue;
+		}
+		buf = swb_ctx_buf(ctx, 0);
+		err = swb_load(ctx, &h, 1, &buf, &failed);
+		if (err || failed) {
+			/* SIGBUS on this page, never wrong data */
+			struct uffdio_poison po = { .range = { a, UFP_PAGE_SIZE } };
+
+			if (ioctl(p->uffd, UFFDIO_POISON, &po) == 0)
+				STAT_INC(ts, pages_poisoned);
+			swb_release(p->swb, h);
+			continue;
+		}
+		while ((r = uffd_fill(p, ts, a, buf, UFP_PAGE_SIZE, true)) == -EAGAIN)
+			sched_yield();    /* another event pending: it is read elsewhere */
+		swb_release(p->swb, h);
+		if (r > 0)
+			STAT_INC(ts, remap_swapins);
+		/* -ENOENT: the program unmapped the new range meanwhile */
+	}
+	if (ctx)
+		ufp_swb_ctx_put(p, ts, ctx);
+	free(handles);
+	/* the program's own memory from now on; wakes faults held back */
+	uffd_unregister(p, to, len);
+	remap_done(p, slot);
+}
