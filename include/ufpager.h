@@ -274,6 +274,8 @@ UFP_API int ufp_stats_get(ufp_pager *pager, struct ufp_stats *out);
 
 /* ---- machine probe ------------------------------------------------------- */
 
+#define UFP_PROBE_VERSION 1
+
 struct ufp_probe {
 	uint32_t size;
 	uint32_t version;
@@ -289,7 +291,9 @@ struct ufp_probe {
 };
 
 /* Probe what this machine supports; never fails on a missing feature
- * (that is reported in the struct). Returns 0 or -EINVAL. */
+ * (that is reported in the struct). The caller sets out->size =
+ * sizeof(struct ufp_probe) and out->version = UFP_PROBE_VERSION; at most
+ * out->size bytes are written. Returns 0 or -EINVAL. */
 UFP_API int ufp_probe_machine(struct ufp_probe *out);
 
 #ifdef __cplusplus

@@ -45,24 +45,11 @@ static struct ufp_region *object_at(struct ufp_pager *p, const void *ptr)
 	return r;
 }
 
-static int check_entry(struct ufp_pager *p)
-{
-	ufp_clear_error();
-	if (!p)
-		return -EINVAL;
-	if (p->forked_child)
-		return -ECHILD;
-	ufp_thread_enter(p);
-	return 0;
-}
-
-UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
+static int do_alloc(ufp_pager *p, size_t size, void **out)
 {
 	struct ufp_region *r;
-	int err = check_entry(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	if (!out || !size)
 		return -EINVAL;
 	if (size > p->arena_end - p->arena_base)
@@ -76,13 +63,11 @@ UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
 	return err;
 }
 
-UFP_API int ufp_free(ufp_pager *p, void *ptr)
+static int do_free(ufp_pager *p, void *ptr)
 {
 	struct ufp_region *r;
-	int err = check_entry(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	if (!ptr)
 		return 0;  /* like free(NULL) */
 	pager_write_lock(p);
@@ -96,13 +81,10 @@ UFP_API int ufp_free(ufp_pager *p, void *ptr)
 	return err;
 }
 
-UFP_API int ufp_alloc_size(ufp_pager *p, const void *ptr, size_t *out)
+static int do_alloc_size(ufp_pager *p, const void *ptr, size_t *out)
 {
 	struct ufp_region *r;
-	int err = check_entry(p);
 
-	if (err)
-		return err;
 	if (!out)
 		return -EINVAL;
 	pager_read_lock(p);
@@ -126,7 +108,8 @@ static int grow_in_place(struct ufp_pager *p, struct ufp_region *r, size_t newle
 	if (nx && region_start(nx) < ne)
 		return -ENOMEM;
 	region_write_lock(r);
-	if (mmap((void *)oe, ne - oe, PROT_READ | PROT_WRITE,
+	/* the object keeps its protection, whole: the tail gets the same */
+	if (mmap((void *)oe, ne - oe, prot_to_mmap(region_prot(r)),
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
 		return -errno;
 	err = uffd_register(p, oe, ne - oe);
@@ -212,20 +195,18 @@ static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size
 
 #define BUSY_CAP 64
 
-UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
+static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 {
 	struct ufp_region *r, *nr;
 	uintptr_t busy[BUSY_CAP];
 	size_t oldlen, newlen, nbusy = 0, movelen, copy_from = 0;
 	uintptr_t old_start;
-	int err = check_entry(p);
+	int oprot, err = 0;
 
-	if (err)
-		return err;
 	if (!out || !size)
 		return -EINVAL;
 	if (!ptr)
-		return ufp_alloc(p, size, out);
+		return do_alloc(p, size, out);
 	if (size > p->arena_end - p->arena_base)
 		return -ENOMEM;
 	newlen = page_round(size);
@@ -250,13 +231,21 @@ UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 		goto out_unlock;
 	}
 	/* Move: old region locked before the pages move, new one before it
-	 * is linked (alloc_locked links it write-locked). */
+	 * is linked (alloc_locked links it write-locked). The new object is
+	 * writable until the copies are done, then gets the old protection
+	 * (the object keeps it, whole); the program sees it only after. */
 	region_write_lock(r);
+	oprot = region_prot(r);
 	err = alloc_locked(p, size, &nr);
 	if (err)
 		goto out_unlock;
 	old_start = region_start(r);
 	movelen = oldlen;
+	if (!(oprot & UFP_PROT_READ)) {
+		/* the copy below reads the old object: it is going away */
+		mprotect((void *)old_start, oldlen, PROT_READ);
+		atomic_store_explicit(&r->prot, UFP_PROT_READ, memory_order_relaxed);
+	}
 	nbusy = move_pages(p, region_start(nr), old_start, movelen, busy, BUSY_CAP, &copy_from);
 	*out = (void *)region_start(nr);
 	region_tree_commit(&p->tree);
@@ -272,8 +261,58 @@ UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	r = object_at(p, ptr);
 	if (r)
 		err = pager_unmap_locked(p, region_start(r), region_end(r), false);
+	nr = object_at(p, *out);
+	if (nr && oprot != UFP_PROT_ALL) {
+		region_write_lock(nr);
+		mprotect(*out, newlen, prot_to_mmap(oprot));
+		atomic_store_explicit(&nr->prot, oprot, memory_order_relaxed);
+	}
 out_unlock:
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	return err;
+}
+
+/* ======================================================================
+ * Public entry points (see api_begin).
+ * ====================================================================== */
+
+UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_alloc(p, size, out);
+	return api_end(&g, err, "ufp_alloc(size=%zu)", size);
+}
+
+UFP_API int ufp_free(ufp_pager *p, void *ptr)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_free(p, ptr);
+	return api_end(&g, err, "ufp_free(%p): not the start of a live ufp_alloc object", ptr);
+}
+
+UFP_API int ufp_alloc_size(ufp_pager *p, const void *ptr, size_t *out)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_alloc_size(p, ptr, out);
+	return api_end(&g, err, "ufp_alloc_size(%p)", ptr);
+}
+
+UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_realloc(p, ptr, size, out);
+	return api_end(&g, err, "ufp_realloc(%p, size=%zu)", ptr, size);
 }

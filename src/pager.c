@@ -31,12 +31,6 @@ static int prot_norm(int prot)
 	return prot & UFP_PROT_WRITE ? prot | UFP_PROT_READ : prot;
 }
 
-static int prot_to_mmap(int prot)
-{
-	return (prot & UFP_PROT_READ ? PROT_READ : 0) |
-	       (prot & UFP_PROT_WRITE ? PROT_WRITE | PROT_READ : 0);
-}
-
 /* ======================================================================
  * Fork policy. Without UFFD_FEATURE_EVENT_FORK the child loses the
  * registration: its missing pages read as zeros. That is exactly right as
@@ -154,16 +148,9 @@ static void pagers_del(struct ufp_pager *p)
 	pthread_mutex_unlock(&pagers_lock);
 }
 
-/* Common entry checks. */
-static int api_enter(struct ufp_pager *p)
+bool pager_is_forked_child(struct ufp_pager *p)
 {
-	ufp_clear_error();
-	if (!p)
-		return -EINVAL;
-	if (p->forked_child)
-		return -ECHILD;
-	ufp_thread_enter(p);
-	return 0;
+	return p->forked_child;
 }
 
 /* ======================================================================
@@ -609,13 +596,11 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	return 0;
 }
 
-UFP_API int ufp_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags, void **out)
+static int do_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags, void **out)
 {
 	uintptr_t start;
-	int err = api_enter(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	if (!out || !len || (len & ~UFP_PAGE_MASK) || (prot & ~UFP_PROT_ALL) ||
 	    (flags & ~UFP_MAP_ALL) || ((flags & UFP_MAP_FIXED) && !hint) ||
 	    ((uintptr_t)hint & ~UFP_PAGE_MASK))
@@ -667,13 +652,11 @@ static bool range_has_alloc(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 	return false;
 }
 
-UFP_API int ufp_unmap(ufp_pager *p, void *addr, size_t len)
+static int do_unmap(ufp_pager *p, void *addr, size_t len)
 {
 	uintptr_t s = (uintptr_t)addr;
-	int err = api_enter(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	err = pager_check_range(p, addr, len);
 	if (err)
 		return err;
@@ -691,16 +674,14 @@ out:
 	return err;
 }
 
-UFP_API int ufp_protect(ufp_pager *p, void *addr, size_t len, int prot)
+static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 {
 	uintptr_t s = (uintptr_t)addr, e = s + len;
 	struct ufp_region **w = NULL, **v;
 	size_t n, nw;
 	bool *lock;
-	int err = api_enter(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	if (prot & ~UFP_PROT_ALL)
 		return -EINVAL;
 	prot = prot_norm(prot);
@@ -832,15 +813,13 @@ static int advise_willneed(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 	return 0;
 }
 
-UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
+static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 {
 	uintptr_t s = (uintptr_t)addr, e = s + len;
 	struct ufp_region **v;
 	size_t n;
-	int err = api_enter(p);
+	int err = 0;
 
-	if (err)
-		return err;
 	if (advice != UFP_ADV_NORMAL && advice != UFP_ADV_WILLNEED &&
 	    advice != UFP_ADV_DONTNEED && advice != UFP_ADV_PAGEOUT)
 		return -EINVAL;
@@ -849,9 +828,17 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		return err;
 	if (advice == UFP_ADV_PAGEOUT) {
 		long got;
+		bool mapped;
 
 		if (!p->swb)
-			return -EOPNOTSUPP;
+			return ufp_error(-EOPNOTSUPP, "ufp_advise(PAGEOUT): the pager has no "
+					 "budget, hence no swap to page out to");
+		pager_read_lock(p);
+		mapped = pager_range_mapped(p, s, e);
+		pager_read_unlock(p);
+		if (!mapped)
+			return ufp_error(-ENOMEM, "ufp_advise(%p, len=%zu, PAGEOUT): part of the "
+					 "range is not mapped", addr, len);
 		got = reclaim_pageout(p, s, e);
 		STAT_INC(ufp_tstats_get(p, true), advises);
 		return got < 0 ? (int)got : 0;
@@ -898,14 +885,13 @@ out:
 	return err;
 }
 
-UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
+static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
 {
 	struct ufp_stats st;
 	uint32_t size, version;
 
-	ufp_clear_error();
-	if (!p || !out)
-		return ufp_error(-EINVAL, "ufp_stats_get: NULL %s", p ? "out" : "pager");
+	if (!out)
+		return ufp_error(-EINVAL, "ufp_stats_get: NULL out");
 	size = out->size;
 	version = out->version;
 	if (out->version < 2 || out->version > UFP_STATS_VERSION)
@@ -933,6 +919,68 @@ UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
 	out->size = size;
 	out->version = version;
 	return 0;
+}
+
+/* ======================================================================
+ * Public entry points: the guard (signals, thread, error detail) around
+ * the calls above.
+ * ====================================================================== */
+
+UFP_API int ufp_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags, void **out)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_map(p, hint, len, prot, flags, out);
+	return api_end(&g, err, "ufp_map(hint=%p, len=%zu, prot=%#x, flags=%#x)", hint, len,
+		       prot, flags);
+}
+
+UFP_API int ufp_unmap(ufp_pager *p, void *addr, size_t len)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_unmap(p, addr, len);
+	return api_end(&g, err, "ufp_unmap(%p, len=%zu)", addr, len);
+}
+
+UFP_API int ufp_protect(ufp_pager *p, void *addr, size_t len, int prot)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_protect(p, addr, len, prot);
+	return api_end(&g, err, "ufp_protect(%p, len=%zu, prot=%#x)", addr, len, prot);
+}
+
+UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
+{
+	struct api_guard g;
+	int err = api_begin(p, &g);
+
+	if (!err)
+		err = do_advise(p, addr, len, advice);
+	return api_end(&g, err, "ufp_advise(%p, len=%zu, advice=%d)", addr, len, advice);
+}
+
+UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
+{
+	struct api_guard g;
+	int err;
+
+	/* an inert fork child's counters are still readable */
+	if (p && p->forked_child) {
+		ufp_clear_error();
+		return do_stats_get(p, out);
+	}
+	err = api_begin(p, &g);
+	if (!err)
+		err = do_stats_get(p, out);
+	return api_end(&g, err, "ufp_stats_get");
 }
 
 /* Debug / tests: check the tree against the kernel-independent invariants. */

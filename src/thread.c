@@ -204,6 +204,62 @@ struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
 }
 
 /* ======================================================================
+ * Entry and exit of public calls.
+ * ====================================================================== */
+
+/*
+ * Every public call that takes the pager's locks runs with the thread's
+ * asynchronous signals blocked, the way a system call is atomic with
+ * respect to the program's signal handlers: a handler that touches managed
+ * memory would otherwise fault while its own thread holds the lock that
+ * the fault needs (a self-deadlock, found from outside with ufp_protect).
+ * Synchronous signals stay deliverable (a fault can never be blocked).
+ */
+int api_begin(struct ufp_pager *p, struct api_guard *g)
+{
+	sigset_t block;
+
+	g->blocked = false;
+	ufp_clear_error();
+	if (!p)
+		return ufp_error(-EINVAL, "ufpager: NULL pager");
+	if (pager_is_forked_child(p))
+		return ufp_error(-ECHILD, "ufpager: this pager was inherited across fork(); "
+				 "it is inert in the child (its memory is plain memory)");
+	sigfillset(&block);
+	sigdelset(&block, SIGBUS);
+	sigdelset(&block, SIGSEGV);
+	sigdelset(&block, SIGILL);
+	sigdelset(&block, SIGFPE);
+	sigdelset(&block, SIGTRAP);
+	sigdelset(&block, SIGSYS);
+	g->blocked = pthread_sigmask(SIG_BLOCK, &block, &g->old) == 0;
+	ufp_thread_enter(p);
+	return 0;
+}
+
+int api_end(struct api_guard *g, int err, const char *fmt, ...)
+{
+	struct ufp_thread *t = tls_thread;
+
+	if (g->blocked)
+		pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	if (err < 0 && t && !t->last_error[0]) {
+		/* every failed call explains itself, at least with its arguments */
+		va_list ap;
+		int n;
+
+		va_start(ap, fmt);
+		n = vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < sizeof(t->last_error))
+			snprintf(t->last_error + n, sizeof(t->last_error) - (size_t)n, ": %s",
+				 strerror(-err));
+	}
+	return err;
+}
+
+/* ======================================================================
  * Error detail (ufp_last_error): the one error channel.
  * ====================================================================== */
 

@@ -69,16 +69,24 @@ static int read_sysctl_int(const char *path)
 	return v;
 }
 
-UFP_API int ufp_probe_machine(struct ufp_probe *pr)
+UFP_API int ufp_probe_machine(struct ufp_probe *out)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	struct ufp_probe probe, *pr = &probe;
+	uint32_t size;
 	bool via_dev;
 	void *page;
 	int fd;
 
-	if (!pr || pr->size < offsetof(struct ufp_probe, reserved))
-		return -EINVAL;
-	memset((char *)pr + 8, 0, pr->size - 8);
+	ufp_clear_error();
+	if (!out)
+		return ufp_error(-EINVAL, "ufp_probe_machine: NULL");
+	if (out->version != UFP_PROBE_VERSION || out->size < offsetof(struct ufp_probe, reserved))
+		return ufp_error(-EINVAL, "ufp_probe_machine: size %u / version %u (set size = "
+				 "sizeof(struct ufp_probe), version = UFP_PROBE_VERSION)",
+				 out->size, out->version);
+	size = out->size;
+	memset(pr, 0, sizeof(*pr));
 	pr->unprivileged_uffd = read_sysctl_int("/proc/sys/vm/unprivileged_userfaultfd");
 	pr->io_uring_disabled = read_sysctl_int("/proc/sys/kernel/io_uring_disabled");
 
@@ -124,6 +132,10 @@ io_uring:
 		if (r >= 0)
 			close((int)r);
 	}
+	/* never more than the caller's struct holds */
+	pr->size = size;
+	pr->version = UFP_PROBE_VERSION;
+	memcpy(out, pr, size < sizeof(*pr) ? size : sizeof(*pr));
 	return 0;
 }
 
@@ -464,10 +476,11 @@ static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
 	struct ufp_tstats *ts = ufp_tstats_get(p, true);
 
 	if (m->event == UFFD_EVENT_REMAP) {
+		/* counted first: remap_carry's end wakes the program */
+		STAT_INC(ts, events_remap);
 		/* carries the moved range's evicted pages over (remap.c) */
 		remap_carry(p, ts, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len,
 			    ev->slot);
-		STAT_INC(ts, events_remap);
 		return;
 	}
 	pager_write_lock(p);
@@ -979,7 +992,16 @@ int sigbus_install(struct ufp_pager *p)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = sigbus_handler;
 		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
+		/* Asynchronous signals wait while we serve a fault: a handler of
+		 * the program that touched managed memory here would need the
+		 * region lock we may hold. SIGBUS stays deliverable (NODEFER),
+		 * and so do the other synchronous signals. */
+		sigfillset(&sa.sa_mask);
+		sigdelset(&sa.sa_mask, SIGBUS);
+		sigdelset(&sa.sa_mask, SIGSEGV);
+		sigdelset(&sa.sa_mask, SIGILL);
+		sigdelset(&sa.sa_mask, SIGFPE);
+		sigdelset(&sa.sa_mask, SIGTRAP);
 		if (sigaction(SIGBUS, &sa, &old_sigbus)) {
 			err = -errno;
 			goto out;

@@ -552,12 +552,30 @@ bool thread_rcu_registered(void);
 bool ufp_is_handler_thread(void);
 int thread_mark_service(bool rcu);
 void thread_unmark_service(void);
+/* Public calls: api_begin checks the pager, blocks asynchronous signals
+ * and enters the thread; api_end restores the mask and, for a failure
+ * with no detail yet, writes "<fmt...>: <strerror>" to ufp_last_error. */
+struct api_guard {
+	sigset_t old;
+	bool blocked;
+};
+int api_begin(struct ufp_pager *p, struct api_guard *g);
+int api_end(struct api_guard *g, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool pager_is_forked_child(struct ufp_pager *p);
 
 /* pager.c */
 /* Writes are tracked by the kernel (WP_ASYNC + PAGEMAP_SCAN). */
 static inline bool dirty_tracked(const struct ufp_pager *p)
 {
 	return (p->features & UFFD_FEATURE_WP_ASYNC) != 0;
+}
+
+/* UFP_PROT_* to mmap's PROT_* (write implies read). */
+static inline int prot_to_mmap(int prot)
+{
+	return (prot & UFP_PROT_READ ? 0x1 /* PROT_READ */ : 0) |
+	       (prot & UFP_PROT_WRITE ? 0x3 /* PROT_READ | PROT_WRITE */ : 0);
 }
 
 static inline size_t pte_index(struct ufp_pager *p, uintptr_t addr)
