@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -276,6 +278,75 @@ START_TEST(reader_rejects_truncated_and_corrupted_segments)
 }
 END_TEST
 
+/* Run `ufpagerctl ARGS` under a 10 s timeout with stderr merged into the
+ * output; returns its exit status (124: it hung and timeout killed it). */
+static int run_cli(char *out, size_t cap, const char *fmt, ...)
+{
+	char args[512], cmd[1024];
+	va_list ap;
+	size_t n;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "timeout 10 %s %s 2>&1", UFPAGERCTL_PATH, args);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	st = pclose(f);
+	ck_assert_msg(WIFEXITED(st), "%s: no exit status", cmd);
+	return WEXITSTATUS(st);
+}
+
+START_TEST(stats_refuses_a_fifo_at_the_segment_path)
+{
+	char path[96], out[4096];
+	int rc;
+
+	/* a live pid (ours) with a FIFO planted where a segment would be: the
+	 * reader must not block in open() waiting for a writer */
+	snprintf(path, sizeof(path), "/dev/shm/ufpager.%d.999999", (int)getpid());
+	unlink(path);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	rc = run_cli(out, sizeof(out), "stats %d", (int)getpid());
+	unlink(path);
+	ck_assert_msg(rc == 1, "exit %d (124: hung on the FIFO): %s", rc, out);
+	ck_assert_msg(strstr(out, path) && strstr(out, "not a regular file"), "%s", out);
+}
+END_TEST
+
+START_TEST(stats_refuses_a_segment_of_the_wrong_size)
+{
+	static struct ufp_export e;
+	char path[96], out[4096];
+	int rc, fd;
+
+	memset(&e, 0, sizeof(e));
+	e.magic = UFP_EXPORT_MAGIC;
+	e.version = UFP_EXPORT_VERSION;
+	e.header_size = offsetof(struct ufp_export, stats);
+	e.stats_size = sizeof(struct ufp_stats);
+	e.row_size = sizeof(struct ufp_export_region);
+	e.max_rows = UFP_EXPORT_ROWS;
+	e.total_size = sizeof(e);
+	e.pid = (uint64_t)getpid();
+	snprintf(path, sizeof(path), "/dev/shm/ufpager.%d.999998", (int)getpid());
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, &e, sizeof(e)), (ssize_t)sizeof(e));
+	rc = run_cli(out, sizeof(out), "stats %d --json", (int)getpid());
+	ck_assert_msg(rc == 0, "exit %d: %s", rc, out);   /* the exact size reads */
+	ck_assert_int_eq(ftruncate(fd, (off_t)sizeof(e) + 4096), 0);
+	rc = run_cli(out, sizeof(out), "stats %d", (int)getpid());
+	close(fd);
+	unlink(path);
+	ck_assert_msg(rc == 1 && strstr(out, path) && strstr(out, "size"), "exit %d: %s", rc, out);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -286,6 +357,8 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, json_has_every_documented_field);
 	tcase_add_test(tc, live_process_is_read_through_its_segment);
 	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
+	tcase_add_test(tc, stats_refuses_a_fifo_at_the_segment_path);
+	tcase_add_test(tc, stats_refuses_a_segment_of_the_wrong_size);
 	suite_add_tcase(s, tc);
 	return s;
 }
