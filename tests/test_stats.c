@@ -347,6 +347,57 @@ START_TEST(stats_refuses_a_segment_of_the_wrong_size)
 }
 END_TEST
 
+/* Bad command lines: exit 2 at once with a message naming the culprit
+ * (never a screen that runs forever, never a value silently used). */
+START_TEST(cli_refuses_bad_numbers_and_extra_arguments)
+{
+	static const struct {
+		const char *args, *says;
+	} bad[] = {
+		{ "top %d --count -5", "--count" },
+		{ "top %d --count 0", "--count" },
+		{ "top %d --count 3x", "--count" },
+		{ "top %d -n 99999999999999999999", "--count" },
+		{ "top %d --interval nan", "--interval" },
+		{ "top %d --interval inf", "--interval" },
+		{ "top %d --interval abc", "--interval" },
+		{ "top %d --interval -1", "--interval" },
+		{ "top %d --interval 0", "--interval" },
+		{ "top %d -d 1e300", "--interval" },
+		{ "top %d --pager 0", "--pager" },
+		{ "top %d --pager -3", "--pager" },
+		{ "top %d --pager x1", "--pager" },
+		{ "top %d --interval", "--interval" },
+		{ "top %d 1", "'1'" },
+		{ "top %d --bogus", "--bogus" },
+		{ "stats %d 2", "'2'" },
+		{ "stats %d --json --bogus", "--bogus" },
+		{ "stats %d -0", "-0" },
+	};
+	char out[4096];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char args[128];
+		int rc;
+
+		snprintf(args, sizeof(args), bad[i].args, (int)getpid());
+		rc = run_cli(out, sizeof(out), "%s", args);
+		ck_assert_msg(rc == 2, "'%s': exit %d: %s", args, rc, out);
+		ck_assert_msg(strstr(out, bad[i].says), "'%s' does not name %s: %s", args,
+			      bad[i].says, out);
+	}
+	/* good values still parse (the process exports nothing: exit 1) */
+	ck_assert_int_eq(run_cli(out, sizeof(out), "top %d -n 1 -d 0.01 --pager 2",
+				 (int)getpid()), 1);
+	ck_assert_msg(strstr(out, "exports no ufpager statistics"), "%s", out);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats --json %d", (int)getpid()), 1);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats"), 2);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats --help"), 0);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "help top"), 0);
+	ck_assert_msg(strstr(out, "--interval"), "%s", out);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -359,6 +410,7 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
 	tcase_add_test(tc, stats_refuses_a_fifo_at_the_segment_path);
 	tcase_add_test(tc, stats_refuses_a_segment_of_the_wrong_size);
+	tcase_add_test(tc, cli_refuses_bad_numbers_and_extra_arguments);
 	suite_add_tcase(s, tc);
 	return s;
 }
