@@ -20,19 +20,23 @@ static size_t page_round(size_t n)
 	return (n + UFP_PAGE_SIZE - 1) & UFP_PAGE_MASK;
 }
 
-static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
+/* Map an object of size bytes at start (free, found by pager_find_free). */
+static int alloc_at_locked(struct ufp_pager *p, uintptr_t start, size_t size,
+			   struct ufp_region **out)
 {
-	size_t len = page_round(size);
-	uintptr_t start;
-	int err;
+	int err = pager_map_locked(p, start, page_round(size), UFP_PROT_ALL, UFP_RF_ALLOC, out);
 
-	err = pager_find_free(p, len, &start);
-	if (err)
-		return err;
-	err = pager_map_locked(p, start, len, UFP_PROT_ALL, UFP_RF_ALLOC, out);
 	if (!err)
 		(*out)->alloc_size = size;
 	return err;
+}
+
+static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
+{
+	uintptr_t start;
+	int err = pager_find_free(p, page_round(size), &start);
+
+	return err ? err : alloc_at_locked(p, start, size, out);
 }
 
 /* The allocator object starting exactly at ptr, or NULL. */
@@ -126,7 +130,9 @@ static int grow_in_place(struct ufp_pager *p, struct ufp_region *r, size_t newle
 	if (nx && region_start(nx) < ne)
 		return -ENOMEM;
 	region_write_lock(r);
-	if (mmap((void *)oe, ne - oe, PROT_READ | PROT_WRITE,
+	/* the tail takes the object's protection (UFP_PROT_* are PROT_* values,
+	 * normalised: write implies read) */
+	if (mmap((void *)oe, ne - oe, region_prot(r),
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
 		return -errno;
 	err = uffd_register(p, oe, ne - oe);
@@ -217,7 +223,7 @@ UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	struct ufp_region *r, *nr;
 	uintptr_t busy[BUSY_CAP];
 	size_t oldlen, newlen, nbusy = 0, movelen, copy_from = 0;
-	uintptr_t old_start;
+	uintptr_t old_start, dst;
 	int err = check_entry(p);
 
 	if (err)
@@ -249,12 +255,26 @@ UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 		*out = ptr;
 		goto out_unlock;
 	}
+	/* A move copies the pages UFFDIO_MOVE leaves behind through the old
+	 * and new addresses (it moves only between equal protections), which
+	 * needs a read-write object: otherwise refuse, changing nothing. */
+	if (region_prot(r) != UFP_PROT_ALL) {
+		err = -EACCES;
+		goto out_unlock;
+	}
 	/* Move: old region locked before the pages move, new one before it
-	 * is linked (alloc_locked links it write-locked). */
-	region_write_lock(r);
-	err = alloc_locked(p, size, &nr);
+	 * is linked (alloc_at_locked links it write-locked), the two in
+	 * address order: the new place is chosen first, and it may lie below
+	 * the old object once the placement cursor has wrapped. */
+	err = pager_find_free(p, newlen, &dst);
 	if (err)
 		goto out_unlock;
+	if (dst > region_start(r))
+		region_write_lock(r);
+	err = alloc_at_locked(p, dst, size, &nr);
+	if (err)
+		goto out_unlock;
+	region_write_lock(r);   /* a no-op if taken above */
 	old_start = region_start(r);
 	movelen = oldlen;
 	nbusy = move_pages(p, region_start(nr), old_start, movelen, busy, BUSY_CAP, &copy_from);
