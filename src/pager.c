@@ -825,9 +825,15 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		return err;
 	if (advice == UFP_ADV_PAGEOUT) {
 		long got;
+		bool mapped;
 
 		if (!p->swb)
 			return -EOPNOTSUPP;
+		pager_read_lock(p);   /* all mapped, else -ENOMEM, as for every advice */
+		mapped = pager_range_mapped(p, s, e);
+		pager_read_unlock(p);
+		if (!mapped)
+			return -ENOMEM;
 		got = reclaim_pageout(p, s, e);
 		STAT_INC(ufp_tstats_get(p, true), advises);
 		return got < 0 ? (int)got : 0;
