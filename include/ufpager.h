@@ -153,6 +153,9 @@ UFP_API int ufp_advise(ufp_pager *pager, void *addr, size_t len, int advice);
  * place where the following address space is free, otherwise moves the
  * pages (UFFDIO_MOVE where the kernel has it, no copy of resident pages);
  * on failure the old object is untouched. ufp_realloc(p=NULL) allocates.
+ * An object keeps its protection (ufp_protect on the whole object) through
+ * realloc, whole: a tail grown in place gets it, a moved object gets it
+ * (the pages of a protected object are copied, not moved).
  */
 UFP_API int ufp_alloc(ufp_pager *pager, size_t size, void **out);
 UFP_API int ufp_free(ufp_pager *pager, void *ptr);

@@ -18,3 +18,13 @@ ufp_install_deps() {
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# clang and its libFuzzer runtime (libclang-rt-14-dev on Debian 12) for the
+# fuzz suite. Never fatal: returns 1 (the suite then skips) when they are
+# missing and cannot be installed.
+ufp_install_fuzz_deps() {
+	command -v clang >/dev/null && dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null |
+		grep -q "install ok installed" && return 0
+	ufp_install_deps clang libclang-rt-14-dev 2>/dev/null || return 1
+	command -v clang >/dev/null
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build ufpager and run the whole test suite three times: a debug build
 # (assertions, lock-order checker), ASan+UBSan, and ThreadSanitizer on the
-# race and stress tests. Tests that need a missing kernel feature skip (77).
+# race and stress tests; then a fourth build with clang for the bounded
+# libFuzzer runs (label fuzz, about a minute; skipped, not failed, when
+# clang cannot be had). Tests that need a missing kernel feature skip (77).
 # Usage: scripts/test.sh [--stress]   (--stress adds the long stress label)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
 UFP_STRESS_SECONDS=${UFP_STRESS_SECONDS:-5} \
 	suite tsan "-DUFP_SANITIZE=thread" "race"
+if ufp_install_fuzz_deps; then
+	CC=clang suite fuzz "-DUFP_BUILD_TESTS=OFF -DUFP_FUZZ=ON -DUFP_DEBUG=ON" "fuzz"
+else
+	echo "=== fuzz: SKIPPED: clang with libFuzzer (clang, libclang-rt-14-dev) is missing and cannot be installed"
+fi
 if [ $fail -ne 0 ]; then
 	echo "ufpager: TEST SUITE FAILED"
 	exit 1

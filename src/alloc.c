@@ -20,19 +20,23 @@ static size_t page_round(size_t n)
 	return (n + UFP_PAGE_SIZE - 1) & UFP_PAGE_MASK;
 }
 
-static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
+/* Map an object of size bytes at start (free, found by pager_find_free). */
+static int alloc_at_locked(struct ufp_pager *p, uintptr_t start, size_t size,
+			   struct ufp_region **out)
 {
-	size_t len = page_round(size);
-	uintptr_t start;
-	int err;
+	int err = pager_map_locked(p, start, page_round(size), UFP_PROT_ALL, UFP_RF_ALLOC, out);
 
-	err = pager_find_free(p, len, &start);
-	if (err)
-		return err;
-	err = pager_map_locked(p, start, len, UFP_PROT_ALL, UFP_RF_ALLOC, out);
 	if (!err)
 		(*out)->alloc_size = size;
 	return err;
+}
+
+static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
+{
+	uintptr_t start;
+	int err = pager_find_free(p, page_round(size), &start);
+
+	return err ? err : alloc_at_locked(p, start, size, out);
 }
 
 /* The allocator object starting exactly at ptr, or NULL. */
@@ -200,7 +204,7 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	struct ufp_region *r, *nr;
 	uintptr_t busy[BUSY_CAP];
 	size_t oldlen, newlen, nbusy = 0, movelen, copy_from = 0;
-	uintptr_t old_start;
+	uintptr_t old_start, dst;
 	int oprot, err = 0;
 
 	if (!out || !size)
@@ -231,14 +235,23 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 		goto out_unlock;
 	}
 	/* Move: old region locked before the pages move, new one before it
-	 * is linked (alloc_locked links it write-locked). The new object is
-	 * writable until the copies are done, then gets the old protection
-	 * (the object keeps it, whole); the program sees it only after. */
-	region_write_lock(r);
+	 * is linked (alloc_at_locked links it write-locked), the two in
+	 * address order: the new place is chosen first, and it may lie below
+	 * the old object once the placement cursor has wrapped. The new object
+	 * is writable until the copies are done, then gets the old protection
+	 * (the object keeps it, whole); the program sees it only after.
+	 * UFFDIO_MOVE moves only between equal protections: the pages of a
+	 * protected object are all copied. */
 	oprot = region_prot(r);
-	err = alloc_locked(p, size, &nr);
+	err = pager_find_free(p, newlen, &dst);
 	if (err)
 		goto out_unlock;
+	if (dst > region_start(r))
+		region_write_lock(r);
+	err = alloc_at_locked(p, dst, size, &nr);
+	if (err)
+		goto out_unlock;
+	region_write_lock(r);   /* a no-op if taken above */
 	old_start = region_start(r);
 	movelen = oldlen;
 	if (!(oprot & UFP_PROT_READ)) {

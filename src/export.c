@@ -223,34 +223,38 @@ void export_stop(struct ufp_pager *p)
  * Reader (ufpagerctl, tests): validate and copy a segment.
  * ====================================================================== */
 
-int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t whylen)
+int ufp_export_read_fd(int fd, const char *path, struct ufp_export *out, char *why,
+		       size_t whylen)
 {
 	struct stat sb;
 	const struct ufp_export *e;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	int err = 0;
 
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &sb)) {
+		snprintf(why, whylen, "cannot stat %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
-		snprintf(why, whylen, "%s is not a regular file", path);
-		close(fd);
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file (a FIFO, device or directory): "
+			 "not a ufpager segment", path);
 		return -EINVAL;
 	}
 	if (sb.st_uid != geteuid() && geteuid() != 0) {
 		snprintf(why, whylen, "%s belongs to uid %u, not to you", path, sb.st_uid);
-		close(fd);
 		return -EPERM;
 	}
 	if ((size_t)sb.st_size < offsetof(struct ufp_export, stats)) {
 		snprintf(why, whylen, "%s is truncated (%lld bytes): not a ufpager segment", path,
 			 (long long)sb.st_size);
-		close(fd);
+		return -EBADMSG;
+	}
+	if ((uint64_t)sb.st_size > sizeof(*e)) {
+		/* never map more than the layout: an exporter writes exactly that */
+		snprintf(why, whylen, "%s: size %lld, this tool's layout is %zu bytes (malformed)",
+			 path, (long long)sb.st_size, sizeof(*e));
 		return -EBADMSG;
 	}
 	e = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
 	if (e == MAP_FAILED) {
 		snprintf(why, whylen, "cannot map %s: %s", path, strerror(errno));
 		return -errno;
@@ -262,13 +266,13 @@ int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t 
 		snprintf(why, whylen, "%s: layout version %u, this tool reads %u", path,
 			 e->version, UFP_EXPORT_VERSION);
 		err = -EPROTO;
-	} else if ((uint64_t)sb.st_size < sizeof(*e) ||
+	} else if ((uint64_t)sb.st_size != sizeof(*e) ||
 		   e->header_size != offsetof(struct ufp_export, stats) ||
 		   e->stats_size != sizeof(struct ufp_stats) ||
 		   e->row_size != sizeof(struct ufp_export_region) ||
-		   e->max_rows != UFP_EXPORT_ROWS || e->total_size != sizeof(*e) ||
-		   (uint64_t)sb.st_size < e->total_size) {
-		snprintf(why, whylen, "%s: sizes do not match this tool's layout (malformed)", path);
+		   e->max_rows != UFP_EXPORT_ROWS || e->total_size != sizeof(*e)) {
+		snprintf(why, whylen, "%s: size %lld or the sizes it records do not match this "
+			 "tool's layout (malformed)", path, (long long)sb.st_size);
 		err = -EBADMSG;
 	}
 	for (int tries = 0; !err; tries++) {
@@ -296,5 +300,22 @@ int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t 
 		err = -EBADMSG;
 	}
 	munmap((void *)e, (size_t)sb.st_size);
+	return err;
+}
+
+int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t whylen)
+{
+	/* O_NONBLOCK: opening a FIFO planted at the path must not wait for a
+	 * writer; O_NOFOLLOW: a segment is never a symbolic link */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC), err;
+
+	if (fd < 0) {
+		err = -errno;
+		snprintf(why, whylen, "cannot open %s: %s", path,
+			 err == -ELOOP ? "a symbolic link, not a ufpager segment" : strerror(-err));
+		return err;
+	}
+	err = ufp_export_read_fd(fd, path, out, why, whylen);
+	close(fd);
 	return err;
 }

@@ -42,8 +42,16 @@ _Static_assert(sizeof(struct ufp_stats) % 8 == 0, "stats copy as words");
 _Static_assert(sizeof(struct ufp_export) % 8 == 0, "segment copies as words");
 
 /* Validate the segment at path and copy a consistent snapshot into *out.
- * Returns 0, or -errno with a sentence in why (malformed, foreign, not
- * yours, truncated). */
+ * Opens without blocking (a FIFO at the path is refused, not waited on)
+ * and never follows a symbolic link. Returns 0, or -errno with a sentence
+ * in why (not a regular file, malformed, foreign, not yours, truncated,
+ * wrong size). Normal context; may sleep briefly while a writer updates. */
 int ufp_export_read(const char *path, struct ufp_export *out, char *why, size_t whylen);
+
+/* The same on an open descriptor (path only names it in why): the file
+ * must be a regular file owned by the caller (or the caller is root) of
+ * exactly sizeof(struct ufp_export) bytes. The descriptor stays open. */
+int ufp_export_read_fd(int fd, const char *path, struct ufp_export *out, char *why,
+		       size_t whylen);
 
 #endif

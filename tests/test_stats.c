@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -276,6 +278,126 @@ START_TEST(reader_rejects_truncated_and_corrupted_segments)
 }
 END_TEST
 
+/* Run `ufpagerctl ARGS` under a 10 s timeout with stderr merged into the
+ * output; returns its exit status (124: it hung and timeout killed it). */
+static int run_cli(char *out, size_t cap, const char *fmt, ...)
+{
+	char args[512], cmd[1024];
+	va_list ap;
+	size_t n;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "timeout 10 %s %s 2>&1", UFPAGERCTL_PATH, args);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	st = pclose(f);
+	ck_assert_msg(WIFEXITED(st), "%s: no exit status", cmd);
+	return WEXITSTATUS(st);
+}
+
+START_TEST(stats_refuses_a_fifo_at_the_segment_path)
+{
+	char path[96], out[4096];
+	int rc;
+
+	/* a live pid (ours) with a FIFO planted where a segment would be: the
+	 * reader must not block in open() waiting for a writer */
+	snprintf(path, sizeof(path), "/dev/shm/ufpager.%d.999999", (int)getpid());
+	unlink(path);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	rc = run_cli(out, sizeof(out), "stats %d", (int)getpid());
+	unlink(path);
+	ck_assert_msg(rc == 1, "exit %d (124: hung on the FIFO): %s", rc, out);
+	ck_assert_msg(strstr(out, path) && strstr(out, "not a regular file"), "%s", out);
+}
+END_TEST
+
+START_TEST(stats_refuses_a_segment_of_the_wrong_size)
+{
+	static struct ufp_export e;
+	char path[96], out[4096];
+	int rc, fd;
+
+	memset(&e, 0, sizeof(e));
+	e.magic = UFP_EXPORT_MAGIC;
+	e.version = UFP_EXPORT_VERSION;
+	e.header_size = offsetof(struct ufp_export, stats);
+	e.stats_size = sizeof(struct ufp_stats);
+	e.row_size = sizeof(struct ufp_export_region);
+	e.max_rows = UFP_EXPORT_ROWS;
+	e.total_size = sizeof(e);
+	e.pid = (uint64_t)getpid();
+	snprintf(path, sizeof(path), "/dev/shm/ufpager.%d.999998", (int)getpid());
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, &e, sizeof(e)), (ssize_t)sizeof(e));
+	rc = run_cli(out, sizeof(out), "stats %d --json", (int)getpid());
+	ck_assert_msg(rc == 0, "exit %d: %s", rc, out);   /* the exact size reads */
+	ck_assert_int_eq(ftruncate(fd, (off_t)sizeof(e) + 4096), 0);
+	rc = run_cli(out, sizeof(out), "stats %d", (int)getpid());
+	close(fd);
+	unlink(path);
+	ck_assert_msg(rc == 1 && strstr(out, path) && strstr(out, "size"), "exit %d: %s", rc, out);
+}
+END_TEST
+
+/* Bad command lines: exit 2 at once with a message naming the culprit
+ * (never a screen that runs forever, never a value silently used). */
+START_TEST(cli_refuses_bad_numbers_and_extra_arguments)
+{
+	static const struct {
+		const char *args, *says;
+	} bad[] = {
+		{ "top %d --count -5", "--count" },
+		{ "top %d --count 0", "--count" },
+		{ "top %d --count 3x", "--count" },
+		{ "top %d -n 99999999999999999999", "--count" },
+		{ "top %d --interval nan", "--interval" },
+		{ "top %d --interval inf", "--interval" },
+		{ "top %d --interval abc", "--interval" },
+		{ "top %d --interval -1", "--interval" },
+		{ "top %d --interval 0", "--interval" },
+		{ "top %d -d 1e300", "--interval" },
+		{ "top %d --pager 0", "--pager" },
+		{ "top %d --pager -3", "--pager" },
+		{ "top %d --pager x1", "--pager" },
+		{ "top %d --interval", "--interval" },
+		{ "top %d 1", "'1'" },
+		{ "top %d --bogus", "--bogus" },
+		{ "stats %d 2", "'2'" },
+		{ "stats %d --json --bogus", "--bogus" },
+		{ "stats %d -0", "-0" },
+	};
+	char out[4096];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char args[128];
+		int rc;
+
+		snprintf(args, sizeof(args), bad[i].args, (int)getpid());
+		rc = run_cli(out, sizeof(out), "%s", args);
+		ck_assert_msg(rc == 2, "'%s': exit %d: %s", args, rc, out);
+		ck_assert_msg(strstr(out, bad[i].says), "'%s' does not name %s: %s", args,
+			      bad[i].says, out);
+	}
+	/* good values still parse (the process exports nothing: exit 1) */
+	ck_assert_int_eq(run_cli(out, sizeof(out), "top %d -n 1 -d 0.01 --pager 2",
+				 (int)getpid()), 1);
+	ck_assert_msg(strstr(out, "exports no ufpager statistics"), "%s", out);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats --json %d", (int)getpid()), 1);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats"), 2);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "stats --help"), 0);
+	ck_assert_int_eq(run_cli(out, sizeof(out), "help top"), 0);
+	ck_assert_msg(strstr(out, "--interval"), "%s", out);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -286,6 +408,9 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, json_has_every_documented_field);
 	tcase_add_test(tc, live_process_is_read_through_its_segment);
 	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
+	tcase_add_test(tc, stats_refuses_a_fifo_at_the_segment_path);
+	tcase_add_test(tc, stats_refuses_a_segment_of_the_wrong_size);
+	tcase_add_test(tc, cli_refuses_bad_numbers_and_extra_arguments);
 	suite_add_tcase(s, tc);
 	return s;
 }

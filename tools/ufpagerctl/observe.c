@@ -4,23 +4,106 @@
  * read a live process's statistics segments (/dev/shm/ufpager.<pid>.<id>)
  * through the validating reader in src/export.c.
  */
+#include <getopt.h>
 #include <glob.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ufp_internal.h"
 #include "ufp_export.h"
 #include "observe.h"
 
+/* ======================================================================
+ * Command-line arguments: every number is checked whole, and a bad one is
+ * named with its option (exit status 2, like every usage error).
+ * ====================================================================== */
+
 static int parse_pid(const char *s, pid_t *pid)
 {
 	char *end;
-	long v = strtol(s, &end, 10);
+	long v;
 
-	if (!*s || *end || v <= 0 || v > 4194304)
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v <= 0 || v > 4194304)
 		return -1;
 	*pid = (pid_t)v;
 	return 0;
+}
+
+/* A strictly positive integer no larger than max; says which option was
+ * wrong and returns -1 otherwise. */
+static int parse_positive_int(const char *cmd, const char *opt, const char *s, uint64_t max,
+			      uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	/* strtoull accepts a sign ("-3" wraps): digits only */
+	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > max) {
+		fprintf(stderr, "ufpagerctl %s: %s wants a whole number from 1 to %llu, not '%s'\n",
+			cmd, opt, (unsigned long long)max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A strictly positive finite number of seconds no larger than max (nan,
+ * inf, 0, negatives and trailing junk refused); -1 after saying why. */
+static int parse_positive_seconds(const char *cmd, const char *opt, const char *s, double max,
+				  double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || !isfinite(v) || !(v > 0) || v > max) {
+		fprintf(stderr, "ufpagerctl %s: %s wants a number of seconds above 0 and at most "
+			"%g, not '%s'\n", cmd, opt, max, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* After getopt_long: the one PID operand, else a message and -1. */
+static int parse_pid_operand(const char *cmd, int argc, char **argv, pid_t *pid)
+{
+	if (optind >= argc) {
+		fprintf(stderr, "ufpagerctl %s: no PID given\n", cmd);
+		return -1;
+	}
+	if (parse_pid(argv[optind], pid)) {
+		fprintf(stderr, "ufpagerctl %s: '%s' is not a process id\n", cmd, argv[optind]);
+		return -1;
+	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "ufpagerctl %s: unexpected argument '%s' (one PID only)\n", cmd,
+			argv[optind + 1]);
+		return -1;
+	}
+	return 0;
+}
+
+/* getopt_long's error for argument argv[optind - 1] (opterr is off so the
+ * message can name the command). */
+static void bad_option(const char *cmd, int argc, char **argv)
+{
+	const char *a = optind - 1 < argc ? argv[optind - 1] : "?";
+
+	if (optopt && strncmp(a, "--", 2))
+		fprintf(stderr, "ufpagerctl %s: bad option '-%c' (unknown, or missing its value)\n",
+			cmd, optopt);
+	else
+		fprintf(stderr, "ufpagerctl %s: bad option '%s' (unknown, or missing its value)\n",
+			cmd, a);
 }
 
 /* Whether pid has exited (a zombie has too: its pagers are gone). */
@@ -133,19 +216,34 @@ static void print_json(const struct ufp_export *e)
 	printf("]}\n");
 }
 
+static void stats_usage(FILE *f)
+{
+	fprintf(f, "usage: ufpagerctl stats PID [--json]\n");
+}
+
 int cmd_stats(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	bool json = false;
 	pid_t pid = 0;
 	glob_t g;
-	int rc = 0;
+	int rc = 0, c;
 	unsigned shown = 0;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
+	optind = 0;    /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
 			json = true;
-		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: ufpagerctl stats PID [--json]\n\nPrint the statistics of every "
+			break;
+		case 'h':
+			stats_usage(stdout);
+			printf("\nPrint the statistics of every "
 			       "pager of a live process: counters, latency\npercentiles (since the pager "
 			       "started) and its busiest regions, from its\nshared-memory segments "
 			       "/dev/shm/ufpager.PID.* (one per pager).\n\n"
@@ -154,14 +252,14 @@ int cmd_stats(int argc, char **argv)
 			       "           regions [{start, end, prot, faults, lock_success,\n"
 			       "           lock_abort, lock_retry, lock_miss}]\n");
 			return 0;
-		} else if (parse_pid(argv[i], &pid)) {
-			fprintf(stderr, "ufpagerctl stats: bad argument '%s' (usage: stats PID [--json])\n",
-				argv[i]);
+		default:
+			bad_option("stats", argc, argv);
+			stats_usage(stderr);
 			return 2;
 		}
 	}
-	if (!pid) {
-		fprintf(stderr, "usage: ufpagerctl stats PID [--json]\n");
+	if (parse_pid_operand("stats", argc, argv, &pid)) {
+		stats_usage(stderr);
 		return 2;
 	}
 	if (find_segments(pid, &g))
@@ -235,25 +333,44 @@ static void top_usage(FILE *f)
 	fprintf(f, "usage: ufpagerctl top PID [--interval S] [--count N] [--pager ID]\n");
 }
 
+/* Longest --interval: a day (and the sleep below stays exact). */
+#define TOP_MAX_INTERVAL 86400.0
+
 int cmd_top(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "interval", required_argument, NULL, 'd' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "pager", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	static struct ufp_export prev, cur;
 	double interval = 1.0;
-	long count = -1;
-	uint64_t want = 0;
+	uint64_t count = 0, want = 0;   /* count 0: until interrupted */
 	pid_t pid = 0;
 	bool tty = isatty(STDOUT_FILENO);
 	unsigned npagers;
-	int rc;
+	int rc, c;
 
-	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "--interval") || !strcmp(argv[i], "-d")) && i + 1 < argc) {
-			interval = atof(argv[++i]);
-		} else if ((!strcmp(argv[i], "--count") || !strcmp(argv[i], "-n")) && i + 1 < argc) {
-			count = atol(argv[++i]);
-		} else if (!strcmp(argv[i], "--pager") && i + 1 < argc) {
-			want = strtoull(argv[++i], NULL, 10);
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+	optind = 0;    /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "d:n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (parse_positive_seconds("top", "--interval", optarg, TOP_MAX_INTERVAL,
+						   &interval))
+				return 2;
+			break;
+		case 'n':
+			if (parse_positive_int("top", "--count", optarg, LONG_MAX, &count))
+				return 2;
+			break;
+		case 'p':
+			if (parse_positive_int("top", "--pager", optarg, UINT64_MAX, &want))
+				return 2;
+			break;
+		case 'h':
 			top_usage(stdout);
 			printf("\nA refreshing screen of one pager of a live process, from its segment\n"
 			       "/dev/shm/ufpager.PID.ID: rates per second over the last interval (faults,\n"
@@ -262,25 +379,31 @@ int cmd_top(int argc, char **argv)
 			       "busiest regions sorted by faults (cumulative, and faults/s).\n"
 			       "The first screen comes after one interval, so it has rates too.\n"
 			       "\n"
-			       "  -d, --interval S  seconds between screens (default 1; the pager\n"
-			       "                    publishes every 0.2 s)\n"
-			       "  -n, --count N     stop after N screens (default: until interrupted)\n"
-			       "  --pager ID        which pager of the process (default: the first)\n");
+			       "  -d, --interval S  seconds between screens, above 0 (default 1; the\n"
+			       "                    pager publishes every 0.2 s)\n"
+			       "  -n, --count N     stop after N screens, N >= 1 (default: until\n"
+			       "                    interrupted)\n"
+			       "  --pager ID        which pager of the process, ID >= 1 (default: the\n"
+			       "                    first)\n");
 			return 0;
-		} else if (parse_pid(argv[i], &pid)) {
-			fprintf(stderr, "ufpagerctl top: bad argument '%s'\n", argv[i]);
+		default:
+			bad_option("top", argc, argv);
 			top_usage(stderr);
 			return 2;
 		}
 	}
-	if (!pid || interval <= 0 || !count) {
+	if (parse_pid_operand("top", argc, argv, &pid)) {
 		top_usage(stderr);
 		return 2;
 	}
 	if ((rc = read_pager(pid, want, &prev, &npagers)))
 		return rc;
-	for (long n = 0; count < 0 || n < count; n++) {
-		usleep((useconds_t)(interval * 1e6));
+	for (uint64_t n = 0; !count || n < count; n++) {
+		struct timespec ts = { (time_t)interval,
+				       (long)((interval - floor(interval)) * 1e9) };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
 		if ((rc = read_pager(pid, prev.pager_id, &cur, &npagers)))
 			return rc;
 		double dt = (double)(cur.update_ns - prev.update_ns) / 1e9;
