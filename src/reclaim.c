@@ -256,8 +256,13 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	uintptr_t a, end;
 	unsigned n = 0;
 
-	if (!range_hand && (hand < p->arena_base || hand >= p->arena_end))
+	if (!range_hand && (hand < p->arena_base || hand >= p->arena_end)) {
+		/* the last region ended at the arena's end: that is a lap too
+		 * (it was not counted, and a full arena was swept forever) */
 		hand = p->arena_base;
+		*wrapped = true;
+		atomic_fetch_add_explicit(&p->clock_laps, 1, memory_order_relaxed);
+	}
 	urcu_memb_read_lock();
 	r = region_tree_lookup(&p->tree, hand);
 	if (!r)
@@ -265,6 +270,8 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	if (!r && !range_hand) {
 		r = region_tree_next(&p->tree, p->arena_base);
 		*wrapped = true;
+		/* laps of the shared hand, by any evictor (see evict) */
+		atomic_fetch_add_explicit(&p->clock_laps, 1, memory_order_relaxed);
 	}
 	a = r ? (region_start(r) > hand || *wrapped ? region_start(r) : hand) : 0;
 	end = r ? region_end(r) : 0;
@@ -468,6 +475,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 {
 	uint64_t got = 0;
 	unsigned wraps = 0, set;
+	uint64_t laps0 = atomic_load_explicit(&p->clock_laps, memory_order_relaxed);
 
 	for (set = 0; set < UFP_STAGING_SETS; set++) {
 		bool f = false;
@@ -488,7 +496,12 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 		bool wrapped = false;
 
 		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
-		wraps += wrapped;
+		/* Laps of the hand by anyone: with two evictors (the reclaim
+		 * thread, a handler's direct reclaim) sharing the hand, one of
+		 * them may never be the one that wraps it, and looped forever
+		 * over unevictable pages (found by the API fuzzer). relaxed: a
+		 * count, no data hangs on it. */
+		wraps = (unsigned)(atomic_load_explicit(&p->clock_laps, memory_order_relaxed) - laps0);
 	}
 	evict_exit(p);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
@@ -549,24 +562,53 @@ static void *reclaim_main(void *arg)
 	return NULL;
 }
 
+/* Direct reclaim freed n pages: lower the estimate now (the reclaim
+ * thread refreshes it from the counters on its next pass). Without this a
+ * handler kept evicting against a stale estimate: up to 50 batches per
+ * fault, evicting the pages the program was about to read (a livelock the
+ * API fuzzer found). */
+static void resident_est_sub(struct ufp_pager *p, uint64_t n)
+{
+	uint64_t v = atomic_load_explicit(&p->resident_est, memory_order_relaxed);
+
+	/* relaxed: an estimate; saturates at 0 */
+	while (!atomic_compare_exchange_weak_explicit(&p->resident_est, &v, v > n ? v - n : 0,
+			memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+#define THROTTLE_MAX_NS 20000000ull   /* a fault waits for reclaim at most 20 ms */
+
 void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 {
 	uint64_t limit = p->high_pages + p->high_pages / 8 + 64;
+	uint64_t deadline = 0;
 
 	for (int i = 0; i < 50; i++) {
 		uint32_t w = atomic_load_explicit(&p->reclaimed_futex, memory_order_acquire);
+		uint64_t now;
 
 		if (atomic_load_explicit(&p->resident_est, memory_order_relaxed) < limit ||
 		    atomic_load_explicit(&p->swap_full, memory_order_relaxed) ||
-		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed) ||
-		    atomic_load_explicit(&p->reclaim_stuck_until, memory_order_relaxed) > ufp_now_ns())
+		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed))
 			return;
+		now = ufp_now_ns();
+		if (atomic_load_explicit(&p->reclaim_stuck_until, memory_order_relaxed) > now)
+			return;
+		if (!deadline)
+			deadline = now + THROTTLE_MAX_NS;
+		else if (now > deadline)
+			return;          /* reclaim cannot keep up: over budget for now */
 		STAT_INC(ts, reclaim_waits);
 		/* Direct reclaim where it is allowed (a handler thread: normal
 		 * context, its own I/O context); elsewhere wake the reclaim
 		 * thread and wait for it. */
 		if (ufp_is_handler_thread() && ts->swb_ctx && !ts->shared) {
-			evict(p, ts, ts->swb_ctx, UFP_STAGING_BATCH);
+			uint64_t got = evict(p, ts, ts->swb_ctx, UFP_STAGING_BATCH);
+
+			if (!got)
+				return;  /* nothing evictable now: do not spin */
+			resident_est_sub(p, got);
 			continue;
 		}
 		futex_bump_wake(&p->reclaim_futex);

@@ -367,7 +367,8 @@ struct ufp_pager {
 	/* swap (reclaim.c); budget_pages == 0: no budget, no swap */
 	struct swb *swb;
 	uint64_t budget_pages, high_pages, low_pages;
-	_Atomic uint64_t resident_est;  /* written by the reclaim thread only */
+	_Atomic uint64_t resident_est;  /* reclaim thread: from the counters; direct
+					 * reclaim: lowered by what it freed */
 	_Atomic uint32_t reclaim_futex; /* wakes the reclaim thread */
 	_Atomic uint32_t reclaimed_futex; /* wakes throttled faults */
 	_Atomic bool reclaim_paused;
@@ -375,6 +376,7 @@ struct ufp_pager {
 	_Atomic bool swap_full;
 	_Atomic uint64_t reclaim_stuck_until;  /* ns: sweeps found nothing evictable */
 	_Atomic uintptr_t clock_hand;
+	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
 	pthread_t reclaim_thread;
 	bool reclaim_started;
 	_Atomic bool reclaim_stop;

@@ -611,6 +611,37 @@ START_TEST(every_failed_call_explains_itself)
 }
 END_TEST
 
+/* ---- the clock hand at the arena's end (found by the API fuzzer) ------- */
+
+START_TEST(unevictable_full_arena_does_not_livelock_faults)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .delivery = deliveries[_i],
+		.budget = 256 << 10, .arena_size = 1 << 20, .swap_size = 16 << 20,
+		.flags = UFP_PF_NO_EXPORT,
+	};
+	ufp_pager *p = NULL;
+	char *m;
+
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), 0);
+	/* the whole arena: the last region ends at the arena's end */
+	ck_assert_int_eq(ufp_map(p, NULL, 1 << 20, UFP_PROT_ALL, 0, (void **)&m), 0);
+	ufp_advise(p, m, 1 << 20, UFP_ADV_PAGEOUT);
+	for (size_t i = 0; i < 256; i++)
+		m[i * PAGE] = (char)(i + 1);
+	/* read-only pages cannot be taken away: over budget, nothing evictable */
+	ck_assert_int_eq(ufp_protect(p, m, 1 << 20, UFP_PROT_READ), 0);
+	alarm(30);
+	for (int k = 0; k < 200; k++) {
+		ck_assert_int_eq(ufp_advise(p, m + PAGE, PAGE, UFP_ADV_DONTNEED), 0);
+		ck_assert_int_eq(m[PAGE], 0);            /* a fault that throttles */
+		ck_assert_int_eq(m[(size_t)(k % 256) * PAGE], k % 256 == 1 ? 0 : (char)(k % 256 + 1));
+	}
+	alarm(0);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *reliability_suite(void)
 {
 	Suite *s = suite_create("reliability");
@@ -627,6 +658,7 @@ static Suite *reliability_suite(void)
 	tcase_add_loop_test(tc, threads_with_small_stacks_fault_and_swap_in, 0, 2);
 	tcase_add_loop_test(tc, signal_handler_touching_memory_during_protect_and_advise, 0, 4);
 	tcase_add_test(tc, every_failed_call_explains_itself);
+	tcase_add_loop_test(tc, unevictable_full_arena_does_not_livelock_faults, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
