@@ -415,8 +415,10 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		pages[nd++] = pg;
 	}
 	stored = nd ? swb_store(ctx, pages, nd, handles) : 0;
-	if (stored < 0)
+	if (stored < 0) {
+		p->swap_full_err = -stored;   /* why, for the stats' note (racy: a hint) */
 		stored = 0;
+	}
 	for (unsigned d = 0; d < nd; d++) {
 		struct victim *v = &vs[idx[d]];
 
@@ -440,8 +442,15 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		else
 			page_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
 		v->idx = SIZE_MAX;
-		if (!atomic_exchange(&p->swap_full, true))
+		if (!atomic_exchange(&p->swap_full, true)) {
 			STAT_INC(ts, swap_full_events);
+			/* said once per pager (verbose), and on every stats read */
+			if (!atomic_exchange(&p->swap_full_said, true))
+				ufp_log("ufpager: pager %llu: swap is full (%s): pages over the "
+					"budget stay resident; nothing is lost\n",
+					(unsigned long long)p->id,
+					strerror(p->swap_full_err ?: ENOSPC));
+		}
 	}
 	/* Publish. */
 	for (unsigned k = 0; k < m; k++) {

@@ -680,6 +680,63 @@ START_TEST(unevictable_full_arena_does_not_livelock_faults)
 }
 END_TEST
 
+/* ---- 11. swap on a full filesystem -------------------------------------- */
+
+START_TEST(swap_on_a_full_filesystem_says_so_and_keeps_data)
+{
+	pid_t c;
+	int st;
+
+	if (geteuid() != 0) {
+		printf("SKIP swap_on_a_full_filesystem: needs root (mount namespace)\n");
+		return;
+	}
+	c = fork();
+	if (c == 0) {
+		struct ufp_params pr = {
+			.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .budget = 256 << 10,
+			.swap_dir = "/mnt", .swap_size = 64 << 20, .ztier_size = 4096,
+			.flags = UFP_PF_NO_EXPORT, .delivery = deliveries[_i],
+		};
+		struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
+		ufp_pager *p = NULL;
+		char *m;
+
+		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("tmpfs", "/mnt", "tmpfs", 0, "size=512k")) {
+			printf("SKIP: cannot mount a small tmpfs: %s\n", strerror(errno));
+			_exit(77);
+		}
+		if (ufp_pager_create(&pr, &p)) {
+			printf("create: %s\n", ufp_last_error());
+			_exit(3);
+		}
+		if (ufp_map(p, NULL, 1024 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
+			_exit(4);
+		for (int i = 0; i < 1024; i++)
+			fill_rand(m + (size_t)i * PAGE, 2);
+		ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT);
+		for (int i = 0; i < 1024; i++)
+			if (!check_rand(m + (size_t)i * PAGE, 2))
+				_exit(5);
+		if (ufp_stats_get(p, &s) || !s.swap_full_events) {
+			printf("swap_full_events %llu\n", (unsigned long long)s.swap_full_events);
+			_exit(6);
+		}
+		if (!strstr(ufp_last_error(), "swap is full")) {
+			printf("no note on the stats call: '%s'\n", ufp_last_error());
+			_exit(7);
+		}
+		ufp_pager_destroy(p);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		return;
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+END_TEST
+
 static Suite *reliability_suite(void)
 {
 	Suite *s = suite_create("reliability");
@@ -696,6 +753,7 @@ static Suite *reliability_suite(void)
 	tcase_add_loop_test(tc, threads_with_small_stacks_fault_and_swap_in, 0, 2);
 	tcase_add_loop_test(tc, signal_handler_touching_memory_during_protect_and_advise, 0, 4);
 	tcase_add_test(tc, every_failed_call_explains_itself);
+	tcase_add_loop_test(tc, swap_on_a_full_filesystem_says_so_and_keeps_data, 0, 2);
 	tcase_add_loop_test(tc, unevictable_full_arena_does_not_livelock_faults, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
