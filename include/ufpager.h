@@ -97,7 +97,10 @@ UFP_API int ufp_pager_destroy(ufp_pager *pager);
 UFP_API int ufp_thread_register(void);
 
 /* Human-readable detail of the last failed ufp_ call in this thread (the
- * cause and the fix), or "" when none. Valid until the next ufp_ call. */
+ * cause and the fix; at least the call and its arguments), or a note left
+ * by a call that succeeded with a caveat (a pager created without its
+ * stats segment, stats read while swap is full), or "" when none. Valid
+ * until the next ufp_ call in this thread. */
 UFP_API const char *ufp_last_error(void);
 
 /* ---- mmap-like interface ------------------------------------------------ */
