@@ -272,56 +272,74 @@ END_TEST
 
 /* ---- 3. a full /dev/shm ----------------------------------------------- */
 
-START_TEST(full_dev_shm_runs_without_stats)
+/*
+ * Run body(arg) in a child with a small tmpfs of `size` mounted on `dir`
+ * in a mount namespace of its own; the child's exit status is body's.
+ * Skipped (with the reason) without root or mount namespaces.
+ */
+static void in_small_tmpfs(const char *dir, const char *size, int (*body)(int), int arg)
 {
+	char opts[32];
 	pid_t c;
 	int st;
 
 	if (geteuid() != 0) {
-		printf("SKIP full_dev_shm_runs_without_stats: needs root (mount namespace)\n");
+		printf("SKIP: needs root (a tmpfs in a mount namespace)\n");
 		return;
 	}
+	snprintf(opts, sizeof(opts), "size=%s", size);
 	c = fork();
 	if (c == 0) {
-		struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION };
-		ufp_pager *p = NULL;
-		char *m;
-		int fd, r;
-
 		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
-		    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4k")) {
-			printf("SKIP: cannot mount a small tmpfs on /dev/shm: %s\n", strerror(errno));
+		    mount("tmpfs", dir, "tmpfs", 0, opts)) {
+			printf("SKIP: cannot mount a small tmpfs on %s: %s\n", dir, strerror(errno));
 			_exit(77);
 		}
-		/* fill it */
-		fd = open("/dev/shm/filler", O_CREAT | O_RDWR, 0600);
-		if (fd < 0 || posix_fallocate(fd, 0, 4096) != 0)
-			_exit(3);
-		setenv("UFPAGER_EXPORT_STATS", "1", 1);
-		r = ufp_pager_create(&pr, &p);
-		if (r) {
-			printf("create: %d %s\n", r, ufp_last_error());
-			_exit(4);
-		}
-		if (!strstr(ufp_last_error(), "stats")) {
-			printf("no detail about the missing stats export: '%s'\n", ufp_last_error());
-			_exit(5);
-		}
-		if (ufp_map(p, NULL, 16 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
-			_exit(6);
-		for (int i = 0; i < 16; i++)
-			fill_rand(m + i * PAGE, 1);
-		for (int i = 0; i < 16; i++)
-			if (!check_rand(m + i * PAGE, 1))
-				_exit(7);
-		ufp_pager_destroy(p);
-		_exit(0);
+		_exit(body(arg));
 	}
 	ck_assert_int_eq(waitpid(c, &st, 0), c);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
 		return;
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		      "child status %#x (signal %d)", st, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static int full_dev_shm_body(int unused)
+{
+	struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION };
+	ufp_pager *p = NULL;
+	char *m;
+	int fd, r;
+
+	(void)unused;
+	/* fill it */
+	fd = open("/dev/shm/filler", O_CREAT | O_RDWR, 0600);
+	if (fd < 0 || posix_fallocate(fd, 0, 4096) != 0)
+		return 3;
+	setenv("UFPAGER_EXPORT_STATS", "1", 1);
+	r = ufp_pager_create(&pr, &p);
+	if (r) {
+		printf("create: %d %s\n", r, ufp_last_error());
+		return 4;
+	}
+	if (!strstr(ufp_last_error(), "stats")) {
+		printf("no detail about the missing stats export: '%s'\n", ufp_last_error());
+		return 5;
+	}
+	if (ufp_map(p, NULL, 16 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
+		return 6;
+	for (int i = 0; i < 16; i++)
+		fill_rand(m + i * PAGE, 1);
+	for (int i = 0; i < 16; i++)
+		if (!check_rand(m + i * PAGE, 1))
+			return 7;
+	ufp_pager_destroy(p);
+	return 0;
+}
+
+START_TEST(full_dev_shm_runs_without_stats)
+{
+	in_small_tmpfs("/dev/shm", "4k", full_dev_shm_body, 0);
 }
 END_TEST
 
@@ -682,58 +700,44 @@ END_TEST
 
 /* ---- 11. swap on a full filesystem -------------------------------------- */
 
+static int full_swap_body(int delivery)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .budget = 256 << 10,
+		.swap_dir = "/mnt", .swap_size = 64 << 20, .ztier_size = 4096,
+		.flags = UFP_PF_NO_EXPORT, .delivery = (uint32_t)delivery,
+	};
+	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
+	ufp_pager *p = NULL;
+	char *m;
+
+	if (ufp_pager_create(&pr, &p)) {
+		printf("create: %s\n", ufp_last_error());
+		return 3;
+	}
+	if (ufp_map(p, NULL, 1024 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
+		return 4;
+	for (int i = 0; i < 1024; i++)
+		fill_rand(m + (size_t)i * PAGE, 2);
+	ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT);
+	for (int i = 0; i < 1024; i++)
+		if (!check_rand(m + (size_t)i * PAGE, 2))
+			return 5;
+	if (ufp_stats_get(p, &s) || !s.swap_full_events) {
+		printf("swap_full_events %llu\n", (unsigned long long)s.swap_full_events);
+		return 6;
+	}
+	if (!strstr(ufp_last_error(), "swap is full")) {
+		printf("no note on the stats call: '%s'\n", ufp_last_error());
+		return 7;
+	}
+	ufp_pager_destroy(p);
+	return 0;
+}
+
 START_TEST(swap_on_a_full_filesystem_says_so_and_keeps_data)
 {
-	pid_t c;
-	int st;
-
-	if (geteuid() != 0) {
-		printf("SKIP swap_on_a_full_filesystem: needs root (mount namespace)\n");
-		return;
-	}
-	c = fork();
-	if (c == 0) {
-		struct ufp_params pr = {
-			.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .budget = 256 << 10,
-			.swap_dir = "/mnt", .swap_size = 64 << 20, .ztier_size = 4096,
-			.flags = UFP_PF_NO_EXPORT, .delivery = deliveries[_i],
-		};
-		struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-		ufp_pager *p = NULL;
-		char *m;
-
-		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
-		    mount("tmpfs", "/mnt", "tmpfs", 0, "size=512k")) {
-			printf("SKIP: cannot mount a small tmpfs: %s\n", strerror(errno));
-			_exit(77);
-		}
-		if (ufp_pager_create(&pr, &p)) {
-			printf("create: %s\n", ufp_last_error());
-			_exit(3);
-		}
-		if (ufp_map(p, NULL, 1024 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
-			_exit(4);
-		for (int i = 0; i < 1024; i++)
-			fill_rand(m + (size_t)i * PAGE, 2);
-		ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT);
-		for (int i = 0; i < 1024; i++)
-			if (!check_rand(m + (size_t)i * PAGE, 2))
-				_exit(5);
-		if (ufp_stats_get(p, &s) || !s.swap_full_events) {
-			printf("swap_full_events %llu\n", (unsigned long long)s.swap_full_events);
-			_exit(6);
-		}
-		if (!strstr(ufp_last_error(), "swap is full")) {
-			printf("no note on the stats call: '%s'\n", ufp_last_error());
-			_exit(7);
-		}
-		ufp_pager_destroy(p);
-		_exit(0);
-	}
-	ck_assert_int_eq(waitpid(c, &st, 0), c);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-		return;
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	in_small_tmpfs("/mnt", "512k", full_swap_body, (int)deliveries[_i]);
 }
 END_TEST
 
