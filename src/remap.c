@@ -49,7 +49,7 @@ bool remap_covers(struct ufp_pager *p, uintptr_t addr)
 
 /* Event reader (normal context): publish the moved range. Waits for a free
  * slot (the event worker frees them). Returns the slot. */
-unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len)
+unsigned remap_publish(struct ufp_pager *p, uintptr_t from, uintptr_t to, size_t len)
 {
 	for (;;) {
 		for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
@@ -59,6 +59,8 @@ unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len)
 					SLOT_CLAIMED, memory_order_relaxed, memory_order_relaxed))
 				continue;
 			atomic_store_explicit(&p->remaps[k].to, to, memory_order_relaxed);
+			p->remaps[k].from = from;
+			atomic_store_explicit(&p->remaps[k].carried, false, memory_order_relaxed);
 			/* release: pairs with the acquire in remap_covers */
 			atomic_store_explicit(&p->remaps[k].end, to + len, memory_order_release);
 			return k;
@@ -67,7 +69,7 @@ unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len)
 	}
 }
 
-static void remap_done(struct ufp_pager *p, unsigned k)
+void remap_end(struct ufp_pager *p, unsigned k)
 {
 	atomic_store_explicit(&p->remaps[k].end, 0, memory_order_release);
 	atomic_store_explicit(&p->remaps[k].to, 0, memory_order_relaxed);
@@ -161,6 +163,10 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 		 size_t len, unsigned slot)
 {
 	size_t n = len >> UFP_PAGE_SHIFT;
+
+	/* relaxed: only the event worker writes and reads `carried` */
+	if (atomic_load_explicit(&p->remaps[slot].carried, memory_order_relaxed))
+		return;                  /* an UNMAP of the old range came first */
 	uint64_t *handles = NULL;
 	struct swb_ctx *ctx = NULL;
 	bool owned = pager_owns(p, from) && len <= p->arena_end - from;
@@ -232,5 +238,39 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	free(handles);
 	/* the program's own memory from now on; wakes faults held back */
 	uffd_unregister(p, to, len);
-	remap_done(p, slot);
+	atomic_store_explicit(&p->remaps[slot].carried, true, memory_order_relaxed);
+}
+
+/*
+ * mremap also unmaps the old range, and the kernel sends its UNMAP event
+ * after the REMAP. With several handler threads the UNMAP can be queued
+ * first (the thread that read the REMAP was preempted before it queued
+ * it), and applying it would release the copies the REMAP must carry. So
+ * before an UNMAP or REMOVE the event worker waits until every read that
+ * was in progress has published its events (each handler's `section` is
+ * odd from before its read until then), and carries over first every
+ * published move whose old range the UNMAP touches. Event worker only.
+ */
+void remap_carry_before_unmap(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t s,
+			      uintptr_t e)
+{
+	for (unsigned i = 0; i < p->nhandlers; i++) {
+		/* acquire: pairs with the release increment that ends a section */
+		uint64_t s0 = atomic_load_explicit(&p->handlers[i].section, memory_order_acquire);
+
+		while ((s0 & 1) && atomic_load_explicit(&p->handlers[i].section,
+							memory_order_acquire) == s0)
+			sched_yield();
+	}
+	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
+		uintptr_t end = atomic_load_explicit(&p->remaps[k].end, memory_order_acquire);
+		uintptr_t to = atomic_load_explicit(&p->remaps[k].to, memory_order_relaxed);
+		uintptr_t from = p->remaps[k].from;
+
+		if (end <= SLOT_CLAIMED ||
+		    atomic_load_explicit(&p->remaps[k].carried, memory_order_relaxed))
+			continue;
+		if (from < e && from + (end - to) > s)
+			remap_carry(p, ts, from, to, end - to, k);
+	}
 }

@@ -478,11 +478,15 @@ static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
 	if (m->event == UFFD_EVENT_REMAP) {
 		/* counted first: remap_carry's end wakes the program */
 		STAT_INC(ts, events_remap);
-		/* carries the moved range's evicted pages over (remap.c) */
+		/* carries the moved range's evicted pages over (remap.c),
+		 * unless an UNMAP of the old range did it already */
 		remap_carry(p, ts, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len,
 			    ev->slot);
+		remap_end(p, ev->slot);
 		return;
 	}
+	/* an mremap's UNMAP of its old range may overtake its REMAP */
+	remap_carry_before_unmap(p, ts, m->arg.remove.start, m->arg.remove.end);
 	pager_write_lock(p);
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE: {
@@ -560,7 +564,8 @@ static void handle_event(struct ufp_pager *p, const struct uffd_msg *m)
 		return;
 	case UFFD_EVENT_REMAP:
 		/* publish the new range at once: faults there wait for it */
-		queue_event(p, m, remap_publish(p, m->arg.remap.to, m->arg.remap.len));
+		queue_event(p, m, remap_publish(p, m->arg.remap.from, m->arg.remap.to,
+						m->arg.remap.len));
 		return;
 	default:
 		return;
@@ -631,9 +636,13 @@ static void *handler_main(void *arg)
 	reclaim_thread_enter(p, ts);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
 
+		/* seq_cst: the section is open before the read dequeues */
+		atomic_fetch_add(&h->section, 1);
+		n = read(p->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
+			atomic_fetch_add_explicit(&h->section, 1, memory_order_release);
 			if (errno != EAGAIN && errno != EINTR)
 				break;
 			if (nretry) {
@@ -685,12 +694,15 @@ static void *handler_main(void *arg)
 			poll(pfd, 2, -1);
 			continue;
 		}
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+		/* events first, then the section ends (remap.c ordering) */
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				handle_event(p, &msgs[i]);
+		/* release: pairs with the acquire in remap_carry_before_unmap */
+		atomic_fetch_add_explicit(&h->section, 1, memory_order_release);
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				serve_msg(p, ts, &msgs[i], retry, &nretry);
-			else
-				handle_event(p, &msgs[i]);
-		}
 	}
 	thread_unmark_service();
 	return NULL;

@@ -336,6 +336,9 @@ struct ufp_handler {
 	pthread_t thread;
 	pid_t tid;
 	unsigned idx;
+	/* odd from before a read of the uffd until the events it returned
+	 * are published and queued (events.c ordering, see remap.c) */
+	_Atomic uint64_t section ufp_cacheline_aligned;
 };
 
 struct ufp_event {                  /* a foreign event for the event worker */
@@ -411,6 +414,9 @@ struct ufp_pager {
 					* reading messages and publishing them */
 	struct {                       /* mremapped ranges being carried over */
 		_Atomic uintptr_t to, end;
+		uintptr_t from;            /* set before end is published */
+		_Atomic bool carried;      /* event worker: done early (an UNMAP of
+					    * the old range came first) */
 	} remaps[UFP_REMAP_SLOTS];
 	_Atomic uint32_t remap_futex;  /* bumped when a range is done */
 
@@ -615,7 +621,11 @@ void pager_free_bare(struct ufp_pager *p);
 
 /* remap.c: a program's mremap of managed memory. */
 bool remap_covers(struct ufp_pager *p, uintptr_t addr);
-unsigned remap_publish(struct ufp_pager *p, uintptr_t to, size_t len);
+unsigned remap_publish(struct ufp_pager *p, uintptr_t from, uintptr_t to, size_t len);
+/* The REMAP event is done: free its slot, wake faults held back. */
+void remap_end(struct ufp_pager *p, unsigned slot);
+void remap_carry_before_unmap(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t s,
+			      uintptr_t e);
 void remap_wait(struct ufp_pager *p, uintptr_t addr);
 bool remap_wait_reader(struct ufp_pager *p);
 void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uintptr_t to,

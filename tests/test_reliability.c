@@ -264,6 +264,14 @@ START_TEST(mremap_racing_reader_sees_every_page)
 				dst), dst);
 	a.to = dst;
 	pthread_join(th, NULL);
+	if (a.bad) {
+		struct ufp_stats st = stats(p);
+
+		printf("mremap race: swapouts %llu remap_swapins %llu events_remap %llu; page 0 "
+		       "word 0 %#llx\n", (unsigned long long)st.swapouts,
+		       (unsigned long long)st.remap_swapins, (unsigned long long)st.events_remap,
+		       (unsigned long long)*(uint64_t *)dst);
+	}
 	ck_assert_msg(a.bad == 0, "%d pages wrong after mremap", a.bad);
 	munmap(dst, a.n * PAGE);
 	ufp_pager_destroy(p);
