@@ -224,7 +224,7 @@ END_TEST
 
 /* A thread that touches the moved range right away races the swap-in. */
 struct remap_race {
-	char *volatile to;
+	_Atomic(char *) to;
 	char *orig;
 	size_t n;
 	int bad;
@@ -235,7 +235,7 @@ static void *remap_reader(void *arg)
 	struct remap_race *a = arg;
 	char *to;
 
-	while (!(to = a->to))
+	while (!(to = atomic_load(&a->to)))
 		sched_yield();
 	for (size_t k = 0; k < a->n; k++) {
 		size_t i = a->n - 1 - k;   /* from the end: the swap-in goes forward */
@@ -262,7 +262,7 @@ START_TEST(mremap_racing_reader_sees_every_page)
 	ck_assert_int_eq(pthread_create(&th, NULL, remap_reader, &a), 0);
 	ck_assert_ptr_eq(mremap(a.orig, a.n * PAGE, a.n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
 				dst), dst);
-	a.to = dst;
+	atomic_store(&a.to, dst);
 	pthread_join(th, NULL);
 	if (a.bad) {
 		struct ufp_stats st = stats(p);
@@ -462,6 +462,11 @@ static size_t stack_used(const unsigned char *stk, size_t size)
 
 START_TEST(threads_with_small_stacks_fault_and_swap_in)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* TSan's runtime needs more than 16 KiB of stack and TLS per thread */
+	printf("SKIP threads_with_small_stacks: not under ThreadSanitizer\n");
+	return;
+#endif
 	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
 	struct small_arg a = { .p = p, .n = 256 };
 	static const size_t sizes[] = { 16384, 20480, 24576 };
@@ -550,6 +555,12 @@ static void *signaller(void *arg)
 
 START_TEST(signal_handler_touching_memory_during_protect_and_advise)
 {
+#if defined(__SANITIZE_THREAD__)
+	/* TSan defers asynchronous signals to its own delivery points (inside
+	 * its interceptors), which is not the program's signal mask */
+	printf("SKIP signal_handler_touching_memory: not under ThreadSanitizer\n");
+	return;
+#endif
 	ufp_pager *p = budget_pager(deliveries[_i / 2], 1 << 20);
 	struct sig_arg a = { .target = pthread_self() };
 	struct sigaction sa = { .sa_handler = touch_handler }, old;
