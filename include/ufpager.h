@@ -162,7 +162,7 @@ UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 
-#define UFP_STATS_VERSION 2
+#define UFP_STATS_VERSION 3
 
 /* Latency summary in nanoseconds (from log-linear histograms). */
 struct ufp_latency {
@@ -223,6 +223,14 @@ struct ufp_latency {
 	X(reclaim_waits,       C, "times a fault over the budget waited for reclaim") \
 	X(moves_misreported,   C, "UFFDIO_MOVE moved a page yet failed (kernel bug, README)") \
 	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
+	X(service_stalls,      C, "service threads found dead or stuck by the watchdog") \
+	X(inject_eio,          C, "injected I/O errors (UFPAGER_INJECT, process-wide)") \
+	X(inject_short,        C, "injected short reads and writes (process-wide)") \
+	X(inject_enospc,       C, "injected swap-full (ENOSPC) slot allocations (process-wide)") \
+	X(inject_eagain,       C, "injected uffd ioctl EAGAIN (process-wide)") \
+	X(inject_delay,        C, "injected delayed I/O completions (process-wide)") \
+	X(inject_csum,         C, "injected checksum mismatches on load (process-wide)") \
+	X(inject_kill,         C, "service threads killed by injection (process-wide)") \
 	X(regions,             G, "regions in the tree") \
 	X(resident_pages,      G, "pages resident in managed memory")
 

@@ -36,6 +36,7 @@ static const struct opt_desc opts[] = {
 	{ "swap_dir", OK_STR, OFF(swap_dir), 0, "directory of the O_TMPFILE swap file (default /var/tmp)" },
 	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
 	{ "second_chance", OK_BOOL, OFF(second_chance), 1, "CLOCK second chance for referenced pages (0: FIFO sweep)" },
+	{ "inject", OK_STR, OFF(inject), 0, "fault injection, tests only (README \"Fault injection\"): eio=R,short=R,..." },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

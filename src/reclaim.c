@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "ufp_internal.h"
+#include "inject.h"
 #include "swap_backend.h"
 
 static long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
@@ -458,6 +459,8 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 
 		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
 		wraps += wrapped;
+		if (pthread_equal(pthread_self(), p->reclaim_thread))
+			wd_beat(&p->wd_reclaim);   /* a long eviction is progress */
 	}
 	atomic_fetch_sub(&p->evicting, 1);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
@@ -490,6 +493,10 @@ static void *reclaim_main(void *arg)
 		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
 		int64_t res = ufp_stats_counter_sum(p, UFP_C_resident_pages);
 		uint64_t now = ufp_now_ns();
+
+		wd_beat(&p->wd_reclaim);
+		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_RECLAIM))
+			break;             /* injected death: the watchdog must see it */
 
 		if (res < 0)
 			res = 0;
@@ -538,6 +545,10 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 			evict(p, ts, ts->swb_ctx, UFP_STAGING_BATCH);
 			continue;
 		}
+		/* relaxed: set by the watchdog; a dead reclaim thread would
+		 * make every fault over the budget wait in vain */
+		if (atomic_load_explicit(&p->reclaim_dead, memory_order_relaxed))
+			return;
 		futex_bump_wake(&p->reclaim_futex);
 		futex_wait_ms(&p->reclaimed_futex, w, 1);
 	}

@@ -28,6 +28,7 @@
 #include <limits.h>
 
 #include "ufp_internal.h"
+#include "inject.h"
 
 static __thread bool tls_is_handler __attribute__((tls_model("initial-exec")));
 static __thread bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
@@ -321,6 +322,13 @@ int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len)
 static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len,
 		      bool dontwake, bool wp)
 {
+	/* injected EAGAIN: what the kernel does while an event is pending,
+	 * after partial progress where the range has more than one page */
+	if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
+		if (len <= UFP_PAGE_SIZE)
+			return -EAGAIN;
+		len = UFP_PAGE_SIZE;
+	}
 	if (src) {
 		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len,
 					 .mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0 };
@@ -427,6 +435,11 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
 		};
 
+		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
+			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);   /* injected */
+			sched_yield();
+			continue;
+		}
 		if (ioctl(p->uffd, UFFDIO_MOVE, &m) == 0)
 			return (long)len;
 		if (m.move > 0) {
@@ -514,6 +527,10 @@ static void *event_worker(void *arg)
 		struct cds_wfcq_node *node;
 		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
 
+		wd_beat(&p->wd_events);
+		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_EVENTS))
+			break;             /* injected death: the watchdog must see it */
+
 		node = cds_wfcq_dequeue_blocking(&p->evq_head, &p->evq_tail);
 		if (node) {
 			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
@@ -524,7 +541,9 @@ static void *event_worker(void *arg)
 		}
 		if (atomic_load_explicit(&p->stopping, memory_order_acquire))
 			break;
+		wd_idle(&p->wd_events, true);
 		futex_word(&p->evq_futex, FUTEX_WAIT_PRIVATE, w);
+		wd_idle(&p->wd_events, false);
 	}
 	urcu_memb_unregister_thread();
 	return NULL;
@@ -632,8 +651,13 @@ static void *handler_main(void *arg)
 	reclaim_thread_enter(p, ts);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
 
+		wd_beat(&h->wd);
+		/* injected death, holding no consumed message */
+		if (ufp_unlikely(inject_on()) && !nretry && inject_kill(INJ_T_HANDLER))
+			break;
+		n = read(p->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				break;
@@ -683,7 +707,9 @@ static void *handler_main(void *arg)
 				{ .fd = p->wake_fd, .events = POLLIN },
 			};
 			STAT_INC(ts, handler_blocks);
+			wd_idle(&h->wd, true);
 			poll(pfd, 2, -1);
+			wd_idle(&h->wd, false);
 			continue;
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
@@ -708,8 +734,10 @@ static void *event_reader_main(void *arg)
 
 	tls_is_handler = true;
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
 
+		wd_beat(&h->wd);
+		n = read(p->uffd, msgs, sizeof(msgs));
 		if (n < 0) {
 			struct pollfd pfd[2] = {
 				{ .fd = p->uffd, .events = POLLIN },
@@ -718,7 +746,9 @@ static void *event_reader_main(void *arg)
 
 			if (errno != EAGAIN && errno != EINTR)
 				break;
+			wd_idle(&h->wd, true);
 			poll(pfd, 2, -1);
+			wd_idle(&h->wd, false);
 			continue;
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)

@@ -25,6 +25,7 @@
 
 #include "ufpager.h"
 #include "uffd_compat.h"
+#include "watchdog.h"
 
 /*
  * ThreadSanitizer cannot see liburcu's grace periods (its atomics and
@@ -100,6 +101,7 @@ struct ufp_options {
 	const char *swap_dir;
 	uint64_t dirty_track;
 	uint64_t second_chance;
+	const char *inject;            /* fault injection spec (inject.h) */
 	enum ufp_opt_source src[16];
 };
 
@@ -321,6 +323,7 @@ struct ufp_handler {
 	pthread_t thread;
 	pid_t tid;
 	unsigned idx;
+	struct wd_beat wd;             /* heartbeat (watchdog.h) */
 };
 
 struct ufp_event {                  /* a foreign event for the event worker */
@@ -399,6 +402,11 @@ struct ufp_pager {
 	bool export_started;
 	_Atomic bool export_stop;
 	_Atomic uint32_t export_futex;
+
+	/* the watchdog (watchdog.c): heartbeats of the threads above */
+	struct wd_beat wd_reclaim, wd_events;
+	_Atomic bool reclaim_dead;     /* reclaim stalled: faults stop waiting */
+	struct ufp_watchdog *watchdog;
 
 	/* test hooks (UFP_INTERNAL_TESTING) */
 	void (*hook_after_lookup)(struct ufp_pager *, uintptr_t addr);
