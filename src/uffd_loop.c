@@ -713,6 +713,7 @@ static void *handler_main(void *arg)
 			continue;
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			wd_beat(&h->wd);
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				serve_msg(p, ts, &msgs[i], retry, &nretry);
 			else

@@ -28,7 +28,7 @@ struct wd_beat {
 	/* the watchdog's own view (watchdog thread only) */
 	uint64_t seen, since_ns;
 	bool reported;
-};
+} __attribute__((aligned(64)));   /* no false sharing between handlers */
 
 /* One pass done. Relaxed: the watchdog only compares values over time. */
 static inline void wd_beat(struct wd_beat *b)
