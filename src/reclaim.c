@@ -311,6 +311,25 @@ static void staging_empty(struct ufp_pager *p, unsigned set)
 	UFP_BUG_ON(uffd_register(p, s, len) != 0);
 }
 
+/*
+ * Put a page that could not be stored back with UFFDIO_COPY. UFFDIO_MOVE
+ * refuses when the region's protection changed since the page was taken
+ * (a protect while the store failed: src and dst VMAs differ); a copy
+ * installs into any protection. Returns true when the page is back.
+ */
+static bool restore_by_copy(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t a,
+			    uintptr_t staged)
+{
+	long r = -EAGAIN;
+
+	for (int tries = 0; r == -EAGAIN && tries < 100000; tries++) {
+		r = uffd_fill(p, ts, a, (const void *)staged, UFP_PAGE_SIZE, true);
+		if (r == -EAGAIN)
+			sched_yield();
+	}
+	return r == (long)UFP_PAGE_SIZE;
+}
+
 /* Evict one batch with staging set `set`. Returns pages evicted. */
 static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
 			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
@@ -398,8 +417,8 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		uintptr_t a = p->arena_base + (v->idx << UFP_PAGE_SHIFT);
 
 		if (cur == v->v &&
-		    uffd_move(p, ts, a, staging_page(p, set, idx[d]), UFP_PAGE_SIZE) ==
-		    (long)UFP_PAGE_SIZE)
+		    (uffd_move(p, ts, a, staging_page(p, set, idx[d]), UFP_PAGE_SIZE) ==
+		     (long)UFP_PAGE_SIZE || restore_by_copy(p, ts, a, staging_page(p, set, idx[d]))))
 			unclaim(p, v, PTE_CLEAN);
 		else if (cur == v->v)
 			ufp_bug("eviction could neither store nor restore a page", __FILE__, __LINE__);

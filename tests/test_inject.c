@@ -211,6 +211,63 @@ START_TEST(failed_evictions_keep_every_page)
 }
 END_TEST
 
+/* A store fails while the page's region changes protection: UFFDIO_MOVE
+ * cannot put the page back across VMAs of different protection; the page
+ * must come back anyway (it aborted with "eviction could neither store
+ * nor restore a page"). _i: delivery. */
+struct toggler {
+	ufp_pager *p;
+	char *m;
+	_Atomic bool stop;
+	uint64_t flips;
+};
+
+static void *toggle_main(void *arg)
+{
+	struct toggler *t = arg;
+
+	ufp_thread_register();
+	while (!atomic_load(&t->stop)) {
+		ck_assert_int_eq(ufp_protect(t->p, t->m + 16 * PAGE, 32 * PAGE, UFP_PROT_READ), 0);
+		ck_assert_int_eq(ufp_protect(t->p, t->m + 16 * PAGE, 32 * PAGE, UFP_PROT_ALL), 0);
+		t->flips++;
+	}
+	return NULL;
+}
+
+START_TEST(failed_store_restores_across_a_protect)
+{
+	ufp_pager *p = mk_pager((struct pcfg){ .delivery = deliveries[_i], .budget = 64 << 20,
+					       .swap = 64 << 20, .ztier = 4096 });
+	struct ufp_pager *ip = (struct ufp_pager *)p;
+	struct toggler t = { .p = p };
+	uint64_t end, rounds = 0;
+	pthread_t th;
+
+	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&t.m), 0);
+	for (int i = 0; i < 64; i++)
+		fill_rand(t.m + (size_t)i * PAGE, 4);
+	arm("eio=1@write");
+	ck_assert_int_eq(pthread_create(&th, NULL, toggle_main, &t), 0);
+	end = ufp_now_ns() + 1500000000ull;
+	while (ufp_now_ns() < end) {
+		atomic_store(&ip->swap_full, false);   /* let every round try */
+		int r = ufp_advise(p, t.m, 64 * PAGE, UFP_ADV_PAGEOUT);
+
+		ck_assert_msg(r == 0 || r == -ENOSPC, "pageout: %d", r);
+		rounds++;
+	}
+	atomic_store(&t.stop, true);
+	pthread_join(th, NULL);
+	inject_disarm();
+	ck_assert_uint_gt(t.flips, 10);
+	ck_assert_uint_gt(rounds, 10);
+	for (int i = 0; i < 64; i++)
+		ck_assert_msg(check_rand(t.m + (size_t)i * PAGE, 4), "page %d lost", i);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 /* ---- failures at swap-in poison exactly the pages hit ----------------- */
 
 /*
@@ -536,6 +593,7 @@ static Suite *inject_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, spec_parses_rejects_and_decides_deterministically);
 	tcase_add_loop_test(tc, failed_evictions_keep_every_page, 0, 6);
+	tcase_add_loop_test(tc, failed_store_restores_across_a_protect, 0, 2);
 	tcase_add_loop_test(tc, failed_swapins_poison_exactly_their_pages, 0, 12);
 	tcase_add_loop_test(tc, eagain_storms_and_delays_lose_nothing, 0, 4);
 	tcase_add_loop_test(tc, dead_reclaim_thread_is_reported_and_faults_stop_waiting, 0, 2);
