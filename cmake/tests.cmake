@@ -26,6 +26,10 @@ add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
          --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
 add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
 set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)
+# The soak, briefly: every operation, fork and injected fault kind of the
+# long run (README "Soak"), and lost must be 0.
+add_test(NAME bench_soak_short COMMAND ufpagerctl bench soak --seconds 6)
+set_tests_properties(bench_soak_short PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
 
 # The README's quick start compiles against the installed-style public
 # header and the shared library, and runs.
