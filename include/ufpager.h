@@ -239,8 +239,16 @@ struct ufp_latency {
  */
 #define UFP_STAT_COUNTERS_V3(X) \
 	X(fork_swapin_failed,  C, "evicted pages a fork could not read back (child sees zeros)") \
-	X(remap_swapins,       C, "evicted pages brought back into a range the program mremapped")
-#define UFP_STAT_V3_COUNT 2
+	X(remap_swapins,       C, "evicted pages brought back into a range the program mremapped") \
+	X(service_stalls,      C, "service threads found dead or stuck by the watchdog") \
+	X(inject_eio,          C, "injected I/O errors (UFPAGER_INJECT, process-wide)") \
+	X(inject_short,        C, "injected short reads and writes (process-wide)") \
+	X(inject_enospc,       C, "injected swap-full (ENOSPC) slot allocations (process-wide)") \
+	X(inject_eagain,       C, "injected uffd ioctl EAGAIN (process-wide)") \
+	X(inject_delay,        C, "injected delayed I/O completions (process-wide)") \
+	X(inject_csum,         C, "injected checksum mismatches on load (process-wide)") \
+	X(inject_kill,         C, "service threads killed by injection (process-wide)")
+#define UFP_STAT_V3_COUNT 10
 #define UFP_STATS_FIRST_V3 fork_swapin_failed  /* the first field after version 2 */
 
 #define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X)

@@ -284,13 +284,20 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			continue;
 		}
 		if (failed & (1ull << k)) {
-			struct uffdio_poison po = { .range = { a, UFP_PAGE_SIZE } };
+			struct uffdio_poison po = { .range = { a, UFP_PAGE_SIZE },
+						    .mode = UFFDIO_POISON_MODE_DONTWAKE };
 
-			/* the program gets SIGBUS on this page, never wrong data */
-			if (ioctl(p->uffd, UFFDIO_POISON, &po) == 0 || errno == EEXIST)
-				STAT_INC(ts, pages_poisoned);
+			/* the program gets SIGBUS on this page, never wrong data;
+			 * counted first: the faulting thread may read the count
+			 * as soon as the page is poisoned */
+			STAT_INC(ts, pages_poisoned);
+			if (ioctl(p->uffd, UFFDIO_POISON, &po) && errno != EEXIST)
+				STAT_ADD(ts, pages_poisoned, -1);
 			atomic_store_explicit(&p->pte[i], gen | PTE_POISON, memory_order_release);
 			swb_release(p->swb, c[k].handle);
+			/* wake last: the woken thread may read the counters at once */
+			if (handler_wakes(p))
+				uffd_wake(p, a, UFP_PAGE_SIZE);
 			page_wake(p, i);
 			continue;
 		}

@@ -53,6 +53,8 @@ static const struct opt_desc opts[] = {
 	  "CLOCK second chance for referenced pages (0: FIFO sweep)" },
 	{ "verbose", OK_BOOL, OFF(verbose), 0, 0, 1, 0,
 	  "print warnings on stderr (the library is silent otherwise; process-wide)" },
+	{ "inject", OK_STR, OFF(inject), 0, 0, 0, 0,
+	  "fault injection, tests only (README \"Fault injection\"): eio=R,short=R,..." },
 };
 #undef PG
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "inject.h"
 #include "swap_backend.h"
 
 static _Atomic uint64_t next_pager_id = 1;
@@ -534,6 +535,8 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	if (err)
 		goto fail_threads;
 	export_start(p);
+	inject_from_options(p->opt.inject);
+	watchdog_start(p);
 	ufp_thread_enter(p);
 	*out = p;
 	return 0;
@@ -571,6 +574,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	ufp_clear_error();
 	if (!p->forked_child) {
 		ufp_thread_enter(p);
+		watchdog_stop(p);
 		export_stop(p);
 		reclaim_stop_thread(p);
 		sigbus_remove(p);
@@ -902,6 +906,8 @@ static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
 				 "version-2 fields (%zu bytes)", size,
 				 offsetof(struct ufp_stats, UFP_STATS_FIRST_V3));
 	ufp_stats_merge(p, &st);
+	inject_stats(&st);
+	st.service_stalls = watchdog_stalls(p);
 	if (!p->forked_child) {
 		pager_read_lock(p);
 		st.regions = p->tree.count;

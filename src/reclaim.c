@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "ufp_internal.h"
+#include "inject.h"
 #include "swap_backend.h"
 
 static long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
@@ -345,6 +346,64 @@ static void staging_empty(struct ufp_pager *p, unsigned set)
 	UFP_BUG_ON(uffd_register(p, s, len) != 0);
 }
 
+/*
+ * Put a page that could not be stored back with UFFDIO_COPY. UFFDIO_MOVE
+ * refuses when the region's protection changed since the page was taken
+ * (a protect while the store failed: src and dst VMAs differ); a copy
+ * installs into any protection. Returns true when the page is back.
+ */
+static bool restore_by_copy(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t a,
+			    uintptr_t staged)
+{
+	long r = -EAGAIN;
+
+	for (int tries = 0; r == -EAGAIN && tries < 100000; tries++) {
+		r = uffd_fill(p, ts, a, (const void *)staged, UFP_PAGE_SIZE, true);
+		if (r == -EAGAIN)
+			sched_yield();
+	}
+	return r == (long)UFP_PAGE_SIZE;
+}
+
+enum put_back { PB_RESTORED, PB_STORED, PB_DISCARDED };
+
+/*
+ * A victim that could not be stored goes back where it was. The range can
+ * be unregistered for a moment (DONTNEED and realloc unregister under the
+ * region write lock, which we no longer hold), or gone for good before
+ * its entry is discarded (a foreign munmap or mremap whose event the worker
+ * has not applied yet): then neither MOVE nor COPY can put it back
+ * (-ENOENT). Keep trying both ways, and storing it again, until one works
+ * or the entry is discarded. The page is never dropped (that aborted
+ * before, found by the soak). Normal context; no lock held.
+ */
+static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+			      struct victim *v, uintptr_t staged)
+{
+	uintptr_t a = p->arena_base + (v->idx << UFP_PAGE_SHIFT);
+	uint64_t t0 = ufp_now_ns();
+
+	for (unsigned tries = 0;; tries++) {
+		const void *pg = (const void *)staged;
+
+		if (atomic_load_explicit(&p->pte[v->idx], memory_order_acquire) != v->v) {
+			page_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
+			return PB_DISCARDED;
+		}
+		if (uffd_move(p, ts, a, staged, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE ||
+		    restore_by_copy(p, ts, a, staged)) {
+			unclaim(p, v, PTE_CLEAN);
+			return PB_RESTORED;
+		}
+		if (tries && swb_store(ctx, &pg, 1, &v->handle) == 1)
+			return PB_STORED;
+		if (ufp_now_ns() - t0 > 30000000000ull)
+			ufp_bug("eviction could neither store nor restore a page for 30 s",
+				__FILE__, __LINE__);
+		usleep(tries < 10 ? 100 : 1000);
+	}
+}
+
 /* Evict one batch with staging set `set`. Returns pages evicted. */
 static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
 			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
@@ -430,17 +489,12 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 			continue;
 		}
 		/* Not stored (swap full, I/O error): put the page back. */
-		uint64_t cur = atomic_load_explicit(&p->pte[v->idx], memory_order_acquire);
-		uintptr_t a = p->arena_base + (v->idx << UFP_PAGE_SHIFT);
+		enum put_back pb = put_back(p, ts, ctx, v, staging_page(p, set, idx[d]));
 
-		if (cur == v->v &&
-		    uffd_move(p, ts, a, staging_page(p, set, idx[d]), UFP_PAGE_SIZE) ==
-		    (long)UFP_PAGE_SIZE)
-			unclaim(p, v, PTE_CLEAN);
-		else if (cur == v->v)
-			ufp_bug("eviction could neither store nor restore a page", __FILE__, __LINE__);
-		else
-			page_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
+		if (pb == PB_STORED) {
+			STAT_INC(ts, swapouts);
+			continue;
+		}
 		v->idx = SIZE_MAX;
 		if (!atomic_exchange(&p->swap_full, true)) {
 			STAT_INC(ts, swap_full_events);
@@ -511,6 +565,8 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 		 * over unevictable pages (found by the API fuzzer). relaxed: a
 		 * count, no data hangs on it. */
 		wraps = (unsigned)(atomic_load_explicit(&p->clock_laps, memory_order_relaxed) - laps0);
+		if (pthread_equal(pthread_self(), p->reclaim_thread))
+			wd_beat(&p->wd_reclaim);   /* a long eviction is progress */
 	}
 	evict_exit(p);
 	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
@@ -543,6 +599,10 @@ static void *reclaim_main(void *arg)
 		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
 		int64_t res = ufp_stats_counter_sum(p, UFP_C_resident_pages);
 		uint64_t now = ufp_now_ns();
+
+		wd_beat(&p->wd_reclaim);
+		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_RECLAIM))
+			break;             /* injected death: the watchdog must see it */
 
 		if (res < 0)
 			res = 0;
@@ -620,6 +680,10 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 			resident_est_sub(p, got);
 			continue;
 		}
+		/* relaxed: set by the watchdog; a dead reclaim thread would
+		 * make every fault over the budget wait in vain */
+		if (atomic_load_explicit(&p->reclaim_dead, memory_order_relaxed))
+			return;
 		futex_bump_wake(&p->reclaim_futex);
 		futex_wait_ms(&p->reclaimed_futex, w, 1);
 	}

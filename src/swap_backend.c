@@ -52,6 +52,7 @@
 #include <xxhash.h>
 
 #include "swap_backend.h"
+#include "inject.h"
 
 #define PAGE SWB_PAGE_SIZE
 #define CL_SLOTS 64u
@@ -640,6 +641,7 @@ static int ztier_put(struct swb_ctx *c, const void *page, uint64_t csum, uint64_
 static int ztier_get(struct ztier *z, uint64_t idx, void *dst)
 {
 	struct zent *e;
+	int got;
 
 	if (idx >= z->nent)
 		return -EINVAL;
@@ -651,8 +653,18 @@ static int ztier_get(struct ztier *z, uint64_t idx, void *dst)
 	if (atomic_load_explicit(&e->inject, memory_order_relaxed) &&
 	    atomic_exchange_explicit(&e->inject, 0, memory_order_relaxed))
 		return -EIO;
-	if (LZ4_decompress_safe(e->data, dst, e->clen, (int)PAGE) != (int)PAGE ||
-	    XXH3_64bits(dst, PAGE) != e->csum)
+	got = LZ4_decompress_safe(e->data, dst, e->clen, (int)PAGE);
+	if (__builtin_expect(inject_on(), 0)) {
+		int r = inject_io_res((int)PAGE, INJ_READ);
+
+		if (r < 0)
+			return r;
+		if (r != (int)PAGE)
+			got = r;
+		else if (inject_hit(INJ_CSUM))
+			((unsigned char *)dst)[PAGE - 1] ^= 0x5a;
+	}
+	if (got != (int)PAGE || XXH3_64bits(dst, PAGE) != e->csum)
 		return -EBADMSG;
 	return 0;
 }
@@ -759,7 +771,10 @@ int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t
 			nz++;
 			continue;
 		}
-		slot = slot_alloc(c);
+		if (__builtin_expect(inject_on(), 0) && inject_hit(INJ_ENOSPC))
+			slot = -ENOSPC;     /* as if the disk were full */
+		else
+			slot = slot_alloc(c);
 		if (slot < 0) {
 			err = (int)slot;
 			break;              /* full: pages [i, n) are not stored */
@@ -789,12 +804,17 @@ int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t
 		/* reap every completion, failed or not: none may be left for
 		 * the next batch to mistake for its own */
 		for (unsigned seen = 0; !c->broken && seen < nfile; seen++) {
+			int res;
+
 			if (ring_wait(c, &cqe)) {
 				werr = -EIO;
 				break;
 			}
-			if (cqe->res != (int)PAGE && !werr)  /* error or short write */
-				werr = cqe->res < 0 ? cqe->res : -EIO;
+			res = cqe->res;
+			if (__builtin_expect(inject_on(), 0))
+				res = inject_io_res(res, INJ_WRITE);
+			if (res != (int)PAGE && !werr)  /* error or short write */
+				werr = res < 0 ? res : -EIO;
 			io_uring_cqe_seen(&c->ring, cqe);
 		}
 		if (werr) {
@@ -903,13 +923,20 @@ int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *cons
 		for (; !r && seen < nfile; seen++) {
 			unsigned i;
 			char *buf;
+			int res;
 
 			r = ring_wait(c, &cqe);
 			if (r)
 				break;
 			i = (unsigned)cqe->user_data;
 			buf = c->bufs + (size_t)bufk[i] * PAGE;
-			if (cqe->res != (int)PAGE) {        /* error or short read */
+			res = cqe->res;
+			if (__builtin_expect(inject_on(), 0)) {
+				res = inject_io_res(res, INJ_READ);
+				if (res == (int)PAGE && inject_hit(INJ_CSUM))
+					buf[PAGE - 1] ^= 0x5a;    /* the checksum must catch it */
+			}
+			if (res != (int)PAGE) {        /* error or short read */
 				CSTAT(c, io_errors, 1);
 				load_fail(failed, i, &err, -EIO);
 			} else if (XXH3_64bits(buf, PAGE) != s->csum[handles[i] & SLOT_MASK]) {

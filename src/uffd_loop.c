@@ -28,6 +28,7 @@
 #include <limits.h>
 
 #include "ufp_internal.h"
+#include "inject.h"
 
 
 /* ======================================================================
@@ -331,6 +332,13 @@ int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len)
 static long fill_once(struct ufp_pager *p, uintptr_t dst, const void *src, size_t len,
 		      bool dontwake, bool wp)
 {
+	/* injected EAGAIN: what the kernel does while an event is pending,
+	 * after partial progress where the range has more than one page */
+	if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
+		if (len <= UFP_PAGE_SIZE)
+			return -EAGAIN;
+		len = UFP_PAGE_SIZE;
+	}
 	if (src) {
 		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len,
 					 .mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0 };
@@ -437,6 +445,11 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
 		};
 
+		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
+			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);   /* injected */
+			sched_yield();
+			continue;
+		}
 		if (ioctl(p->uffd, UFFDIO_MOVE, &m) == 0)
 			return (long)len;
 		if (m.move > 0) {
@@ -517,6 +530,10 @@ static void *event_worker(void *arg)
 		struct cds_wfcq_node *node;
 		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
 
+		wd_beat(&p->wd_events);
+		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_EVENTS))
+			break;             /* injected death: the watchdog must see it */
+
 		node = cds_wfcq_dequeue_blocking(&p->evq_head, &p->evq_tail);
 		if (node) {
 			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
@@ -527,7 +544,9 @@ static void *event_worker(void *arg)
 		}
 		if (atomic_load_explicit(&p->stopping, memory_order_acquire))
 			break;
+		wd_idle(&p->wd_events, true);
 		futex_word(&p->evq_futex, FUTEX_WAIT_PRIVATE, w);
+		wd_idle(&p->wd_events, false);
 	}
 	thread_unmark_service();
 	return NULL;
@@ -638,6 +657,10 @@ static void *handler_main(void *arg)
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n;
 
+		wd_beat(&h->wd);
+		/* injected death, holding no consumed message */
+		if (ufp_unlikely(inject_on()) && !nretry && inject_kill(INJ_T_HANDLER))
+			break;
 		/* seq_cst: the section is open before the read dequeues */
 		atomic_fetch_add(&h->section, 1);
 		n = read(p->uffd, msgs, sizeof(msgs));
@@ -691,7 +714,9 @@ static void *handler_main(void *arg)
 				{ .fd = p->wake_fd, .events = POLLIN },
 			};
 			STAT_INC(ts, handler_blocks);
+			wd_idle(&h->wd, true);
 			poll(pfd, 2, -1);
+			wd_idle(&h->wd, false);
 			continue;
 		}
 		/* events first, then the section ends (remap.c ordering) */
@@ -700,9 +725,11 @@ static void *handler_main(void *arg)
 				handle_event(p, &msgs[i]);
 		/* release: pairs with the acquire in remap_carry_before_unmap */
 		atomic_fetch_add_explicit(&h->section, 1, memory_order_release);
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			wd_beat(&h->wd);
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				serve_msg(p, ts, &msgs[i], retry, &nretry);
+		}
 	}
 	thread_unmark_service();
 	return NULL;
@@ -720,6 +747,7 @@ static void *event_reader_main(void *arg)
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n;
 
+		wd_beat(&h->wd);
 		/* Raised from before the read until the events are published:
 		 * an mremap caller resumes once its REMAP is read, and a SIGBUS
 		 * on the moved range must find it published (remap.c). seq_cst:
@@ -738,7 +766,9 @@ static void *event_reader_main(void *arg)
 
 			if (errno != EAGAIN && errno != EINTR)
 				break;
+			wd_idle(&h->wd, true);
 			poll(pfd, 2, -1);
+			wd_idle(&h->wd, false);
 			continue;
 		}
 	}

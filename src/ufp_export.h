@@ -15,7 +15,7 @@
 #include "ufpager.h"
 
 #define UFP_EXPORT_MAGIC 0x3154415453504655ull   /* "UFPSTAT1" */
-#define UFP_EXPORT_VERSION 2
+#define UFP_EXPORT_VERSION 3
 #define UFP_EXPORT_ROWS 32
 
 struct ufp_export_region {

@@ -25,6 +25,7 @@
 
 #include "ufpager.h"
 #include "uffd_compat.h"
+#include "watchdog.h"
 
 /*
  * ThreadSanitizer cannot see liburcu's grace periods (its atomics and
@@ -108,6 +109,7 @@ struct ufp_options {
 	uint64_t dirty_track;
 	uint64_t second_chance;
 	uint64_t verbose;
+	const char *inject;            /* fault injection spec (inject.h) */
 	enum ufp_opt_source src[16];
 };
 
@@ -339,6 +341,7 @@ struct ufp_handler {
 	/* odd from before a read of the uffd until the events it returned
 	 * are published and queued (events.c ordering, see remap.c) */
 	_Atomic uint64_t section ufp_cacheline_aligned;
+	struct wd_beat wd;             /* heartbeat (watchdog.h) */
 };
 
 struct ufp_event {                  /* a foreign event for the event worker */
@@ -436,6 +439,11 @@ struct ufp_pager {
 	bool export_started;
 	_Atomic bool export_stop;
 	_Atomic uint32_t export_futex;
+
+	/* the watchdog (watchdog.c): heartbeats of the threads above */
+	struct wd_beat wd_reclaim, wd_events;
+	_Atomic bool reclaim_dead;     /* reclaim stalled: faults stop waiting */
+	struct ufp_watchdog *watchdog;
 
 	/* test hooks (UFP_INTERNAL_TESTING) */
 	void (*hook_after_lookup)(struct ufp_pager *, uintptr_t addr);

@@ -419,7 +419,8 @@ START_TEST(stats_get_writes_only_the_callers_size)
 	struct ufp_stats *s = (struct ufp_stats *)buf;
 
 	memset(buf, 0xa5, sizeof(struct ufp_stats) + 64);
-	s->size = (uint32_t)(small - 64);    /* too small: refused */
+	/* smaller than the version-2 fields: refused */
+	s->size = (uint32_t)(offsetof(struct ufp_stats, UFP_STATS_FIRST_V3) - 8);
 	s->version = UFP_STATS_VERSION;
 	ck_assert_int_eq(ufp_stats_get(p, s), -EINVAL);
 	s->size = (uint32_t)small;           /* an older struct without reserved[] */

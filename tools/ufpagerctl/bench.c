@@ -636,10 +636,23 @@ static void bench_usage(FILE *f)
 		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
 		"           (the kernel baselines need root)\n"
 		"  all      every suite (the same as none)\n"
+		"  soak     not part of 'all': a data-integrity run of --minutes N (default 1):\n"
+		"           T threads (first of --threads, default 4) write, read and verify\n"
+		"           every page (content from object key + generation) under a 2 MiB\n"
+		"           budget with structural churn (map/unmap/protect, DONTNEED,\n"
+		"           PAGEOUT, alloc/realloc/free), fork children that verify a sample,\n"
+		"           and injected faults that must not lose data (EAGAIN storms,\n"
+		"           delays, write errors, short writes, ENOSPC); SIGBUS delivery for\n"
+		"           half the time, handler threads for the other half. Prints the\n"
+		"           totals and lost = 0; exits 1 when anything was lost\n"
 		"\n"
 		"options:\n"
 		"  --quick            shorter runs (CI smoke)\n"
-		"  --seconds S        time per configuration (default 1.0; quick 0.3)\n"
+		"  --seconds S        time per configuration (default 1.0; quick 0.3);\n"
+		"                     for 'soak' the whole run\n"
+		"  --minutes N        length of the 'soak' run (fractions allowed)\n"
+		"  --inject SPEC      the soak's fault injection (UFPAGER_INJECT syntax; 'off':\n"
+		"                     none; default: EAGAIN, delays, write errors, ENOSPC)\n"
 		"  --pages N          pages per faulting thread in 'faults' (default 20000)\n"
 		"  --threads LIST     faulting threads T, e.g. 1,2,4,8 (default; up to 8 values)\n"
 		"  --writers LIST     structural threads W, e.g. 0,1,2 (default; starts with 0)\n"
@@ -680,7 +693,8 @@ int cmd_bench(int argc, char **argv)
 		{ "pages", required_argument, 0, 'p' }, { "threads", required_argument, 0, 't' },
 		{ "writers", required_argument, 0, 'w' }, { "json", required_argument, 0, 'j' },
 		{ "delivery", required_argument, 0, 'd' }, { "writer-mb", required_argument, 0, 'm' },
-		{ "plot", required_argument, 0, 'P' },
+		{ "plot", required_argument, 0, 'P' }, { "minutes", required_argument, 0, 'M' },
+		{ "inject", required_argument, 0, 'I' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	struct bench_opts o = {
@@ -688,7 +702,7 @@ int cmd_bench(int argc, char **argv)
 		.writers = { 0, 1, 2 }, .nwriters = 3, .delivery = UFP_DELIVERY_SIGBUS,
 		.writer_mb = 512, .json_first = true,
 	};
-	bool want[NSUITES] = { false }, named = false;
+	bool want[NSUITES] = { false }, named = false, soak = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
 
@@ -696,13 +710,20 @@ int cmd_bench(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'q': o.quick = true; break;
-		case 's': o.seconds = atof(optarg); break;
+		case 's': o.seconds = o.soak_seconds = atof(optarg); break;
+		case 'I': o.soak_inject = optarg; break;
+		case 'M':
+			o.soak_seconds = atof(optarg) * 60;
+			if (o.soak_seconds <= 0)
+				goto bad;
+			break;
 		case 'p': o.pages = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'm': o.writer_mb = strtoul(optarg, NULL, 10); break;
 		case 't':
 			if ((n = parse_list(optarg, o.threads, 8, 1)) < 0)
 				goto bad;
 			o.nthreads = (unsigned)n;
+			o.soak_threads = o.threads[0];
 			break;
 		case 'w':
 			if ((n = parse_list(optarg, o.writers, 4, 0)) < 0)
@@ -739,7 +760,9 @@ int cmd_bench(int argc, char **argv)
 
 		while (s < NSUITES && strcmp(argv[i], suites[s].name))
 			s++;
-		if (s < NSUITES) {
+		if (!strcmp(argv[i], "soak")) {
+			soak = named = true;
+		} else if (s < NSUITES) {
 			want[s] = named = true;
 		} else if (!strcmp(argv[i], "all")) {
 			for (s = 0; s < NSUITES; s++)
@@ -768,6 +791,11 @@ int cmd_bench(int argc, char **argv)
 	for (size_t s = 0; s < NSUITES && !rc; s++)
 		if (want[s])
 			rc = suites[s].run(&o);
+	if (soak && !rc) {
+		if (o.soak_seconds <= 0)
+			o.soak_seconds = 60;
+		rc = bench_soak(&o);
+	}
 	if (o.nsummary) {
 		printf("\n== summary: ratios measured side by side in this run\n");
 		for (unsigned i = 0; i < o.nsummary; i++)

@@ -46,6 +46,9 @@ struct bench_opts {
 	struct plot_state *plot;  /* what this run plots (bench_plot.c); NULL without --plot */
 	struct { char name[96]; double v; } summary[32];
 	unsigned nsummary;
+	double soak_seconds;      /* soak: --minutes / --seconds (default 60) */
+	unsigned soak_threads;    /* soak: first value of --threads (default 4) */
+	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
 };
 
 /* The closing table of key ratios. */
@@ -93,6 +96,7 @@ int bench_locks(struct bench_opts *o);
 int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
+int bench_soak(struct bench_opts *o);
 
 /* ---- a crew: benchmark threads that start and stop together (bench_crew.c)
  * The caller spawns every worker with crew_spawn(); each worker does its
