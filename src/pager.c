@@ -534,9 +534,11 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	err = reclaim_start(p);
 	if (err)
 		goto fail_threads;
-	export_start(p);
 	inject_from_options(p->opt.inject);
+	/* before the exporter: it reads p->watchdog (its thread's start
+	 * orders this write before its reads) */
 	watchdog_start(p);
+	export_start(p);
 	ufp_thread_enter(p);
 	*out = p;
 	return 0;
@@ -574,8 +576,8 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	ufp_clear_error();
 	if (!p->forked_child) {
 		ufp_thread_enter(p);
+		export_stop(p);        /* first: it reads the watchdog's counter */
 		watchdog_stop(p);
-		export_stop(p);
 		reclaim_stop_thread(p);
 		sigbus_remove(p);
 		pager_write_lock(p);
