@@ -55,30 +55,6 @@ static void arm(const char *spec)
 	ck_assert_msg(inject_configure(spec, &bad) == 0, "spec %s: bad at %s", spec, bad);
 }
 
-/* Incompressible content derived from address + generation. */
-static void fill_rand(void *page, uint32_t gen)
-{
-	uint64_t *w = page, x = ufp_pattern((uintptr_t)page, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		w[i] = x;
-	}
-}
-
-static bool check_rand(const void *page, uint32_t gen)
-{
-	const uint64_t *w = page;
-	uint64_t x = ufp_pattern((uintptr_t)page, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		if (w[i] != x)
-			return false;
-	}
-	return true;
-}
-
 static sigjmp_buf jb;
 static volatile sig_atomic_t got_sigbus;
 
@@ -192,7 +168,7 @@ START_TEST(failed_evictions_keep_every_page)
 
 	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (size_t i = 0; i < n; i++)
-		fill_rand(m + i * PAGE, 1);
+		ufp_fill_rand(m + i * PAGE, 1);
 	s0 = stats(p);
 	arm(specs[kind]);
 	for (int round = 0; round < 8; round++) {
@@ -209,14 +185,14 @@ START_TEST(failed_evictions_keep_every_page)
 	/* a failed store is "swap full" for the pager: reported, eviction stops */
 	ck_assert_uint_gt(s.swap_full_events, s0.swap_full_events);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(check_rand(m + i * PAGE, 1), "page %zu lost after %llu injected",
+		ck_assert_msg(ufp_check_rand(m + i * PAGE, 1), "page %zu lost after %llu injected",
 			      i, (unsigned long long)injected);
 	ck_assert_uint_eq(stats(p).pages_poisoned, 0);
 	/* and the pages still go out and come back once the faults stop */
 	usleep(120000);
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(check_rand(m + i * PAGE, 1), "page %zu lost", i);
+		ck_assert_msg(ufp_check_rand(m + i * PAGE, 1), "page %zu lost", i);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -256,7 +232,7 @@ START_TEST(failed_store_restores_across_a_protect)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&t.m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(t.m + (size_t)i * PAGE, 4);
+		ufp_fill_rand(t.m + (size_t)i * PAGE, 4);
 	arm("eio=1@write");
 	ck_assert_int_eq(pthread_create(&th, NULL, toggle_main, &t), 0);
 	end = ufp_now_ns() + 1500000000ull;
@@ -273,7 +249,7 @@ START_TEST(failed_store_restores_across_a_protect)
 	ck_assert_uint_gt(t.flips, 10);
 	ck_assert_uint_gt(rounds, 10);
 	for (int i = 0; i < 64; i++)
-		ck_assert_msg(check_rand(t.m + (size_t)i * PAGE, 4), "page %d lost", i);
+		ck_assert_msg(ufp_check_rand(t.m + (size_t)i * PAGE, 4), "page %d lost", i);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -305,7 +281,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 		if (ztier)
 			ufp_fill_page(m + i * PAGE, 2);   /* compressible */
 		else
-			fill_rand(m + i * PAGE, 2);
+			ufp_fill_rand(m + i * PAGE, 2);
 	}
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
 	s0 = stats(p);
@@ -319,7 +295,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 		ck_assert_uint_ge(stats(p).pages_poisoned - s0.pages_poisoned, nbad);
 		if (!bad[i])
 			ck_assert_msg(ztier ? ufp_check_page(m + i * PAGE, 2) == 0 :
-				      check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
+				      ufp_check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
 	}
 	inject_disarm();
 	s = stats(p);
@@ -337,7 +313,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 		ck_assert_msg(access_faults(m + i * PAGE) == bad[i], "page %zu changed", i);
 		if (!bad[i])
 			ck_assert_msg(ztier ? ufp_check_page(m + i * PAGE, 2) == 0 :
-				      check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
+				      ufp_check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
 	}
 	/* writing a poisoned page is refused too, never silently zeroed */
 	for (size_t i = 0; i < n; i++)
@@ -381,11 +357,11 @@ static void *worker_main(void *arg)
 		size_t i = (size_t)rand_r(&w->seed) % w->pages;
 		char *pg = w->base + i * PAGE;
 
-		if (w->gen[i] ? !check_rand(pg, w->gen[i]) : ufp_check_page(pg, 0) != 1)
+		if (w->gen[i] ? !ufp_check_rand(pg, w->gen[i]) : ufp_check_page(pg, 0) != 1)
 			w->errors++;
 		if (rand_r(&w->seed) % 4) {
 			w->gen[i]++;
-			fill_rand(pg, w->gen[i]);
+			ufp_fill_rand(pg, w->gen[i]);
 		}
 		w->ops++;
 	}
@@ -416,7 +392,7 @@ static void run_workers(ufp_pager *p, size_t pages, unsigned nthreads, double se
 		for (size_t i = 0; i < pages; i++) {
 			char *pg = w[t].base + i * PAGE;
 
-			if (w[t].gen[i] ? !check_rand(pg, w[t].gen[i]) : ufp_check_page(pg, 0) != 1)
+			if (w[t].gen[i] ? !ufp_check_rand(pg, w[t].gen[i]) : ufp_check_page(pg, 0) != 1)
 				(*errors)++;
 		}
 		free(w[t].gen);
@@ -500,13 +476,13 @@ START_TEST(dead_reclaim_thread_is_reported_and_faults_stop_waiting)
 	atomic_store(&((struct ufp_pager *)p)->resident_est, 1ull << 40);
 	t0 = ufp_now_ns();
 	for (size_t i = 0; i < n; i++)
-		fill_rand(m + i * PAGE, 5);
+		ufp_fill_rand(m + i * PAGE, 5);
 	ck_assert_msg(ufp_now_ns() - t0 < 5000000000ull, "%zu faults took %.1f s", n,
 		      (double)(ufp_now_ns() - t0) / 1e9);
 	/* eviction on request still works without the thread */
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(check_rand(m + i * PAGE, 5), "page %zu", i);
+		ck_assert_msg(ufp_check_rand(m + i * PAGE, 5), "page %zu", i);
 	usleep(500000);
 	ck_assert_uint_eq(stats(p).service_stalls, 1);   /* reported once */
 	inject_disarm();
@@ -559,11 +535,11 @@ START_TEST(dead_event_worker_is_reported_and_nothing_hangs)
 	atomic_store(&ufp_watchdog_stall_ms, 2000);   /* no false alarm under load */
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(m + i * PAGE, 9);
+		ufp_fill_rand(m + i * PAGE, 9);
 	ck_assert_int_eq(ufp_protect(p, m, 16 * PAGE, UFP_PROT_READ), 0);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (int i = 0; i < 64; i++)
-		ck_assert(check_rand(m + i * PAGE, 9));
+		ck_assert(ufp_check_rand(m + i * PAGE, 9));
 	ck_assert_int_eq(ufp_unmap(p, m, 64 * PAGE), 0);
 	inject_disarm();
 	ufp_pager_destroy(p);
@@ -613,17 +589,6 @@ static Suite *inject_suite(void)
 
 int main(void)
 {
-	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
-
-	ufp_test_require_uffd();
-	ufp_probe_machine(&pr);
-	if (!(pr.uffd_features & UFFD_FEATURE_MOVE)) {
-		printf("SKIP: kernel lacks UFFD_FEATURE_MOVE (eviction needs UFFDIO_MOVE)\n");
-		return UFP_SKIP;
-	}
-	if (pr.io_uring_errno) {
-		printf("SKIP: io_uring unavailable (%s)\n", strerror(pr.io_uring_errno));
-		return UFP_SKIP;
-	}
+	ufp_test_require_swap();
 	return ufp_run_suite(inject_suite());
 }

@@ -40,36 +40,6 @@ static ufp_pager *budget_pager(unsigned delivery, uint64_t budget)
 	return p;
 }
 
-/* Random-looking (incompressible) content derived from address + gen. */
-static void fill_rand(void *page, uint32_t gen)
-{
-	uint64_t *w = page, x = ufp_pattern((uintptr_t)page, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		w[i] = x;
-	}
-}
-
-/* Compare with the content fill_rand wrote at address `orig`. */
-static bool check_rand_at(const void *page, uintptr_t orig, uint32_t gen)
-{
-	const uint64_t *w = page;
-	uint64_t x = ufp_pattern(orig, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		if (w[i] != x)
-			return false;
-	}
-	return true;
-}
-
-static bool check_rand(const void *page, uint32_t gen)
-{
-	return check_rand_at(page, (uintptr_t)page, gen);
-}
-
 static struct ufp_stats stats(ufp_pager *p)
 {
 	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
@@ -84,7 +54,7 @@ static int child_verify(char *m, size_t n, uint32_t gen)
 	int bad = 0;
 
 	for (size_t i = 0; i < n; i++)
-		bad += !check_rand(m + i * PAGE, gen);
+		bad += !ufp_check_rand(m + i * PAGE, gen);
 	return bad > 250 ? 250 : bad;
 }
 
@@ -117,7 +87,7 @@ START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 
 	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
 	for (size_t i = 0; i < n; i++)
-		fill_rand(a.m + i * PAGE, a.gen);
+		ufp_fill_rand(a.m + i * PAGE, a.gen);
 	ck_assert_int_eq(ufp_advise(p, a.m, n * PAGE, UFP_ADV_PAGEOUT), 0);
 	ck_assert_int_gt(stats(p).swapouts, n / 2);
 	for (int round = 0; round < 3; round++) {
@@ -128,7 +98,7 @@ START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 			      WEXITSTATUS(a.status), a.status);
 	}
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(check_rand(a.m + i * PAGE, a.gen), "parent page %zu", i);
+		ck_assert_msg(ufp_check_rand(a.m + i * PAGE, a.gen), "parent page %zu", i);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -171,7 +141,7 @@ START_TEST(fork_racing_pageout_keeps_evicted_pages)
 		 * rewrite them so that the page-out has work to race with. */
 		gen = (uint32_t)round + 1;
 		for (size_t i = 0; i < a.n; i++)
-			fill_rand(a.m + i * PAGE, gen);
+			ufp_fill_rand(a.m + i * PAGE, gen);
 		usleep(2000);
 		c = fork();
 		if (c == 0)
@@ -185,7 +155,7 @@ START_TEST(fork_racing_pageout_keeps_evicted_pages)
 	pthread_join(th, NULL);
 	ck_assert_int_gt(stats(p).swapouts, 0);
 	for (size_t i = 0; i < a.n; i++)
-		ck_assert(check_rand(a.m + i * PAGE, gen));
+		ck_assert(ufp_check_rand(a.m + i * PAGE, gen));
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -200,7 +170,7 @@ START_TEST(mremap_carries_evicted_pages)
 
 	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (size_t i = 0; i < n; i++)
-		fill_rand(m + i * PAGE, 9);
+		ufp_fill_rand(m + i * PAGE, 9);
 	/* half evicted, half resident, and one never-touched page after */
 	ck_assert_int_eq(ufp_advise(p, m, n / 2 * PAGE, UFP_ADV_PAGEOUT), 0);
 	ck_assert_int_ge(stats(p).swapouts, n / 2);
@@ -209,7 +179,7 @@ START_TEST(mremap_carries_evicted_pages)
 	res = mremap(m, n * PAGE, n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to);
 	ck_assert_ptr_eq(res, to);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(check_rand_at(to + i * PAGE, (uintptr_t)(m + i * PAGE), 9),
+		ck_assert_msg(ufp_check_rand_at(to + i * PAGE, (uintptr_t)(m + i * PAGE), 9),
 			      "page %zu (%s) lost by mremap", i, i < n / 2 ? "evicted" : "resident");
 	/* the moved range is the program's own memory now */
 	memset(to, 0x5a, n * PAGE);
@@ -244,7 +214,7 @@ static void *remap_reader(void *arg)
 	for (size_t k = 0; k < a->n; k++) {
 		size_t i = a->n - 1 - k;   /* from the end: the swap-in goes forward */
 
-		a->bad += !check_rand_at(to + i * PAGE, (uintptr_t)(a->orig + i * PAGE), 4);
+		a->bad += !ufp_check_rand_at(to + i * PAGE, (uintptr_t)(a->orig + i * PAGE), 4);
 	}
 	return NULL;
 }
@@ -259,7 +229,7 @@ START_TEST(mremap_racing_reader_sees_every_page)
 	ufp_thread_register();
 	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.orig), 0);
 	for (size_t i = 0; i < a.n; i++)
-		fill_rand(a.orig + i * PAGE, 4);
+		ufp_fill_rand(a.orig + i * PAGE, 4);
 	ck_assert_int_eq(ufp_advise(p, a.orig, a.n * PAGE, UFP_ADV_PAGEOUT), 0);
 	dst = mmap(NULL, a.n * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(dst, MAP_FAILED);
@@ -341,9 +311,9 @@ static int full_dev_shm_body(int unused)
 	if (ufp_map(p, NULL, 16 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
 		return 6;
 	for (int i = 0; i < 16; i++)
-		fill_rand(m + i * PAGE, 1);
+		ufp_fill_rand(m + i * PAGE, 1);
 	for (int i = 0; i < 16; i++)
-		if (!check_rand(m + i * PAGE, 1))
+		if (!ufp_check_rand(m + i * PAGE, 1))
 			return 7;
 	ufp_pager_destroy(p);
 	return 0;
@@ -451,7 +421,7 @@ static void *small_stack_main(void *arg)
 	struct small_arg *a = arg;
 
 	for (size_t i = 0; i < a->n; i++)
-		a->bad += !check_rand(a->m + i * PAGE, 5);
+		a->bad += !ufp_check_rand(a->m + i * PAGE, 5);
 	return NULL;
 }
 
@@ -479,7 +449,7 @@ START_TEST(threads_with_small_stacks_fault_and_swap_in)
 
 	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
 	for (size_t i = 0; i < a.n; i++)
-		fill_rand(a.m + i * PAGE, 5);
+		ufp_fill_rand(a.m + i * PAGE, 5);
 	for (unsigned k = 0; k < 3; k++) {
 		pthread_attr_t at;
 		pthread_t th;
@@ -742,10 +712,10 @@ static int full_swap_body(int delivery)
 	if (ufp_map(p, NULL, 1024 * PAGE, UFP_PROT_ALL, 0, (void **)&m))
 		return 4;
 	for (int i = 0; i < 1024; i++)
-		fill_rand(m + (size_t)i * PAGE, 2);
+		ufp_fill_rand(m + (size_t)i * PAGE, 2);
 	ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT);
 	for (int i = 0; i < 1024; i++)
-		if (!check_rand(m + (size_t)i * PAGE, 2))
+		if (!ufp_check_rand(m + (size_t)i * PAGE, 2))
 			return 5;
 	if (ufp_stats_get(p, &s) || !s.swap_full_events) {
 		printf("swap_full_events %llu\n", (unsigned long long)s.swap_full_events);
@@ -789,17 +759,6 @@ static Suite *reliability_suite(void)
 
 int main(void)
 {
-	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
-
-	ufp_test_require_uffd();
-	ufp_probe_machine(&pr);
-	if (!(pr.uffd_features & (1ull << 16) /* UFFD_FEATURE_MOVE */)) {
-		printf("SKIP: kernel lacks UFFD_FEATURE_MOVE (eviction needs UFFDIO_MOVE)\n");
-		return UFP_SKIP;
-	}
-	if (pr.io_uring_errno) {
-		printf("SKIP: io_uring unavailable (%s)\n", strerror(pr.io_uring_errno));
-		return UFP_SKIP;
-	}
+	ufp_test_require_swap();
 	return ufp_run_suite(reliability_suite());
 }

@@ -48,30 +48,6 @@ static struct ufp_stats stats(ufp_pager *p)
 	return s;
 }
 
-/* Random-looking page content (incompressible) derived from address+gen. */
-static void fill_rand(void *page, uint32_t gen)
-{
-	uint64_t *w = page, x = ufp_pattern((uintptr_t)page, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		w[i] = x;
-	}
-}
-
-static bool check_rand(const void *page, uint32_t gen)
-{
-	const uint64_t *w = page;
-	uint64_t x = ufp_pattern((uintptr_t)page, gen);
-
-	for (unsigned i = 0; i < PAGE / 8; i++) {
-		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		if (w[i] != x)
-			return false;
-	}
-	return true;
-}
-
 /* ---- working set 4x the budget, with structural churn -------------- */
 
 struct ws_worker {
@@ -92,12 +68,12 @@ static void *ws_main(void *arg)
 		size_t i = (size_t)rand_r(&w->seed) % w->pages;
 		char *pg = w->base + i * PAGE;
 
-		if (w->gen[i] && !check_rand(pg, w->gen[i]))
+		if (w->gen[i] && !ufp_check_rand(pg, w->gen[i]))
 			w->errors++;
 		if (!w->gen[i] && ufp_check_page(pg, 0) != 1)
 			w->errors++;
 		w->gen[i]++;
-		fill_rand(pg, w->gen[i]);
+		ufp_fill_rand(pg, w->gen[i]);
 	}
 	return NULL;
 }
@@ -150,7 +126,7 @@ START_TEST(working_set_four_times_budget_keeps_patterns)
 	for (int i = 0; i < T; i++) {
 		ck_assert_int_eq(w[i].errors, 0);
 		for (size_t k = 0; k < PAGES; k++)   /* every page, once more */
-			ck_assert(w[i].gen[k] ? check_rand(w[i].base + k * PAGE, w[i].gen[k]) :
+			ck_assert(w[i].gen[k] ? ufp_check_rand(w[i].base + k * PAGE, w[i].gen[k]) :
 				  ufp_check_page(w[i].base + k * PAGE, 0) == 1);
 		free(w[i].gen);
 	}
@@ -306,7 +282,7 @@ START_TEST(concurrent_faults_on_one_page_read_it_once)
 
 	/* a one-page object: readahead cannot add pages */
 	ck_assert_int_eq(ufp_alloc(p, PAGE, (void **)&m), 0);
-	fill_rand(m, 1);
+	ufp_fill_rand(m, 1);
 	ufp_fill_page(m, 4);
 	ck_assert_int_eq(ufp_advise(p, m, PAGE, UFP_ADV_PAGEOUT), 0);
 	ck_assert(atomic_load(&ip->pte[pte_index(ip, (uintptr_t)m)]) & PTE_SWAPPED);
@@ -340,10 +316,10 @@ START_TEST(readahead_stops_at_region_edges)
 	b = a + 32 * PAGE;
 	ck_assert_int_eq(ufp_protect(p, b, 32 * PAGE, UFP_PROT_READ), 0);   /* two regions */
 	for (int i = 0; i < 32; i++)
-		fill_rand(a + (size_t)i * PAGE, 2);
+		ufp_fill_rand(a + (size_t)i * PAGE, 2);
 	ck_assert_int_eq(ufp_advise(p, a, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (int i = 0; i < 32; i++)     /* sequential: the window grows */
-		ck_assert(check_rand(a + (size_t)i * PAGE, 2));
+		ck_assert(ufp_check_rand(a + (size_t)i * PAGE, 2));
 	for (int i = 0; i < 32; i++) {
 		uint64_t v = atomic_load(&ip->pte[pte_index(ip, (uintptr_t)b) + (size_t)i]);
 		ck_assert_msg(!(v & PTE_PRESENT), "readahead crossed into the next region (page %d)", i);
@@ -438,7 +414,7 @@ START_TEST(o_tmpfile_leaves_no_file_behind)
 	p = swap_pager(UFP_DELIVERY_SIGBUS, 0, 1 << 20, 16 << 20, 4096, dir);
 	ck_assert_int_eq(ufp_map(p, NULL, 512 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 512; i++)
-		fill_rand(m + (size_t)i * PAGE, 3);
+		ufp_fill_rand(m + (size_t)i * PAGE, 3);
 	ck_assert_int_eq(ufp_advise(p, m, 512 * PAGE, UFP_ADV_PAGEOUT), 0);
 	ck_assert_uint_gt(stats(p).bytes_written, 0);
 	ck_assert_int_eq(count_entries(dir), 0);     /* never visible, even in use */
@@ -458,11 +434,11 @@ START_TEST(swap_full_stops_eviction_and_keeps_data)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 1024 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 1024; i++)
-		fill_rand(m + (size_t)i * PAGE, 8);
+		ufp_fill_rand(m + (size_t)i * PAGE, 8);
 	/* 4 MiB cannot go into 1 MiB of swap */
 	ck_assert_int_eq(ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT), -ENOSPC);
 	for (int i = 0; i < 1024; i++)
-		ck_assert_msg(check_rand(m + (size_t)i * PAGE, 8), "page %d lost", i);
+		ck_assert_msg(ufp_check_rand(m + (size_t)i * PAGE, 8), "page %d lost", i);
 	struct ufp_stats s = stats(p);
 	ck_assert_uint_gt(s.swap_full_events, 0);
 	ck_assert_uint_gt(s.resident_pages, 128);    /* over budget: nothing dropped */
@@ -480,20 +456,20 @@ START_TEST(fork_child_sees_evicted_pages)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 256 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 256; i++)
-		fill_rand(m + (size_t)i * PAGE, 11);
+		ufp_fill_rand(m + (size_t)i * PAGE, 11);
 	ck_assert_int_eq(ufp_advise(p, m, 256 * PAGE, UFP_ADV_PAGEOUT), 0);
 	pid_t c = fork();
 	if (c == 0) {
 		int bad = 0;
 
 		for (int i = 0; i < 256; i++)
-			bad += !check_rand(m + (size_t)i * PAGE, 11);
+			bad += !ufp_check_rand(m + (size_t)i * PAGE, 11);
 		_exit(bad ? 1 : 0);
 	}
 	ck_assert_int_eq(waitpid(c, &st, 0), c);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child saw wrong data (%d)", st);
 	for (int i = 0; i < 256; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 11));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 11));
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -509,7 +485,7 @@ START_TEST(dontneed_and_realloc_handle_evicted_pages)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(m + (size_t)i * PAGE, 12);
+		ufp_fill_rand(m + (size_t)i * PAGE, 12);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	swb_usage(ip->swb, &u0);
 	ck_assert_int_eq(ufp_advise(p, m, 32 * PAGE, UFP_ADV_DONTNEED), 0);
@@ -517,12 +493,12 @@ START_TEST(dontneed_and_realloc_handle_evicted_pages)
 	ck_assert_uint_eq(u0.file_slots_used - u1.file_slots_used, 32);   /* copies freed */
 	for (int i = 0; i < 64; i++)
 		ck_assert(i < 32 ? ufp_check_page(m + (size_t)i * PAGE, 0) == 1 :
-			  check_rand(m + (size_t)i * PAGE, 12));
+			  ufp_check_rand(m + (size_t)i * PAGE, 12));
 
 	ck_assert_int_eq(ufp_alloc(p, 64 * PAGE, (void **)&o), 0);
 	ck_assert_int_eq(ufp_alloc(p, PAGE, (void **)&n), 0);   /* blocks growth in place */
 	for (int i = 0; i < 64; i++)
-		fill_rand(o + (size_t)i * PAGE, 13);
+		ufp_fill_rand(o + (size_t)i * PAGE, 13);
 	ck_assert_int_eq(ufp_advise(p, o, 32 * PAGE, UFP_ADV_PAGEOUT), 0);
 	char *o2;
 	ck_assert_int_eq(ufp_realloc(p, o, 128 * PAGE, (void **)&o2), 0);
@@ -559,19 +535,19 @@ START_TEST(clean_pages_are_dropped_without_a_write)
 	}
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(m + (size_t)i * PAGE, 21);
+		ufp_fill_rand(m + (size_t)i * PAGE, 21);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (int i = 0; i < 64; i++)           /* swap in: clean copies */
-		ck_assert(check_rand(m + (size_t)i * PAGE, 21));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 21));
 	s0 = stats(p);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	s1 = stats(p);
 	ck_assert_uint_eq(s1.swapouts_clean - s0.swapouts_clean, 64);
 	ck_assert_uint_eq(s1.bytes_written, s0.bytes_written);
 	for (int i = 0; i < 64; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 21));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 21));
 	for (int i = 0; i < 64; i += 2)       /* dirty every other page */
-		fill_rand(m + (size_t)i * PAGE, 22);
+		ufp_fill_rand(m + (size_t)i * PAGE, 22);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	s2 = stats(p);
 	ck_assert_uint_eq(s2.swapouts_clean - s1.swapouts_clean, 32);
@@ -583,7 +559,7 @@ START_TEST(clean_pages_are_dropped_without_a_write)
 		ck_assert_uint_eq(s2.swapouts_raced - s1.swapouts_raced, 32);
 	}
 	for (int i = 0; i < 64; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, i % 2 ? 21 : 22));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, i % 2 ? 21 : 22));
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -601,7 +577,7 @@ START_TEST(read_only_and_none_regions_stay_resident)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(m + (size_t)i * PAGE, 31);
+		ufp_fill_rand(m + (size_t)i * PAGE, 31);
 	ck_assert_int_eq(ufp_protect(p, m, 32 * PAGE, UFP_PROT_READ), 0);
 	ck_assert_int_eq(ufp_protect(p, m + 32 * PAGE, 16 * PAGE, UFP_PROT_NONE), 0);
 	s0 = stats(p);
@@ -610,10 +586,10 @@ START_TEST(read_only_and_none_regions_stay_resident)
 	ck_assert_uint_eq(s1.swapouts - s0.swapouts, 16);        /* the writable ones */
 	ck_assert_uint_eq(s1.ioctl_eexist, s0.ioctl_eexist);
 	for (int i = 0; i < 32; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 31));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 31));
 	ck_assert_int_eq(ufp_protect(p, m + 32 * PAGE, 16 * PAGE, UFP_PROT_READ), 0);
 	for (int i = 32; i < 64; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 31));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 31));
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -640,7 +616,7 @@ START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
 	for (int i = 0; i < 512; i++)           /* swapped back in, now unevictable */
 		ck_assert_int_eq(ro[(size_t)i * PAGE], (char)i);
 	for (int i = 0; i < 256; i++)
-		fill_rand(m + (size_t)i * PAGE, 41);
+		ufp_fill_rand(m + (size_t)i * PAGE, 41);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	s1 = stats(p);
@@ -650,7 +626,7 @@ START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
 		      "%llu waits for 768 faults in %.2f s",
 		      (unsigned long long)(s1.reclaim_waits - s0.reclaim_waits), el);
 	for (int i = 0; i < 256; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 41));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 41));
 	for (int i = 0; i < 512; i++)
 		ck_assert_int_eq(ro[(size_t)i * PAGE], (char)i);
 	ufp_pager_destroy(p);
@@ -664,7 +640,7 @@ static void *short_lived_main(void *arg)
 	/* an API call gives this thread its own swap I/O context */
 	ck_assert_int_eq(ufp_advise(current_pager, m, 8 * PAGE, UFP_ADV_WILLNEED), 0);
 	for (int i = 0; i < 8; i++)
-		ck_assert(check_rand(m + (size_t)i * PAGE, 51));
+		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 51));
 	return NULL;
 }
 
@@ -682,7 +658,7 @@ START_TEST(exiting_threads_release_their_io_contexts)
 
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
-		fill_rand(m + (size_t)i * PAGE, 51);
+		ufp_fill_rand(m + (size_t)i * PAGE, 51);
 	current_pager = p;
 	fd0 = count_fds();
 	for (int t = 0; t < 40; t++) {
@@ -725,17 +701,6 @@ static Suite *swap_suite(void)
 
 int main(void)
 {
-	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
-
-	ufp_test_require_uffd();
-	ufp_probe_machine(&pr);
-	if (!(pr.uffd_features & UFFD_FEATURE_MOVE)) {
-		printf("SKIP: kernel lacks UFFD_FEATURE_MOVE (eviction needs UFFDIO_MOVE)\n");
-		return UFP_SKIP;
-	}
-	if (pr.io_uring_errno) {
-		printf("SKIP: io_uring unavailable (%s)\n", strerror(pr.io_uring_errno));
-		return UFP_SKIP;
-	}
+	ufp_test_require_swap();
 	return ufp_run_suite(swap_suite());
 }

@@ -81,6 +81,54 @@ static inline int ufp_check_page(const void *page, uint32_t gen)
 	return ok ? 0 : zero ? 1 : -1;
 }
 
+/* Incompressible page content derived from an address and a generation
+ * (xorshift seeded by ufp_pattern): goes to the swap file, not the tier. */
+static inline void ufp_fill_rand(void *page, uint32_t gen)
+{
+	uint64_t *w = page, x = ufp_pattern((uintptr_t)page, gen);
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		w[i] = x;
+	}
+}
+
+/* Does page hold what ufp_fill_rand wrote at address orig? */
+static inline bool ufp_check_rand_at(const void *page, uintptr_t orig, uint32_t gen)
+{
+	const uint64_t *w = page;
+	uint64_t x = ufp_pattern(orig, gen);
+
+	for (unsigned i = 0; i < PAGE / 8; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		if (w[i] != x)
+			return false;
+	}
+	return true;
+}
+
+static inline bool ufp_check_rand(const void *page, uint32_t gen)
+{
+	return ufp_check_rand_at(page, (uintptr_t)page, gen);
+}
+
+/* Exit 77 unless eviction can run here: UFFDIO_MOVE and io_uring. */
+static inline void ufp_test_require_swap(void)
+{
+	struct ufp_probe pr = { .size = sizeof(pr), .version = UFP_PROBE_VERSION };
+
+	ufp_test_require_uffd();
+	ufp_probe_machine(&pr);
+	if (!(pr.uffd_features & (1ull << 16) /* UFFD_FEATURE_MOVE */)) {
+		printf("SKIP: kernel lacks UFFD_FEATURE_MOVE (eviction needs UFFDIO_MOVE)\n");
+		exit(UFP_SKIP);
+	}
+	if (pr.io_uring_errno) {
+		printf("SKIP: io_uring unavailable (%s)\n", strerror(pr.io_uring_errno));
+		exit(UFP_SKIP);
+	}
+}
+
 static inline int ufp_run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);
