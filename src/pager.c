@@ -822,8 +822,6 @@ static int advise_willneed(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 {
 	uintptr_t s = (uintptr_t)addr, e = s + len;
-	struct ufp_region **v;
-	size_t n;
 	int err = 0;
 
 	if (advice != UFP_ADV_NORMAL && advice != UFP_ADV_WILLNEED &&
@@ -865,11 +863,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		goto out;
 	}
 	if (advice == UFP_ADV_DONTNEED) {
-		err = gather(p, s, e, &v, &n);
-		if (err)
-			goto out;
-		lock_sorted(v, n);
-		free(v);
+		pager_lock_range(p, s, e);   /* in address order */
 		/*
 		 * madvise(DONTNEED) on a registered range raises a REMOVE event and
 		 * waits until a handler thread has read it; handler threads may be
