@@ -153,18 +153,17 @@ static bool tab_make_room(struct ufp_thread *t)
 	for (unsigned i = 0; i < t->ntab; i++)
 		if (pager_id_alive(t->tab[i].id))
 			nt[n++] = t->tab[i];
-	if (n < t->ntab / 2 && t->cap) {
-		/* mostly stale: keep the old size */
-		cap = t->cap;
-	}
 	struct thread_ts *old = t->tab;
 
-	/* publish whole: a signal handler on this thread sees either table */
-	t->tab = nt;
+	/* publish whole: a signal handler on this thread sees no entries
+	 * (it falls back to the shared block), or the old table, or the new */
+	t->ntab = 0;
 	atomic_signal_fence(memory_order_release);
-	t->ntab = n;
+	t->tab = nt;
 	t->cap = cap;
 	t->last = 0;
+	atomic_signal_fence(memory_order_release);
+	t->ntab = n;
 	atomic_signal_fence(memory_order_release);
 	free(old);
 	return true;
