@@ -70,7 +70,8 @@ struct ufp_params {
 };
 
 #define UFP_PF_NO_EXPORT   (1u << 0)  /* no shared-memory stats segment */
-#define UFP_PF_ALL         (UFP_PF_NO_EXPORT)
+#define UFP_PF_NO_SANDBOX  (1u << 1)  /* no seccomp filter on the service threads */
+#define UFP_PF_ALL         (UFP_PF_NO_EXPORT | UFP_PF_NO_SANDBOX)
 
 /*
  * Create a pager: reserve its arena, open and probe userfaultfd, start the
@@ -223,6 +224,9 @@ struct ufp_latency {
 	X(reclaim_waits,       C, "times a fault over the budget waited for reclaim") \
 	X(moves_misreported,   C, "UFFDIO_MOVE moved a page yet failed (kernel bug, README)") \
 	X(pages_poisoned,      C, "pages poisoned after an I/O or checksum error") \
+	X(sandbox_threads,     C, "service threads started under their seccomp filter") \
+	X(sandbox_unavailable, C, "service threads that ran unsandboxed (seccomp failed)") \
+	X(sandbox_kills,       C, "service threads ended by the sandbox (forbidden call)") \
 	X(regions,             G, "regions in the tree") \
 	X(resident_pages,      G, "pages resident in managed memory")
 

@@ -36,6 +36,7 @@ static const struct opt_desc opts[] = {
 	{ "swap_dir", OK_STR, OFF(swap_dir), 0, "directory of the O_TMPFILE swap file (default /var/tmp)" },
 	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
 	{ "second_chance", OK_BOOL, OFF(second_chance), 1, "CLOCK second chance for referenced pages (0: FIFO sweep)" },
+	{ "sandbox", OK_BOOL, OFF(sandbox), 1, "seccomp allowlist on each service thread (0/1)" },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -171,6 +172,7 @@ int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o)
 	if (p->swap_size) API(swap_size, 8);
 	if (p->ztier_size) API(ztier_size, 9);
 	if (p->swap_dir) API(swap_dir, 10);
+	if (p->flags & UFP_PF_NO_SANDBOX) { o->sandbox = 0; o->src[13] = UFP_SRC_API; }
 #undef API
 	return 0;
 }

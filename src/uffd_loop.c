@@ -28,6 +28,7 @@
 #include <limits.h>
 
 #include "ufp_internal.h"
+#include "sandbox.h"
 
 static __thread bool tls_is_handler __attribute__((tls_model("initial-exec")));
 static __thread bool tls_rcu_registered __attribute__((tls_model("initial-exec")));
@@ -510,6 +511,7 @@ static void *event_worker(void *arg)
 	struct ufp_pager *p = arg;
 
 	urcu_memb_register_thread();
+	sandbox_enter(p, SB_EVENT_WORKER);
 	for (;;) {
 		struct cds_wfcq_node *node;
 		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
@@ -630,6 +632,7 @@ static void *handler_main(void *arg)
 	tls_rcu_registered = true;
 	ts = ufp_tstats_get(p, true);
 	reclaim_thread_enter(p, ts);
+	sandbox_enter(p, SB_HANDLER);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
@@ -707,6 +710,7 @@ static void *event_reader_main(void *arg)
 	struct uffd_msg msgs[MSG_BATCH];
 
 	tls_is_handler = true;
+	sandbox_enter(p, SB_EVENT_READER);
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
 
@@ -756,7 +760,7 @@ int uffd_start_threads(struct ufp_pager *p)
 	 * application must never run on them (it could touch managed memory). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&p->event_thread, NULL, event_worker, p)) {
+	if (sandbox_thread_create(&p->event_thread, event_worker, p)) {
 		err = -EAGAIN;
 		goto out;
 	}
@@ -764,8 +768,8 @@ int uffd_start_threads(struct ufp_pager *p)
 	for (unsigned i = 0; i < p->nhandlers; i++) {
 		p->handlers[i].pager = p;
 		p->handlers[i].idx = i;
-		if (pthread_create(&p->handlers[i].thread, NULL, handler_trampoline,
-				   &p->handlers[i])) {
+		if (sandbox_thread_create(&p->handlers[i].thread, handler_trampoline,
+					  &p->handlers[i])) {
 			p->nhandlers = i;
 			err = -EAGAIN;
 			break;
@@ -815,7 +819,8 @@ static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
 static void rcu_key_destroy(void *v)
 {
 	(void)v;
-	if (tls_rcu_registered) {
+	/* not if a sandbox kill already left RCU for this thread (sandbox.c) */
+	if (tls_rcu_registered && !sandbox_left_rcu()) {
 		tls_rcu_registered = false;
 		urcu_memb_unregister_thread();
 	}

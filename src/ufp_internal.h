@@ -100,6 +100,7 @@ struct ufp_options {
 	const char *swap_dir;
 	uint64_t dirty_track;
 	uint64_t second_chance;
+	uint64_t sandbox;
 	enum ufp_opt_source src[16];
 };
 
