@@ -78,3 +78,7 @@ target_include_directories(kernel_move_wp_race PRIVATE src)
 target_link_libraries(kernel_move_wp_race PRIVATE Threads::Threads)
 add_test(NAME kernel_move_wp_race COMMAND kernel_move_wp_race 1 1 0 30)
 set_tests_properties(kernel_move_wp_race PROPERTIES LABELS kernel TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+# The seccomp allowlist of the service threads: forbidden calls end the
+# thread with a logged reason, the swap workload runs under it, the switch.
+ufp_test(test_sandbox)
