@@ -294,10 +294,13 @@ static void sandbox_kill(const siginfo_t *si, const void *ucv)
 	}
 	/* relaxed: a counter; the shared block takes atomic adds */
 	atomic_fetch_add_explicit(&p->shared_ts.c[UFP_C_sandbox_kills], 1, memory_order_relaxed);
-	tls_sb.pager = NULL;
-	if (tls_sb.can_return)
+	if (tls_sb.can_return) {
+		tls_sb.can_return = false;
 		siglongjmp(tls_sb.back, 1);
-	/* not started by sandbox_thread_create: end the thread where it is */
+	}
+	/* not started by sandbox_thread_create, or trapped again on its way
+	 * out (or after its function returned): end the thread where it is;
+	 * the kernel still clears its tid, so a joiner does not wait */
 	syscall(SYS_exit, 0);
 }
 
@@ -384,7 +387,6 @@ static void *sandbox_start(void *v)
 	/* killed by the sandbox (sandbox_kill): leave RCU (the thread may have
 	 * been inside a read section) and end through the normal exit, whose
 	 * TLS destructors give back the thread's I/O context */
-	tls_sb.can_return = false;
 	if (URCU_TLS(urcu_memb_reader).registered) {
 		urcu_memb_unregister_thread();
 		tls_sb.left_rcu = true;
