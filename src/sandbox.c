@@ -94,6 +94,10 @@ static const struct {
 	{ SCMP_SYS(madvise), ALL },                /* + staging reset (MADV_DONTNEED) */
 	{ SCMP_SYS(brk), ALL },
 	{ SCMP_SYS(exit), ALL },
+	/* malloc sizes its arena limit from the CPU count once per process,
+	 * possibly on one of our threads (glibc's get_nprocs falls back to
+	 * it when the /sys file cannot be opened, see openat below) */
+	{ SCMP_SYS(sched_getaffinity), ALL },
 	/* abort() on an assertion or UFP_BUG_ON (tgkill: see the arg rules) */
 	{ SCMP_SYS(getpid), ALL },
 	{ SCMP_SYS(gettid), ALL },
@@ -171,6 +175,9 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 #define RULE(nr, ...) do { if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, __VA_ARGS__); } while (0)
 	/* error messages and the kill line: stderr only */
 	RULE(SCMP_SYS(write), 1, ARG32_EQ(0, 2));
+	/* stdio's first output to stderr, if the application made it buffered */
+	RULE(SCMP_SYS(fstat), 1, ARG32_EQ(0, 2));
+	RULE(SCMP_SYS(newfstatat), 1, ARG32_EQ(0, 2));
 	/* abort(): a signal to this process only */
 	RULE(SCMP_SYS(tgkill), 1, ARG32_EQ(0, (uint32_t)getpid()));
 	/* malloc and the foreign-event re-reservation: never executable */
@@ -211,6 +218,18 @@ static scmp_filter_ctx build_filter(struct ufp_pager *p, enum sandbox_role role)
 			rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, plain_rules[i].nr, 0);
 	if (!rc)
 		rc = add_arg_rules(f, p, role);
+#ifndef SB_SANITIZER
+	/* No service thread opens a file, but glibc may, lazily, once per
+	 * process, on whichever thread gets there first: free() reads
+	 * /proc/sys/vm/overcommit_memory the first time it trims a heap,
+	 * malloc reads /sys/devices/system/cpu/online when it first sizes
+	 * its arenas. Both cope with a refusal, so opening fails with EACCES
+	 * here instead of ending the thread (seen in test_locks). */
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+	if (!rc)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open), 0);
+#endif
 	if (rc) {
 		seccomp_release(f);
 		return NULL;
@@ -442,6 +461,11 @@ static void test_call(struct ufp_pager *p, enum sandbox_role role)
 	}
 	case SB_TEST_WRITE_STDOUT:
 		r = write(1, "", 0);
+		break;
+	case SB_TEST_OPEN:
+		r = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+		if (r >= 0)
+			close((int)r);
 		break;
 	case SB_TEST_MMAP_EXEC: {
 		void *m = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_EXEC,

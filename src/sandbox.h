@@ -58,6 +58,7 @@ enum sandbox_test_what {
 	SB_TEST_IOCTL,         /* ioctl(uffd, UFFDIO_API): allowed fd, wrong request */
 	SB_TEST_WRITE_STDOUT,  /* write(1, ...): write is for stderr only */
 	SB_TEST_MMAP_EXEC,     /* mmap(PROT_EXEC): no executable mappings */
+	SB_TEST_OPEN,          /* open(/proc/sys/vm/overcommit_memory): EACCES, not fatal */
 };
 struct sandbox_test_call {
 	_Atomic int armed_role;   /* role + 1; 0: off */

@@ -228,6 +228,33 @@ START_TEST(swap_workload_runs_under_the_filters)
 }
 END_TEST
 
+/* glibc's malloc opens /proc and /sys files lazily on whichever thread
+ * comes first: a service thread gets EACCES and lives on. */
+START_TEST(opening_a_file_fails_without_ending_the_thread)
+{
+	static const enum sandbox_role roles[] = { SB_RECLAIM, SB_EVENT_WORKER, SB_HANDLER };
+	ufp_pager *p;
+	struct ufp_stats s;
+
+	sandbox_test_call.what = SB_TEST_OPEN;
+	atomic_store(&sandbox_test_call.armed_role, (int)roles[_i] + 1);
+	p = make_pager(UFP_DELIVERY_HANDLER, 1 << 20, UFP_PF_NO_EXPORT);
+	ck_assert_msg(wait_for(p, call_done), "the call never returned");
+#if defined(UFP_SANITIZE_BUILD) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* sanitizer runtimes read files to symbolize reports: allowed there */
+	ck_assert_int_ge(atomic_load(&sandbox_test_call.result), 0);
+#else
+	ck_assert_int_eq(atomic_load(&sandbox_test_call.result), -EACCES);
+#endif
+	touch_and_check(p, 1024, 2);
+	s = stats(p);
+	ck_assert_uint_eq(s.sandbox_kills, 0);
+	ck_assert_uint_eq(s.sandbox_threads, 4);
+	ck_assert_uint_gt(s.swapouts, 0);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 /* ---- the switch ------------------------------------------------------ */
 
 START_TEST(the_switch_turns_the_sandbox_off)
@@ -310,6 +337,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_loop_test(tc, forbidden_call_ends_only_that_thread_with_a_logged_reason, 0,
 			    sizeof(kill_cases) / sizeof(kill_cases[0]));
 	tcase_add_loop_test(tc, swap_workload_runs_under_the_filters, 0, 2);
+	tcase_add_loop_test(tc, opening_a_file_fails_without_ending_the_thread, 0, 3);
 	tcase_add_loop_test(tc, the_switch_turns_the_sandbox_off, 0, 2);
 	tcase_add_test(tc, sigsys_of_application_threads_reaches_their_handler);
 	suite_add_tcase(s, tc);
