@@ -8,7 +8,8 @@
  * ioctl is allowed only with the request numbers that role uses, on the
  * userfaultfd or /proc/self/pagemap, read and pread only on those fds,
  * fallocate only on the swap file, write only to stderr, mmap and
- * mprotect never with PROT_EXEC.
+ * mprotect never with PROT_EXEC; open/openat fail with EACCES (glibc's
+ * lazy reads of /proc and /sys, see build_filter).
  *
  * A forbidden call traps (SCMP_ACT_TRAP, not KILL_THREAD: a thread killed
  * by the kernel leaves no reason anywhere the user looks, and a joiner
@@ -27,6 +28,7 @@
  * lazy global state); everything else is per thread.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/audit.h>
 #include <seccomp.h>
 #include <setjmp.h>
@@ -101,9 +103,25 @@ static const struct {
 	/* abort() on an assertion or UFP_BUG_ON (tgkill: see the arg rules) */
 	{ SCMP_SYS(getpid), ALL },
 	{ SCMP_SYS(gettid), ALL },
-	/* waiting on the uffd and the stop eventfd */
-	{ SCMP_SYS(poll), H | R },
-	{ SCMP_SYS(ppoll), H | R },
+	/* waiting on the uffd and the stop eventfd (ppoll: glibc's poll on
+	 * architectures without poll(2)) */
+	{ SCMP_SYS(poll), H | R | W },
+	{ SCMP_SYS(ppoll), H | R | W },
+	/*
+	 * liburcu starts its call_rcu worker thread on the first call_rcu
+	 * in the process, from whichever thread makes it; the event worker
+	 * frees regions, so it may be that thread (pthread_create: clone
+	 * with CLONE_THREAD, see the arg rules). The worker inherits this
+	 * filter and needs, besides the base: its thread start
+	 * (set_robust_list, rseq), grace periods (membarrier) and its
+	 * 10 ms naps (poll). Starting the worker before the filter instead
+	 * would leave a thread running after the last pager is gone, which
+	 * breaks fork-based test runners under TSan and changes fork for
+	 * applications.
+	 */
+	{ SCMP_SYS(set_robust_list), W },
+	{ SCMP_SYS(rseq), W },
+	{ SCMP_SYS(membarrier), W },
 	/* swap I/O on the thread's restricted ring (swap_backend.c) */
 	{ SCMP_SYS(io_uring_enter), H | C },
 	/* thread exit destroys the thread's I/O context (ring fd) */
@@ -185,6 +203,9 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 	RULE(SCMP_SYS(mprotect), 1, ARG_MASKED_EQ(2, PROT_EXEC, 0));
 	if (role == SB_HANDLER || role == SB_EVENT_READER)
 		RULE(SCMP_SYS(read), 1, ARG32_EQ(0, (uint32_t)p->uffd));
+	if (role == SB_EVENT_WORKER)   /* a thread, never a process */
+		RULE(SCMP_SYS(clone), 1, ARG_MASKED_EQ(0, CLONE_THREAD | CLONE_VM,
+						       CLONE_THREAD | CLONE_VM));
 	for (size_t i = 0; i < sizeof(uffd_ioctls) / sizeof(uffd_ioctls[0]); i++)
 		if (role_in(uffd_ioctls[i].roles, role))
 			RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, (uint32_t)p->uffd),
@@ -218,6 +239,10 @@ static scmp_filter_ctx build_filter(struct ufp_pager *p, enum sandbox_role role)
 			rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, plain_rules[i].nr, 0);
 	if (!rc)
 		rc = add_arg_rules(f, p, role);
+	/* clone3 passes its flags in memory, where a filter cannot look:
+	 * ENOSYS makes glibc fall back to clone, whose flags are checked */
+	if (!rc && role == SB_EVENT_WORKER)
+		rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 #ifndef SB_SANITIZER
 	/* No service thread opens a file, but glibc may, lazily, once per
 	 * process, on whichever thread gets there first: free() reads
@@ -482,30 +507,6 @@ static void test_call(struct ufp_pager *p, enum sandbox_role role)
 }
 #endif
 
-/*
- * liburcu starts its call_rcu worker on the first call_rcu. The event
- * worker frees regions (the only service thread that does): were it the
- * first, the worker would be created from it and inherit its filter. So
- * the worker is started before the filter is loaded. A fork child has no
- * such thread but inherits the pointer to it, so fork goes through
- * liburcu's fork helpers from then on (the child gets a fresh worker;
- * without them a pager created in the child would wait forever for its
- * deferred frees).
- */
-static void call_rcu_atfork_setup(void)
-{
-	pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
-		       urcu_memb_call_rcu_after_fork_child);
-}
-
-static void call_rcu_thread_ensure(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, call_rcu_atfork_setup);
-	urcu_memb_get_default_call_rcu_data();
-}
-
 static void say_unavailable(const char *what, int err)
 {
 	bool f = false;
@@ -532,8 +533,6 @@ void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 		say_unavailable("sigaction(SIGSYS)", err);
 		goto unavailable;
 	}
-	if (role == SB_EVENT_WORKER)
-		call_rcu_thread_ensure();
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		say_unavailable("prctl(PR_SET_NO_NEW_PRIVS)", errno);
 		goto unavailable;

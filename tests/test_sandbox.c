@@ -228,6 +228,38 @@ START_TEST(swap_workload_runs_under_the_filters)
 }
 END_TEST
 
+static bool unmap_applied(ufp_pager *p)
+{
+	return stats(p).events_unmap >= 1;
+}
+
+/* liburcu starts its call_rcu worker from the first thread to call_rcu:
+ * here the event worker (a foreign munmap frees a region before the
+ * application did any structural op). The worker inherits the event
+ * worker's filter (and its name), and deferred frees still complete. */
+START_TEST(event_worker_may_start_the_call_rcu_worker)
+{
+	ufp_pager *p = make_pager(_i ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS, 0,
+				  UFP_PF_NO_EXPORT);
+	char *b;
+
+	ck_assert_int_eq(threads_named("ufp-events"), 1);
+	ck_assert_int_eq(ufp_map(p, NULL, 16 * PAGE, UFP_PROT_READ | UFP_PROT_WRITE, 0,
+				 (void **)&b), 0);
+	memset(b, 5, 16 * PAGE);
+	ck_assert_int_eq(munmap(b + 4 * PAGE, 4 * PAGE), 0);   /* split, detach */
+	ck_assert(wait_for(p, unmap_applied));
+	for (int i = 0; i < 200 && threads_named("ufp-events") < 2; i++)
+		usleep(5000);
+	ck_assert_int_eq(threads_named("ufp-events"), 2);
+	ck_assert_int_eq(b[15 * PAGE], 5);
+	ck_assert_int_eq(ufp_unmap(p, b, 4 * PAGE), 0);
+	usleep(50 * 1000);                  /* a grace period and its naps */
+	ck_assert_uint_eq(stats(p).sandbox_kills, 0);
+	ck_assert_int_eq(ufp_pager_destroy(p), 0);   /* waits for the deferred frees */
+}
+END_TEST
+
 /* glibc's malloc opens /proc and /sys files lazily on whichever thread
  * comes first: a service thread gets EACCES and lives on. */
 START_TEST(opening_a_file_fails_without_ending_the_thread)
@@ -337,6 +369,7 @@ static Suite *sandbox_suite(void)
 	tcase_add_loop_test(tc, forbidden_call_ends_only_that_thread_with_a_logged_reason, 0,
 			    sizeof(kill_cases) / sizeof(kill_cases[0]));
 	tcase_add_loop_test(tc, swap_workload_runs_under_the_filters, 0, 2);
+	tcase_add_loop_test(tc, event_worker_may_start_the_call_rcu_worker, 0, 2);
 	tcase_add_loop_test(tc, opening_a_file_fails_without_ending_the_thread, 0, 3);
 	tcase_add_loop_test(tc, the_switch_turns_the_sandbox_off, 0, 2);
 	tcase_add_test(tc, sigsys_of_application_threads_reaches_their_handler);
