@@ -33,6 +33,7 @@
 #include <seccomp.h>
 #include <setjmp.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -135,6 +136,7 @@ static const struct {
 	{ SCMP_SYS(getrlimit), ALL },
 	{ SCMP_SYS(sched_getaffinity), ALL },
 	{ SCMP_SYS(openat), ALL },
+	{ SCMP_SYS(open), ALL },
 	{ SCMP_SYS(read), ALL },
 	{ SCMP_SYS(pread64), ALL },
 	{ SCMP_SYS(readlink), ALL },
@@ -216,6 +218,10 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 		     ARG32_EQ(1, (uint32_t)PAGEMAP_SCAN));
 		RULE(SCMP_SYS(pread64), 1, ARG32_EQ(0, (uint32_t)p->pagemap_fd));
 	}
+#ifdef SB_SANITIZER
+	/* a sanitizer report asks whether stderr is a terminal */
+	RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, 2), ARG32_EQ(1, TCGETS));
+#endif
 	if (swap_io && p->swb)   /* cluster reservation and hole punching */
 		RULE(SCMP_SYS(fallocate), 1, ARG32_EQ(0, (uint32_t)swb_fd(p->swb)));
 #undef RULE
@@ -454,8 +460,12 @@ int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	st->fn = fn;
 	st->arg = arg;
 	/* service threads block every signal: an application handler must
-	 * never run on them (it could touch managed memory) */
+	 * never run on them (it could touch managed memory). Not SIGBUS: a
+	 * synchronous SIGBUS on a thread that blocks it kills the process
+	 * (and resets the disposition for every thread); unblocked, one on
+	 * managed memory is served by ufpager's own handler, as before. */
 	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(t, NULL, sandbox_start, st);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
