@@ -92,3 +92,7 @@ ufp_test(test_reliability LABEL unit race)
 # Fault injection and the watchdog: errors at eviction and swap-in, EAGAIN
 # storms, delays, dying service threads.
 ufp_test(test_inject LABEL unit)
+
+# The seccomp allowlist of the service threads: forbidden calls end the
+# thread with a logged reason, the swap workload runs under it, the switch.
+ufp_test(test_sandbox LABEL unit)

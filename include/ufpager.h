@@ -70,7 +70,8 @@ struct ufp_params {
 };
 
 #define UFP_PF_NO_EXPORT   (1u << 0)  /* no shared-memory stats segment */
-#define UFP_PF_ALL         (UFP_PF_NO_EXPORT)
+#define UFP_PF_NO_SANDBOX  (1u << 1)  /* no seccomp filter on the service threads */
+#define UFP_PF_ALL         (UFP_PF_NO_EXPORT | UFP_PF_NO_SANDBOX)
 
 /*
  * Create a pager: reserve its arena, open and probe userfaultfd, start the
@@ -247,8 +248,11 @@ struct ufp_latency {
 	X(inject_eagain,       C, "injected uffd ioctl EAGAIN (process-wide)") \
 	X(inject_delay,        C, "injected delayed I/O completions (process-wide)") \
 	X(inject_csum,         C, "injected checksum mismatches on load (process-wide)") \
-	X(inject_kill,         C, "service threads killed by injection (process-wide)")
-#define UFP_STAT_V3_COUNT 10
+	X(inject_kill,         C, "service threads killed by injection (process-wide)") \
+	X(sandbox_threads,     C, "service threads started under their seccomp filter") \
+	X(sandbox_unavailable, C, "service threads that ran unsandboxed (seccomp failed)") \
+	X(sandbox_kills,       C, "service threads ended by the sandbox (forbidden call)")
+#define UFP_STAT_V3_COUNT 13
 #define UFP_STATS_FIRST_V3 fork_swapin_failed  /* the first field after version 2 */
 
 #define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X)

@@ -21,6 +21,7 @@
 
 #include "ufp_internal.h"
 #include "ufp_export.h"
+#include "sandbox.h"
 
 #define UFP_EXPORT_MS 200
 
@@ -128,6 +129,7 @@ static void *export_main(void *arg)
 	struct ufp_pager *p = arg;
 
 	ufp_thread_enter(p);
+	sandbox_enter(p, SB_EXPORTER);
 	while (!atomic_load_explicit(&p->export_stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->export_futex, memory_order_acquire);
 		struct timespec ts = { 0, UFP_EXPORT_MS * 1000000L };
@@ -191,7 +193,7 @@ int export_start(struct ufp_pager *p)
 	e->delivery = p->delivery;
 	e->budget = p->opt.budget;
 	p->export_seg = e;
-	if (pthread_create(&p->export_thread, NULL, export_main, p)) {
+	if (sandbox_thread_create(&p->export_thread, export_main, p)) {
 		munmap(e, sizeof(*e));
 		shm_unlink(p->export_name);
 		p->export_seg = NULL;

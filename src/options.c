@@ -53,11 +53,15 @@ static const struct opt_desc opts[] = {
 	  "CLOCK second chance for referenced pages (0: FIFO sweep)" },
 	{ "verbose", OK_BOOL, OFF(verbose), 0, 0, 1, 0,
 	  "print warnings on stderr (the library is silent otherwise; process-wide)" },
+	{ "sandbox", OK_BOOL, OFF(sandbox), 1, 0, 1, 0,
+	  "seccomp allowlist on each service thread (0/1)" },
 	{ "inject", OK_STR, OFF(inject), 0, 0, 0, 0,
 	  "fault injection, tests only (README \"Fault injection\"): eio=R,short=R,..." },
 };
 #undef PG
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+_Static_assert(NOPTS <= sizeof(((struct ufp_options *)0)->src) /
+	       sizeof(((struct ufp_options *)0)->src[0]), "ufp_options.src has a slot per option");
 
 int ufp_parse_size(const char *s, uint64_t *out)
 {
@@ -241,6 +245,10 @@ int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o)
 	if (p->flags & UFP_PF_NO_EXPORT) {
 		o->export_stats = 0;
 		o->src[opt_find("export_stats") - opts] = UFP_SRC_API;
+	}
+	if (p->flags & UFP_PF_NO_SANDBOX) {
+		o->sandbox = 0;
+		o->src[opt_find("sandbox") - opts] = UFP_SRC_API;
 	}
 	if (p->swap_dir) {
 		store(o, opt_find("swap_dir"), 0, p->swap_dir);

@@ -32,6 +32,7 @@
 #include "ufp_internal.h"
 #include "inject.h"
 #include "swap_backend.h"
+#include "sandbox.h"
 
 static long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
 {
@@ -595,6 +596,7 @@ static void *reclaim_main(void *arg)
 	ufp_thread_enter(p);
 	ts = ufp_tstats_get(p, true);
 	thread_ctx_ensure(p, ts);
+	sandbox_enter(p, SB_RECLAIM);
 	while (!atomic_load_explicit(&p->reclaim_stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
 		int64_t res = ufp_stats_counter_sum(p, UFP_C_resident_pages);
@@ -879,7 +881,7 @@ int reclaim_start(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return 0;
-	if (pthread_create(&p->reclaim_thread, NULL, reclaim_main, p))
+	if (sandbox_thread_create(&p->reclaim_thread, reclaim_main, p))
 		return -EAGAIN;
 	p->reclaim_started = true;
 	return 0;

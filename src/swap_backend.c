@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <urcu/compiler.h>
 #include <urcu/lfstack.h>
@@ -1257,8 +1258,35 @@ static void ring_detail(int err)
 	       "it; a seccomp profile (containers) may also block it", strerror(-err), v);
 }
 
+/*
+ * The ring may do exactly what swb_store and swb_load ask of it: read and
+ * write through the registered file (IOSQE_FIXED_FILE required) with the
+ * registered buffers. It is created disabled, gets its buffers and file,
+ * is restricted, then enabled; no register operation is allowed after
+ * that (none is needed: the file and buffers never change). A kernel
+ * without IORING_SETUP_R_DISABLED (before 5.10) gets an unrestricted ring.
+ */
+static int ring_restrict(struct io_uring *ring)
+{
+	struct io_uring_restriction res[] = {
+		{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READ_FIXED },
+		{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITE_FIXED },
+		{ .opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED, .sqe_flags = IOSQE_FIXED_FILE },
+		{ .opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED, .sqe_flags = IOSQE_FIXED_FILE },
+	};
+	/* the system call itself: Debian's liburing 2.3 declares
+	 * io_uring_register_restrictions / io_uring_enable_rings but its
+	 * shared library does not export them */
+	if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+		    (unsigned)(sizeof(res) / sizeof(res[0]))) < 0 ||
+	    syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 {
+	struct io_uring_params prm = { .flags = IORING_SETUP_R_DISABLED };
 	struct swb_ctx *c = calloc(1, sizeof(*c));
 	struct iovec iov;
 	int err;
@@ -1282,7 +1310,11 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 		detail("swap backend: out of memory for a context");
 		return -ENOMEM;
 	}
-	err = io_uring_queue_init(s->qd, &c->ring, 0);
+	err = io_uring_queue_init_params(s->qd, &c->ring, &prm);
+	if (err == -EINVAL) {
+		prm = (struct io_uring_params){ .flags = 0 };
+		err = io_uring_queue_init_params(s->qd, &c->ring, &prm);
+	}
 	if (err) {
 		ring_detail(err);
 		goto fail_ring;
@@ -1293,6 +1325,11 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	    (err = io_uring_register_files(&c->ring, &s->fd, 1))) {
 		detail("io_uring buffer/file registration failed: %s%s", strerror(-err),
 		       err == -ENOMEM ? " (RLIMIT_MEMLOCK too low?)" : "");
+		io_uring_queue_exit(&c->ring);
+		goto fail_ring;
+	}
+	if ((c->ring.flags & IORING_SETUP_R_DISABLED) && (err = ring_restrict(&c->ring))) {
+		detail("io_uring ring restriction failed: %s", strerror(-err));
 		io_uring_queue_exit(&c->ring);
 		goto fail_ring;
 	}
@@ -1347,3 +1384,10 @@ unsigned swb_ctx_nbufs(struct swb_ctx *c)
 {
 	return c->nbufs;
 }
+
+#ifdef UFP_INTERNAL_TESTING
+struct io_uring *swb_ctx_ring(struct swb_ctx *c)
+{
+	return &c->ring;
+}
+#endif

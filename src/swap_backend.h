@@ -193,5 +193,10 @@ void swb_usage(struct swb *s, struct swb_usage *u);
 int swb_inject(struct swb *s, uint64_t handle, int what);
 /* The swap file descriptor, for tests (fstat). */
 int swb_fd(struct swb *s);
+#ifdef UFP_INTERNAL_TESTING
+/* A context's ring, for tests of its restrictions (liburing's type). */
+struct io_uring;
+struct io_uring *swb_ctx_ring(struct swb_ctx *c);
+#endif
 
 #endif /* UFP_SWAP_BACKEND_H */

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "ufp_internal.h"
+#include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 struct thread_ts {
 	uint64_t id;                 /* pager id: unique, never reused */
@@ -53,7 +54,8 @@ static void thread_exit(void *arg)
 
 	for (unsigned i = 0; i < t->ntab; i++)
 		pager_thread_exit(t->tab[i].id, t->tab[i].ts);
-	if (t->rcu_registered)
+	/* not if a sandbox kill left RCU already (sandbox.c) */
+	if (t->rcu_registered && URCU_TLS(urcu_memb_reader).registered)
 		urcu_memb_unregister_thread();
 	tls_thread = NULL;
 	free(t->tab);

@@ -29,6 +29,7 @@
 
 #include "ufp_internal.h"
 #include "inject.h"
+#include "sandbox.h"
 
 
 /* ======================================================================
@@ -526,6 +527,7 @@ static void *event_worker(void *arg)
 	struct ufp_pager *p = arg;
 
 	thread_mark_service(true);
+	sandbox_enter(p, SB_EVENT_WORKER);
 	for (;;) {
 		struct cds_wfcq_node *node;
 		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
@@ -653,6 +655,7 @@ static void *handler_main(void *arg)
 	thread_mark_service(true);
 	ts = ufp_tstats_get(p, true);
 	reclaim_thread_enter(p, ts);
+	sandbox_enter(p, SB_HANDLER);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n;
@@ -744,6 +747,7 @@ static void *event_reader_main(void *arg)
 	struct uffd_msg msgs[MSG_BATCH];
 
 	thread_mark_service(false);
+	sandbox_enter(p, SB_EVENT_READER);
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
 		ssize_t n;
 
@@ -804,7 +808,7 @@ int uffd_start_threads(struct ufp_pager *p)
 	 * application must never run on them (it could touch managed memory). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&p->event_thread, NULL, event_worker, p)) {
+	if (sandbox_thread_create(&p->event_thread, event_worker, p)) {
 		err = -EAGAIN;
 		goto out;
 	}
@@ -812,8 +816,8 @@ int uffd_start_threads(struct ufp_pager *p)
 	for (unsigned i = 0; i < p->nhandlers; i++) {
 		p->handlers[i].pager = p;
 		p->handlers[i].idx = i;
-		if (pthread_create(&p->handlers[i].thread, NULL, handler_trampoline,
-				   &p->handlers[i])) {
+		if (sandbox_thread_create(&p->handlers[i].thread, handler_trampoline,
+					  &p->handlers[i])) {
 			p->nhandlers = i;
 			err = -EAGAIN;
 			break;

@@ -110,6 +110,7 @@ struct ufp_options {
 	uint64_t second_chance;
 	uint64_t verbose;
 	const char *inject;            /* fault injection spec (inject.h) */
+	uint64_t sandbox;
 	enum ufp_opt_source src[16];
 };
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "sandbox.h"
 
 _Atomic uint32_t ufp_watchdog_stall_ms = 2000;
 
@@ -98,6 +99,7 @@ static void *watchdog_main(void *arg)
 	struct ufp_pager *p = arg;
 	struct ufp_watchdog *w = p->watchdog;
 
+	sandbox_enter(p, SB_WATCHDOG);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
 		uint32_t ms = atomic_load_explicit(&ufp_watchdog_stall_ms, memory_order_relaxed);
 		uint32_t period = ms / 4 < 5 ? 5 : ms / 4 > 500 ? 500 : ms / 4;
@@ -114,7 +116,6 @@ static void *watchdog_main(void *arg)
 int watchdog_start(struct ufp_pager *p)
 {
 	struct ufp_watchdog *w;
-	sigset_t all, old;
 	int err;
 
 	if (!atomic_load_explicit(&ufp_watchdog_stall_ms, memory_order_relaxed))
@@ -124,10 +125,7 @@ int watchdog_start(struct ufp_pager *p)
 		return -ENOMEM;
 	p->watchdog = w;
 	/* a service thread: no application signal handler may run on it */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&w->thread, NULL, watchdog_main, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = sandbox_thread_create(&w->thread, watchdog_main, p);
 	if (err) {
 		p->watchdog = NULL;
 		free(w);

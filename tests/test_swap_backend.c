@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <liburing.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -714,6 +715,69 @@ START_TEST(io_uring_blocked_fails_ctx_create_with_a_reason)
 }
 END_TEST
 
+/* One SQE on the context's ring; its completion's result. */
+static int ring_try(struct io_uring *ring, struct io_uring_sqe *sqe)
+{
+	struct io_uring_cqe *cqe;
+	int res;
+
+	(void)sqe;
+	ck_assert_int_eq(io_uring_submit(ring), 1);
+	ck_assert_int_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+START_TEST(rings_refuse_what_swap_io_does_not_use)
+{
+	struct swb *s = mk_swb(1 << 20, 0, 0, NULL);
+	struct swb_ctx *c = mk_ctx(s);
+	struct io_uring *ring = swb_ctx_ring(c);
+	char *b0 = swb_ctx_buf(c, 0), *src = pages_alloc(1);
+	struct iovec iov = { b0, PG };
+	struct io_uring_sqe *sqe;
+	uint64_t h, failed = 0;
+	void *dst[1] = { b0 };
+	const void *pages[1] = { src };
+
+	/* opcodes other than READ_FIXED / WRITE_FIXED */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_nop(sqe);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	ck_assert_int_eq(ring_try(ring, sqe), -EACCES);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read(sqe, 0, b0, PG, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	ck_assert_int_eq(ring_try(ring, sqe), -EACCES);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, "/etc/passwd", O_RDONLY, 0);
+	ck_assert_int_eq(ring_try(ring, sqe), -EACCES);
+	/* an allowed opcode on a plain fd (not the registered file) */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read_fixed(sqe, swb_fd(s), b0, PG, 0, 0);
+	ck_assert_int_eq(ring_try(ring, sqe), -EACCES);
+	/* other flags than IOSQE_FIXED_FILE */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read_fixed(sqe, 0, b0, PG, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_DRAIN;
+	ck_assert_int_eq(ring_try(ring, sqe), -EACCES);
+	/* no register operation after the ring is enabled */
+	ck_assert_int_eq(io_uring_unregister_files(ring), -EACCES);
+	ck_assert_int_eq(io_uring_register_buffers(ring, &iov, 1), -EACCES);
+	/* what the backend does still works: a file round trip */
+	fill_random(src, 42);
+	ck_assert_int_eq(swb_store(c, pages, 1, &h), 1);
+	ck_assert(swb_handle_is_file(h));
+	ck_assert_int_eq(swb_load(c, &h, 1, dst, &failed), 0);
+	ck_assert_int_eq(memcmp(b0, src, PG), 0);
+	swb_release(s, h);
+	swb_ctx_destroy(c);
+	swb_destroy(s);
+	free(src);
+}
+END_TEST
+
 START_TEST(bad_arguments_and_handles_are_refused)
 {
 	struct swb *s = mk_swb(1 << 20, 0, 8, NULL);
@@ -1040,6 +1104,7 @@ static Suite *swap_backend_suite(void)
 	tcase_add_test(t, swap_file_on_tmpfs_works_direct_or_buffered);
 	tcase_add_test(t, missing_directory_fails_with_a_reason);
 	tcase_add_test(t, io_uring_blocked_fails_ctx_create_with_a_reason);
+	tcase_add_test(t, rings_refuse_what_swap_io_does_not_use);
 	tcase_add_test(t, bad_arguments_and_handles_are_refused);
 	tcase_add_test(t, double_release_is_ignored);
 	tcase_add_test(t, file_corruption_and_eio_fail_exactly_the_injected_pages);
