@@ -20,11 +20,11 @@ static size_t page_round(size_t n)
 	return (n + UFP_PAGE_SIZE - 1) & UFP_PAGE_MASK;
 }
 
-/* Map an object of size bytes at start (free, found by pager_find_free). */
+/* Map an object of size bytes at start (free, found by mm_find_free). */
 static int alloc_at_locked(struct ufp_pager *p, uintptr_t start, size_t size,
 			   struct ufp_region **out)
 {
-	int err = pager_map_locked(p, start, page_round(size), UFP_PROT_ALL, UFP_RF_ALLOC, out);
+	int err = mm_map_locked(p, start, page_round(size), UFP_PROT_ALL, UFP_RF_ALLOC, out);
 
 	if (!err)
 		(*out)->alloc_size = size;
@@ -34,7 +34,7 @@ static int alloc_at_locked(struct ufp_pager *p, uintptr_t start, size_t size,
 static int alloc_locked(struct ufp_pager *p, size_t size, struct ufp_region **out)
 {
 	uintptr_t start;
-	int err = pager_find_free(p, page_round(size), &start);
+	int err = mm_find_free(p, page_round(size), &start);
 
 	return err ? err : alloc_at_locked(p, start, size, out);
 }
@@ -79,7 +79,7 @@ static int do_free(ufp_pager *p, void *ptr)
 	if (!r)
 		err = -EINVAL;   /* not an object start, or already freed */
 	else
-		err = pager_unmap_locked(p, region_start(r), region_end(r), false);
+		err = mm_unmap_locked(p, region_start(r), region_end(r), false);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	return err;
@@ -135,7 +135,7 @@ static void shrink_locked(struct ufp_pager *p, struct ufp_region *r, size_t newl
 	mmap((void *)ne, oe - ne, PROT_NONE,
 	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	atomic_store_explicit(&r->end, ne, memory_order_relaxed);
-	pager_clear_ptes(p, ne, oe);
+	mm_clear_ptes(p, ne, oe);
 }
 
 /*
@@ -243,7 +243,7 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	 * UFFDIO_MOVE moves only between equal protections: the pages of a
 	 * protected object are all copied. */
 	oprot = region_prot(r);
-	err = pager_find_free(p, newlen, &dst);
+	err = mm_find_free(p, newlen, &dst);
 	if (err)
 		goto out_unlock;
 	if (dst > region_start(r))
@@ -273,7 +273,7 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	pager_write_lock(p);
 	r = object_at(p, ptr);
 	if (r)
-		err = pager_unmap_locked(p, region_start(r), region_end(r), false);
+		err = mm_unmap_locked(p, region_start(r), region_end(r), false);
 	nr = object_at(p, *out);
 	if (nr && oprot != UFP_PROT_ALL) {
 		region_write_lock(nr);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "futex.h"
 #include "ufp_export.h"
 #include "sandbox.h"
 
@@ -135,8 +136,7 @@ static void *export_main(void *arg)
 		struct timespec ts = { 0, UFP_EXPORT_MS * 1000000L };
 
 		export_once(p);
-		syscall(SYS_futex, (uint32_t *)&p->export_futex, FUTEX_WAIT_PRIVATE, w, &ts,
-			NULL, 0);
+		futex_wait(&p->export_futex, w, &ts);
 	}
 	export_once(p);
 	return NULL;
@@ -209,7 +209,7 @@ void export_stop(struct ufp_pager *p)
 	if (p->export_started) {
 		atomic_store_explicit(&p->export_stop, true, memory_order_release);
 		atomic_fetch_add_explicit(&p->export_futex, 1, memory_order_release);
-		syscall(SYS_futex, (uint32_t *)&p->export_futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		futex_wake(&p->export_futex, 1);
 		pthread_join(p->export_thread, NULL);
 		p->export_started = false;
 	}

@@ -32,36 +32,6 @@ static const char zero_buf[ZERO_BUF_PAGES * UFP_PAGE_SIZE]
 	__attribute__((aligned(UFP_PAGE_SIZE)));
 
 /* ======================================================================
- * Page wait table.
- * ====================================================================== */
-
-static _Atomic uint32_t *page_wait_word(struct ufp_pager *p, size_t i)
-{
-	return &p->pwait[(i * 0x9E3779B1u >> 7) % UFP_PWAIT_WORDS];
-}
-
-void page_wake(struct ufp_pager *p, size_t i)
-{
-	_Atomic uint32_t *w = page_wait_word(p, i);
-
-	/* release: pairs with the acquire load in page_wait; the pte change
-	 * that ended INFLIGHT happens before it */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
-}
-
-void page_wait(struct ufp_pager *p, size_t i)
-{
-	_Atomic uint32_t *w = page_wait_word(p, i);
-	struct timespec ts = { 0, 2000000 };  /* re-check every 2 ms */
-	uint32_t seq = atomic_load_explicit(w, memory_order_acquire);
-
-	if (!(atomic_load_explicit(&p->pte[i], memory_order_acquire) & PTE_INFLIGHT))
-		return;
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
-}
-
-/* ======================================================================
  * Zero fill.
  * ====================================================================== */
 
@@ -257,7 +227,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			atomic_compare_exchange_strong_explicit(&p->pte[c[k].idx], &want,
 					c[k].v & ~PTE_INFLIGHT, memory_order_release,
 					memory_order_relaxed);
-			page_wake(p, c[k].idx);
+			pte_wake(p, c[k].idx);
 		}
 		ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 		if (!drop)
@@ -280,7 +250,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			/* discarded (unmap, DONTNEED) while we read: the copy is ours
 			 * to release, nothing to install */
 			swb_release(p->swb, c[k].handle);
-			page_wake(p, i);
+			pte_wake(p, i);
 			continue;
 		}
 		if (failed & (1ull << k)) {
@@ -298,7 +268,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			/* wake last: the woken thread may read the counters at once */
 			if (handler_wakes(p))
 				uffd_wake(p, a, UFP_PAGE_SIZE);
-			page_wake(p, i);
+			pte_wake(p, i);
 			continue;
 		}
 		long ret = uffd_fill_mode(p, ts, a, bufs[k], UFP_PAGE_SIZE, true,
@@ -311,7 +281,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			 * the faulting page's caller retries (after reading events) */
 			atomic_store_explicit(&p->pte[i], c[k].v & ~PTE_INFLIGHT,
 					      memory_order_release);
-			page_wake(p, i);
+			pte_wake(p, i);
 			if (k == 0)
 				result = -EAGAIN;
 			continue;
@@ -329,7 +299,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		/* wake last: the woken thread may read the counters at once */
 		if (handler_wakes(p))
 			uffd_wake(p, a, UFP_PAGE_SIZE);
-		page_wake(p, i);
+		pte_wake(p, i);
 	}
 	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {
@@ -383,7 +353,7 @@ int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 			 * without holding the lock, then look again */
 			fault_unlock_region(p, &fl);
 			STAT_INC(ts, lock_retry);
-			page_wait(p, i);
+			pte_wait(p, i);
 			continue;
 		}
 		if (v & PTE_POISON) {

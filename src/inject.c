@@ -4,7 +4,7 @@
  * test API), the deterministic decisions and the counters of what was
  * injected. The hooks sit in the I/O wrapper (swap_backend.c: write and
  * read completions, slot allocation, tier loads) and the ioctl wrappers
- * (uffd_loop.c: UFFDIO_COPY/ZEROPAGE, UFFDIO_MOVE); the kill hooks sit in
+ * (uffd.c: UFFDIO_COPY/ZEROPAGE, UFFDIO_MOVE); the kill hooks sit in
  * the service threads' loops.
  *
  * Concurrency contract: the configuration is written by inject_configure

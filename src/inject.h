@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * inject.h - fault injection at the one I/O wrapper (swap_backend.c) and
- * the uffd ioctl wrappers (uffd_loop.c), configured by UFPAGER_INJECT or
+ * the uffd ioctl wrappers (uffd.c), configured by UFPAGER_INJECT or
  * by the internal test API below. Process-wide, like the kernel's
  * fail_make_request: one configuration, one set of counters.
  *

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pager.c - the pager object and the mmap-like API: create/destroy,
- * map, unmap, protect, advise, stats, fork policy.
+ * map, unmap, protect, advise. Structural primitives are in mm.c, the
+ * fork policy in fork.c, ufp_stats_get in pager_stats.c.
  *
  * Structural contract (PROTOCOL.md, "Which structural operations lock which
  * regions"): every structural op takes the pager lock for write, write-locks
@@ -19,417 +20,10 @@
 #include "swap_backend.h"
 
 static _Atomic uint64_t next_pager_id = 1;
-static pthread_mutex_t pagers_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct ufp_pager *pagers[UFP_MAX_PAGERS];
-/* ids of live pagers, readable without pagers_lock (thread.c prunes its
- * per-thread tables with it, also from under pagers_lock at fork) */
-static _Atomic uint64_t live_ids[UFP_MAX_PAGERS];
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
 /* Write implies read (as on x86 and arm64 page tables). */
 static int prot_norm(int prot)
 {
 	return prot & UFP_PROT_WRITE ? prot | UFP_PROT_READ : prot;
-}
-
-/* ======================================================================
- * Fork policy. Without UFFD_FEATURE_EVENT_FORK the child loses the
- * registration: its missing pages read as zeros. That is exactly right as
- * long as every page that ever held data is present at fork time, so the
- * prepare handler stops all structural work (pager write lock) and, with
- * swap, brings evicted pages back first. In the child the pager is inert:
- * its memory is ordinary memory, every ufp_ call returns -ECHILD.
- * ====================================================================== */
-
-static void atfork_prepare(void)
-{
-	pthread_mutex_lock(&pagers_lock);
-	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (pagers[i]) {
-			reclaim_pause(pagers[i]);
-			pager_write_lock(pagers[i]);
-			swapin_all_locked(pagers[i]);
-		}
-}
-
-static void atfork_parent(void)
-{
-	for (unsigned i = UFP_MAX_PAGERS; i-- > 0;)
-		if (pagers[i]) {
-			pager_write_unlock(pagers[i]);
-			reclaim_resume(pagers[i]);
-		}
-	pthread_mutex_unlock(&pagers_lock);
-}
-
-static void atfork_child(void)
-{
-	for (unsigned i = UFP_MAX_PAGERS; i-- > 0;) {
-		struct ufp_pager *p = pagers[i];
-
-		if (!p)
-			continue;
-		p->forked_child = true;
-		/* The inherited fd is the parent's context: never use it here. */
-		close(p->uffd);
-		p->uffd = -1;
-		if (p->pagemap_fd >= 0)
-			close(p->pagemap_fd);   /* the parent's pagemap */
-		p->pagemap_fd = -1;
-		pager_write_unlock(p);
-	}
-	pthread_mutex_unlock(&pagers_lock);
-}
-
-static void atfork_setup(void)
-{
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-static int pagers_add(struct ufp_pager *p)
-{
-	int err = -ENOSPC;
-
-	pthread_once(&atfork_once, atfork_setup);
-	pthread_mutex_lock(&pagers_lock);
-	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (!pagers[i]) {
-			pagers[i] = p;
-			atomic_store_explicit(&live_ids[i], p->id, memory_order_relaxed);
-			err = 0;
-			break;
-		}
-	pthread_mutex_unlock(&pagers_lock);
-	return err;
-}
-
-bool pager_id_alive(uint64_t id)
-{
-	/* relaxed: a hint for pruning; ids are never reused */
-	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (atomic_load_explicit(&live_ids[i], memory_order_relaxed) == id)
-			return true;
-	return false;
-}
-
-/*
- * A thread exits: destroy its swap I/O context for pager `id` if the pager
- * still exists (called from a TLS destructor: no lock held). Lock
- * order: pagers_lock, then stats_lock; pagers_lock keeps the pager (and its
- * backend: reclaim_fini runs before pagers_del) alive, stats_lock orders us
- * against reclaim_fini destroying the same context.
- */
-void pager_thread_exit(uint64_t id, struct ufp_tstats *ts)
-{
-	pthread_mutex_lock(&pagers_lock);
-	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
-		struct ufp_pager *p = pagers[i];
-
-		if (!p || p->id != id || p->forked_child)
-			continue;
-		pthread_mutex_lock(&p->stats_lock);
-		if (ts->swb_ctx) {
-			swb_ctx_destroy(ts->swb_ctx);
-			ts->swb_ctx = NULL;
-		}
-		ufp_tstats_retire(p, ts);
-		pthread_mutex_unlock(&p->stats_lock);
-	}
-	pthread_mutex_unlock(&pagers_lock);
-}
-
-static void pagers_del(struct ufp_pager *p)
-{
-	pthread_mutex_lock(&pagers_lock);
-	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
-		if (pagers[i] == p) {
-			pagers[i] = NULL;
-			atomic_store_explicit(&live_ids[i], 0, memory_order_relaxed);
-		}
-	pthread_mutex_unlock(&pagers_lock);
-}
-
-bool pager_is_forked_child(struct ufp_pager *p)
-{
-	return p->forked_child;
-}
-
-/* ======================================================================
- * Helpers (pager write lock held unless said otherwise).
- * ====================================================================== */
-
-int pager_check_range(struct ufp_pager *p, const void *addr, size_t len)
-{
-	uintptr_t a = (uintptr_t)addr;
-
-	if (!len || (a & ~UFP_PAGE_MASK) || (len & ~UFP_PAGE_MASK))
-		return -EINVAL;
-	if (a < p->arena_base || a >= p->arena_end || len > p->arena_end - a)
-		return -EINVAL;
-	return 0;
-}
-
-bool pager_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end)
-{
-	uintptr_t a = start;
-
-	while (a < end) {
-		struct ufp_region *r = region_tree_lookup(&p->tree, a);
-
-		if (!r || (r->flags & UFP_RF_HOLE))
-			return false;
-		a = region_end(r);
-	}
-	return true;
-}
-
-void pager_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end)
-{
-	int64_t cleared = 0;
-
-	if (start < p->arena_base)
-		start = p->arena_base;
-	if (end > p->arena_end)
-		end = p->arena_end;
-	for (uintptr_t a = start; a < end; a += UFP_PAGE_SIZE)
-		cleared += pte_discard(p, pte_index(p, a));
-	if (cleared)
-		STAT_ADD(ufp_tstats_get(p, true), resident_pages, -cleared);
-}
-
-int pager_find_free(struct ufp_pager *p, size_t len, uintptr_t *out)
-{
-	uintptr_t cand = p->bump;
-	bool wrapped = false;
-
-	if (len > p->arena_end - p->arena_base)
-		return -ENOMEM;
-	for (;;) {
-		struct ufp_region *r;
-
-		if (cand < p->arena_base || cand > p->arena_end - len) {
-			if (wrapped)
-				return -ENOMEM;
-			wrapped = true;
-			cand = p->arena_base;
-			continue;
-		}
-		r = region_tree_lookup(&p->tree, cand);
-		if (r) {
-			cand = region_end(r);
-			continue;
-		}
-		r = region_tree_next(&p->tree, cand);
-		if (!r || region_start(r) - cand >= len) {
-			*out = cand;
-			p->bump = cand + len;
-			return 0;
-		}
-		cand = region_end(r);
-		if (wrapped && cand >= p->bump)
-			return -ENOMEM;
-	}
-}
-
-bool region_mergeable(const struct ufp_region *a, const struct ufp_region *b)
-{
-	return a && b && !((a->flags | b->flags) & (UFP_RF_ALLOC | UFP_RF_HOLE)) &&
-	       region_end(a) == region_start(b) && region_prot(a) == region_prot(b);
-}
-
-struct ufp_region *region_split(struct ufp_pager *p, struct ufp_region *r, uintptr_t addr)
-{
-	struct ufp_region *n;
-
-	region_assert_write_locked(r);
-	UFP_BUG_ON(addr <= region_start(r) || addr >= region_end(r));
-	n = region_alloc(p, addr, region_end(r), region_prot(r), r->flags);
-	if (!n)
-		return NULL;
-	n->alloc_size = r->alloc_size;
-	/* the new half is invisible until commit, and locked with r */
-	atomic_store_explicit(&n->lock_seq, atomic_load(&p->lock_seq), memory_order_relaxed);
-	atomic_store_explicit(&r->end, addr, memory_order_relaxed);
-	if (region_tree_insert(&p->tree, n)) {
-		atomic_store_explicit(&r->end, region_end(n), memory_order_relaxed);
-		free(n);
-		return NULL;
-	}
-	STAT_INC(ufp_tstats_get(p, true), splits);
-	return n;
-}
-
-void region_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b)
-{
-	region_assert_write_locked(a);
-	region_assert_write_locked(b);
-	UFP_BUG_ON(region_end(a) != region_start(b));
-	atomic_store_explicit(&a->end, region_end(b), memory_order_relaxed);
-	region_detach(p, b);
-	STAT_INC(ufp_tstats_get(p, true), merges);
-}
-
-/* Lock a set of regions in address order (they are gathered sorted). */
-static void lock_sorted(struct ufp_region **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (v[i])
-			region_write_lock(v[i]);
-}
-
-/* Regions overlapping [s, e), in address order, as a malloc'ed array. */
-static int gather(struct ufp_pager *p, uintptr_t s, uintptr_t e,
-		  struct ufp_region ***out, size_t *n)
-{
-	size_t cap = 8, cnt = 0;
-	struct ufp_region **v = malloc(cap * sizeof(*v));
-	struct ufp_region *r = region_tree_lookup(&p->tree, s);
-
-	if (!v)
-		return -ENOMEM;
-	if (!r)
-		r = region_tree_next(&p->tree, s);
-	for (; r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r))) {
-		if (cnt == cap) {
-			struct ufp_region **nv = realloc(v, (cap *= 2) * sizeof(*v));
-
-			if (!nv) {
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		v[cnt++] = r;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
-}
-
-void pager_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e)
-{
-	pager_assert_write_locked(p);
-	for (struct ufp_region *r = region_tree_lookup(&p->tree, s) ?: region_tree_next(&p->tree, s);
-	     r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r)))
-		region_write_lock(r);
-}
-
-/* ======================================================================
- * Structural primitives (pager write lock held).
- * ====================================================================== */
-
-int pager_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
-		     unsigned rflags, struct ufp_region **out)
-{
-	struct ufp_region *r, *prev = NULL, *next = NULL;
-	int err;
-
-	pager_assert_write_locked(p);
-	if (mmap((void *)start, len, prot_to_mmap(prot),
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
-		return -errno;
-	err = uffd_register(p, start, len);
-	if (err) {
-		ufp_set_error("ufpager: UFFDIO_REGISTER failed: %s", strerror(-err));
-		goto undo_mmap;
-	}
-	r = region_alloc(p, start, start + len, prot, rflags);
-	if (!r) {
-		err = -ENOMEM;
-		goto undo_reg;
-	}
-	/* Merge candidates, kernel-style (plain maps only). */
-	prev = region_tree_prev(&p->tree, start);
-	next = region_tree_next(&p->tree, start + len);
-	if (!region_mergeable(prev, r))
-		prev = NULL;
-	if (!region_mergeable(r, next))
-		next = NULL;
-	/* lock order: prev < r < next */
-	if (prev)
-		region_write_lock(prev);
-	region_write_lock(r);      /* invisible yet: never waits */
-	if (next)
-		region_write_lock(next);
-	err = region_tree_insert(&p->tree, r);
-	if (err) {
-		free(r);
-		goto undo_reg;
-	}
-	if (prev) {
-		region_merge(p, prev, r);
-		r = prev;
-	}
-	if (next)
-		region_merge(p, r, next);
-	if (out)
-		*out = r;
-	return 0;
-undo_reg:
-	uffd_unregister(p, start, len);
-undo_mmap:
-	mmap((void *)start, len, PROT_NONE,
-	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-	return err;
-}
-
-/*
- * Remove [s, e) from the tree: split at the edges, detach what is inside.
- * kernel_done: the kernel already unmapped it (a foreign UNMAP/REMAP
- * event): only re-reserve the hole, never MAP_FIXED over it blindly.
- */
-int pager_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_done)
-{
-	struct ufp_region **v;
-	size_t n;
-	int err;
-
-	pager_assert_write_locked(p);
-	if (s < p->arena_base)
-		s = p->arena_base;
-	if (e > p->arena_end)
-		e = p->arena_end;
-	if (s >= e)
-		return 0;
-	err = gather(p, s, e, &v, &n);
-	if (err)
-		return err;
-	lock_sorted(v, n);
-	for (size_t i = 0; i < n; i++) {
-		struct ufp_region *r = v[i];
-
-		if (region_start(r) < s) {
-			r = region_split(p, r, s);
-			if (!r) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		if (region_end(r) > e && !region_split(p, r, e)) {
-			err = -ENOMEM;
-			break;
-		}
-		region_detach(p, r);
-	}
-	free(v);
-	if (err)
-		return err;
-	if (!kernel_done) {
-		uffd_unregister(p, s, e - s);
-		if (mmap((void *)s, e - s, PROT_NONE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
-			UFP_BUG_ON("re-reserving an unmapped range failed");
-	} else if (mmap((void *)s, e - s, PROT_NONE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-			-1, 0) == MAP_FAILED) {
-		/* something else lives there now: keep the range out of use */
-		struct ufp_region *h = region_alloc(p, s, e, 0, UFP_RF_HOLE);
-
-		if (h && region_tree_insert(&p->tree, h))
-			free(h);
-	}
-	pager_clear_ptes(p, s, e);
-	return 0;
 }
 
 /* ======================================================================
@@ -517,6 +111,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		if (err)
 			goto fail_uffd;
 	}
+	fork_handlers_install();
 	err = pagers_add(p);
 	if (err) {
 		ufp_set_error("ufpager: too many pagers (%d)", UFP_MAX_PAGERS);
@@ -611,7 +206,7 @@ static int do_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags
 	    (flags & ~UFP_MAP_ALL) || ((flags & UFP_MAP_FIXED) && !hint) ||
 	    ((uintptr_t)hint & ~UFP_PAGE_MASK))
 		return -EINVAL;
-	if (hint && pager_check_range(p, hint, len)) {
+	if (hint && mm_check_range(p, hint, len)) {
 		if (flags & UFP_MAP_FIXED)
 			return -EINVAL;
 		hint = NULL;
@@ -632,11 +227,11 @@ static int do_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags
 		}
 	}
 	if (!hint) {
-		err = pager_find_free(p, len, &start);
+		err = mm_find_free(p, len, &start);
 		if (err)
 			goto out;
 	}
-	err = pager_map_locked(p, start, len, prot, 0, NULL);
+	err = mm_map_locked(p, start, len, prot, 0, NULL);
 	if (!err) {
 		*out = (void *)start;
 		STAT_INC(ufp_tstats_get(p, true), maps);
@@ -663,15 +258,15 @@ static int do_unmap(ufp_pager *p, void *addr, size_t len)
 	uintptr_t s = (uintptr_t)addr;
 	int err = 0;
 
-	err = pager_check_range(p, addr, len);
+	err = mm_check_range(p, addr, len);
 	if (err)
 		return err;
 	pager_write_lock(p);
-	if (!pager_range_mapped(p, s, s + len) || range_has_alloc(p, s, s + len)) {
+	if (!mm_range_mapped(p, s, s + len) || range_has_alloc(p, s, s + len)) {
 		err = -EINVAL;
 		goto out;
 	}
-	err = pager_unmap_locked(p, s, s + len, false);
+	err = mm_unmap_locked(p, s, s + len, false);
 	if (!err)
 		STAT_INC(ufp_tstats_get(p, true), unmaps);
 out:
@@ -691,15 +286,15 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 	if (prot & ~UFP_PROT_ALL)
 		return -EINVAL;
 	prot = prot_norm(prot);
-	err = pager_check_range(p, addr, len);
+	err = mm_check_range(p, addr, len);
 	if (err)
 		return err;
 	pager_write_lock(p);
-	if (!pager_range_mapped(p, s, e)) {
+	if (!mm_range_mapped(p, s, e)) {
 		err = -ENOMEM;
 		goto out;
 	}
-	err = gather(p, s, e, &v, &n);
+	err = mm_gather(p, s, e, &v, &n);
 	if (err)
 		goto out;
 	/* Allocator objects change protection only as a whole. */
@@ -754,7 +349,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 		if (!chg[i])
 			continue;
 		if (region_start(r) < s) {
-			struct ufp_region *nr = region_split(p, r, s);
+			struct ufp_region *nr = mm_split(p, r, s);
 
 			if (!nr) {
 				err = -ENOMEM;
@@ -762,7 +357,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 			}
 			w[i] = r = nr;   /* the part inside the range */
 		}
-		if (region_end(r) > e && !region_split(p, r, e)) {
+		if (region_end(r) > e && !mm_split(p, r, e)) {
 			err = -ENOMEM;
 			break;
 		}
@@ -782,9 +377,9 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 
 			if (!b || region_start(b) >= stop)
 				break;
-			if (region_mergeable(a, b) && region_is_write_locked(a) &&
+			if (mm_mergeable(a, b) && region_is_write_locked(a) &&
 			    region_is_write_locked(b)) {
-				region_merge(p, a, b);
+				mm_merge(p, a, b);
 				continue;
 			}
 			a = b;
@@ -827,7 +422,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 	if (advice != UFP_ADV_NORMAL && advice != UFP_ADV_WILLNEED &&
 	    advice != UFP_ADV_DONTNEED && advice != UFP_ADV_PAGEOUT)
 		return -EINVAL;
-	err = pager_check_range(p, addr, len);
+	err = mm_check_range(p, addr, len);
 	if (err)
 		return err;
 	if (advice == UFP_ADV_PAGEOUT) {
@@ -838,7 +433,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 			return ufp_error(-EOPNOTSUPP, "ufp_advise(PAGEOUT): the pager has no "
 					 "budget, hence no swap to page out to");
 		pager_read_lock(p);
-		mapped = pager_range_mapped(p, s, e);
+		mapped = mm_range_mapped(p, s, e);
 		pager_read_unlock(p);
 		if (!mapped)
 			return ufp_error(-ENOMEM, "ufp_advise(%p, len=%zu, PAGEOUT): part of the "
@@ -849,7 +444,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 	}
 	if (advice == UFP_ADV_WILLNEED) {
 		pager_read_lock(p);
-		bool mapped = pager_range_mapped(p, s, e);
+		bool mapped = mm_range_mapped(p, s, e);
 		pager_read_unlock(p);
 		if (!mapped)
 			return -ENOMEM;
@@ -858,12 +453,12 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		return err;
 	}
 	pager_write_lock(p);
-	if (!pager_range_mapped(p, s, e)) {
+	if (!mm_range_mapped(p, s, e)) {
 		err = -ENOMEM;
 		goto out;
 	}
 	if (advice == UFP_ADV_DONTNEED) {
-		pager_lock_range(p, s, e);   /* in address order */
+		mm_lock_range(p, s, e);   /* in address order */
 		/*
 		 * madvise(DONTNEED) on a registered range raises a REMOVE event and
 		 * waits until a handler thread has read it; handler threads may be
@@ -876,61 +471,13 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		if (madvise((void *)s, len, MADV_DONTNEED))
 			err = -errno;
 		UFP_BUG_ON(uffd_register(p, s, len) != 0);
-		pager_clear_ptes(p, s, e);
+		mm_clear_ptes(p, s, e);
 	}
 	STAT_INC(ufp_tstats_get(p, true), advises);
 out:
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	return err;
-}
-
-static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
-{
-	struct ufp_stats st;
-	uint32_t size, version;
-
-	if (!out)
-		return ufp_error(-EINVAL, "ufp_stats_get: NULL out");
-	size = out->size;
-	version = out->version;
-	if (out->version < 2 || out->version > UFP_STATS_VERSION)
-		return ufp_error(-EINVAL, "ufp_stats_get: version %u unknown (this library "
-				 "knows 2..%d)", out->version, UFP_STATS_VERSION);
-	if (size < offsetof(struct ufp_stats, UFP_STATS_FIRST_V3))
-		return ufp_error(-EINVAL, "ufp_stats_get: size %u is smaller than the "
-				 "version-2 fields (%zu bytes)", size,
-				 offsetof(struct ufp_stats, UFP_STATS_FIRST_V3));
-	ufp_stats_merge(p, &st);
-	inject_stats(&st);
-	st.service_stalls = watchdog_stalls(p);
-	if (!p->forked_child) {
-		pager_read_lock(p);
-		st.regions = p->tree.count;
-		pager_read_unlock(p);
-	}
-	if (p->swb) {   /* the tier's content, from the backend */
-		struct swb_usage u;
-
-		swb_usage(p->swb, &u);
-		st.ztier_bytes_in = u.ztier_raw_bytes;
-		st.ztier_bytes_out = u.ztier_bytes_used;
-	}
-	/* a call that succeeds may leave a note: over budget for want of swap */
-	if (p->swb && atomic_load_explicit(&p->swap_full, memory_order_relaxed) &&
-	    st.resident_pages > p->budget_pages)
-		ufp_set_error("ufpager: swap is full (%s): %llu pages resident against a "
-			      "budget of %llu; nothing is lost, eviction resumes when swap "
-			      "frees (swap_full_events %llu)",
-			      strerror(p->swap_full_err ?: ENOSPC),
-			      (unsigned long long)st.resident_pages,
-			      (unsigned long long)p->budget_pages,
-			      (unsigned long long)st.swap_full_events);
-	/* never more than the caller's struct holds */
-	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
-	out->size = size;
-	out->version = version;
-	return 0;
 }
 
 /* ======================================================================
@@ -977,35 +524,6 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 	if (!err)
 		err = do_advise(p, addr, len, advice);
 	return api_end(&g, err, "ufp_advise(%p, len=%zu, advice=%d)", addr, len, advice);
-}
-
-UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
-{
-	struct api_guard g;
-	int err;
-
-	/* an inert fork child's counters are still readable */
-	if (p && p->forked_child) {
-		ufp_clear_error();
-		return do_stats_get(p, out);
-	}
-	err = api_begin(p, &g);
-	if (!err)
-		err = do_stats_get(p, out);
-	return api_end(&g, err, "ufp_stats_get");
-}
-
-/* Debug / tests: check the tree against the kernel-independent invariants. */
-void pager_check_invariants(struct ufp_pager *p)
-{
-	pager_read_lock(p);
-	region_tree_check(&p->tree);
-	for (struct ufp_region *a = region_tree_next(&p->tree, 0), *b; a; a = b) {
-		b = region_tree_next(&p->tree, region_end(a));
-		/* adjacent plain regions with equal attributes are merged */
-		UFP_BUG_ON(region_mergeable(a, b));
-	}
-	pager_read_unlock(p);
 }
 
 /*

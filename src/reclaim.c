@@ -30,22 +30,16 @@
 #include <xxhash.h>
 
 #include "ufp_internal.h"
+#include "futex.h"
 #include "inject.h"
 #include "swap_backend.h"
 #include "sandbox.h"
-
-static long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
-}
 
 static void futex_bump_wake(_Atomic uint32_t *w)
 {
 	/* release: pairs with the acquire load before the waiter's futex_wait */
 	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+	futex_wake(w, INT32_MAX);
 }
 
 /* ======================================================================
@@ -75,13 +69,6 @@ void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx 
 	for (unsigned k = 0; k < 4; k++)
 		if (p->ctx_pool[k] == c)
 			atomic_store_explicit(&p->ctx_pool_busy[k], false, memory_order_release);
-}
-
-/* Give the calling thread its own context (normal context only). */
-static void thread_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
-{
-	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
-		swb_ctx_create(p->swb, &ts->swb_ctx);
 }
 
 /*
@@ -121,27 +108,6 @@ bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 }
 
 /* ======================================================================
- * Discard (unmap, DONTNEED): caller has the region write-locked.
- * ====================================================================== */
-
-bool pte_discard(struct ufp_pager *p, size_t i)
-{
-	uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed), nv;
-
-	do {
-		nv = (v & PTE_GEN_MASK) + PTE_GEN_ONE;   /* new generation, empty */
-		/* acq_rel: pairs with the claimers' CAS; an INFLIGHT owner
-		 * that later sees the new generation releases the copy */
-	} while (!atomic_compare_exchange_weak_explicit(&p->pte[i], &v, nv,
-			memory_order_acq_rel, memory_order_relaxed));
-	if (p->swb && !(v & PTE_INFLIGHT) && (v & (PTE_SWAPPED | PTE_CLEAN)))
-		swb_release(p->swb, atomic_load_explicit(&p->slots[i], memory_order_relaxed));
-	if (v & PTE_INFLIGHT)
-		page_wake(p, i);
-	return (v & PTE_PRESENT) != 0;
-}
-
-/* ======================================================================
  * Eviction.
  * ====================================================================== */
 
@@ -164,7 +130,7 @@ static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
 	/* release: pairs with the acquire in fault paths that saw INFLIGHT */
 	atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
 			v->v & ~(PTE_INFLIGHT | clear), memory_order_release, memory_order_relaxed);
-	page_wake(p, v->idx);
+	pte_wake(p, v->idx);
 }
 
 struct scan_ctx {
@@ -388,7 +354,7 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 		const void *pg = (const void *)staged;
 
 		if (atomic_load_explicit(&p->pte[v->idx], memory_order_acquire) != v->v) {
-			page_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
+			pte_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
 			return PB_DISCARDED;
 		}
 		if (uffd_move(p, ts, a, staged, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE ||
@@ -526,7 +492,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		} else {
 			swb_release(p->swb, v->handle);   /* discarded meanwhile */
 		}
-		page_wake(p, v->idx);
+		pte_wake(p, v->idx);
 	}
 	STAT_ADD(ts, resident_pages, -(int64_t)m);
 	staging_empty(p, set);
@@ -595,7 +561,7 @@ static void *reclaim_main(void *arg)
 
 	ufp_thread_enter(p);
 	ts = ufp_tstats_get(p, true);
-	thread_ctx_ensure(p, ts);
+	thread_swap_ctx_ensure(p, ts);
 	sandbox_enter(p, SB_RECLAIM);
 	while (!atomic_load_explicit(&p->reclaim_stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
@@ -703,7 +669,7 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 
 	if (!p->swb)
 		return -EOPNOTSUPP;
-	thread_ctx_ensure(p, ts);
+	thread_swap_ctx_ensure(p, ts);
 	if (!ts->swb_ctx)
 		return -ENOMEM;
 	for (;;) {
@@ -810,7 +776,7 @@ int swapin_all_locked(struct ufp_pager *p)
 	pager_assert_write_locked(p);
 	sa.ts = ufp_tstats_get(p, true);
 	sa.failed = 0;
-	thread_ctx_ensure(p, sa.ts);
+	thread_swap_ctx_ensure(p, sa.ts);
 	while (!(sa.ctx = ufp_swb_ctx_get(p, sa.ts)))
 		sched_yield();       /* every shared context busy: they are short-lived */
 	region_tree_walk(&p->tree, swapin_region, &sa);
@@ -933,7 +899,3 @@ void reclaim_fini(struct ufp_pager *p)
 }
 
 /* A thread entering the library gets its own I/O context (normal context). */
-void reclaim_thread_enter(struct ufp_pager *p, struct ufp_tstats *ts)
-{
-	thread_ctx_ensure(p, ts);
-}

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "futex.h"
 #include "swap_backend.h"
 
 #define SLOT_CLAIMED 1
@@ -75,8 +76,7 @@ void remap_end(struct ufp_pager *p, unsigned k)
 	atomic_store_explicit(&p->remaps[k].to, 0, memory_order_relaxed);
 	/* release: pairs with the acquire load in remap_wait */
 	atomic_fetch_add_explicit(&p->remap_futex, 1, memory_order_release);
-	syscall(SYS_futex, (uint32_t *)&p->remap_futex, FUTEX_WAKE_PRIVATE, INT32_MAX,
-		NULL, NULL, 0);
+	futex_wake(&p->remap_futex, INT32_MAX);
 }
 
 /* Fault side (async-signal-safe): wait until addr is no longer in a range
@@ -90,8 +90,7 @@ void remap_wait(struct ufp_pager *p, uintptr_t addr)
 
 		if (!remap_covers(p, addr))
 			return;
-		syscall(SYS_futex, (uint32_t *)&p->remap_futex, FUTEX_WAIT_PRIVATE, w, &ts,
-			NULL, 0);
+		futex_wait(&p->remap_futex, w, &ts);
 	}
 }
 
@@ -131,9 +130,9 @@ static void remap_take(struct ufp_pager *p, uintptr_t from, size_t len, uint64_t
 		for (size_t k = 0; k < n; k++)
 			while (atomic_load_explicit(&p->pte[first + k], memory_order_acquire) &
 			       PTE_INFLIGHT)
-				page_wait(p, first + k);
+				pte_wait(p, first + k);
 		pager_write_lock(p);
-		pager_lock_range(p, from, from + len);
+		mm_lock_range(p, from, from + len);
 		for (size_t k = 0; k < n && !busy; k++)
 			busy = atomic_load_explicit(&p->pte[first + k], memory_order_acquire) &
 			       PTE_INFLIGHT;
@@ -182,7 +181,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 				"their evicted copies are dropped\n", n);
 	}
 	if (owned)
-		pager_unmap_locked(p, from, from + len, true);
+		mm_unmap_locked(p, from, from + len, true);
 	if (pager_owns(p, to)) {
 		/* moved into our arena's reservation: keep it out of use */
 		struct ufp_region *h = region_alloc(p, to, to + len, 0, UFP_RF_HOLE);

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "ufp_internal.h"
+#include "swap_backend.h"
 #include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 struct thread_ts {
@@ -53,7 +54,7 @@ static void thread_exit(void *arg)
 	struct ufp_thread *t = arg;
 
 	for (unsigned i = 0; i < t->ntab; i++)
-		pager_thread_exit(t->tab[i].id, t->tab[i].ts);
+		pagers_thread_exit(t->tab[i].id, t->tab[i].ts);
 	/* not if a sandbox kill left RCU already (sandbox.c) */
 	if (t->rcu_registered && URCU_TLS(urcu_memb_reader).registered)
 		urcu_memb_unregister_thread();
@@ -132,7 +133,15 @@ void ufp_thread_enter(struct ufp_pager *p)
 		t->rcu_registered = true;
 	}
 	if (p)
-		reclaim_thread_enter(p, ufp_tstats_get(p, true));
+		thread_swap_ctx_ensure(p, ufp_tstats_get(p, true));
+}
+
+/* Give the calling thread its own swap I/O context for p (normal context
+ * only; without one it borrows from the pager's pool). */
+void thread_swap_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
+		swb_ctx_create(p->swb, &ts->swb_ctx);
 }
 
 /* ======================================================================
@@ -153,7 +162,7 @@ static bool tab_make_room(struct ufp_thread *t)
 	if (!nt)
 		return false;
 	for (unsigned i = 0; i < t->ntab; i++)
-		if (pager_id_alive(t->tab[i].id))
+		if (pagers_id_alive(t->tab[i].id))
 			nt[n++] = t->tab[i];
 	struct thread_ts *old = t->tab;
 
@@ -224,7 +233,7 @@ int api_begin(struct ufp_pager *p, struct api_guard *g)
 	ufp_clear_error();
 	if (!p)
 		return ufp_error(-EINVAL, "ufpager: NULL pager");
-	if (pager_is_forked_child(p))
+	if (p->forked_child)
 		return ufp_error(-ECHILD, "ufpager: this pager was inherited across fork(); "
 				 "it is inert in the child (its memory is plain memory)");
 	sigfillset(&block);

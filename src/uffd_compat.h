@@ -2,7 +2,7 @@
 /*
  * uffd_compat.h - userfaultfd and pagemap names newer than Debian 12's 6.1
  * kernel headers. The running kernel (6.18 here) has them; every use is
- * guarded by a run-time probe (uffd_loop.c), never by these defines alone.
+ * guarded by a run-time probe (uffd.c), never by these defines alone.
  * Values are the kernel's UAPI (include/uapi/linux/userfaultfd.h, fs.h).
  */
 #ifndef UFP_UFFD_COMPAT_H

@@ -169,11 +169,6 @@ struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p);
 /* Fold a dead thread's block into p's totals and free it; stats_lock held. */
 void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts);
 void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
-/* A thread is done with pager `id`: free its swap I/O context and retire
- * its counter block if the pager still lives (pager.c). */
-void pager_thread_exit(uint64_t id, struct ufp_tstats *ts);
-/* Does the pager with this id still exist? Lock-free (pager.c). */
-bool pager_id_alive(uint64_t id);
 void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
 void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
 void ufp_stats_free_all(struct ufp_pager *p);
@@ -338,7 +333,6 @@ struct ufp_handler {
 	struct ufp_pager *pager;
 	pthread_t thread;
 	pid_t tid;
-	unsigned idx;
 	/* odd from before a read of the uffd until the events it returned
 	 * are published and queued (events.c ordering, see remap.c) */
 	_Atomic uint64_t section ufp_cacheline_aligned;
@@ -462,7 +456,15 @@ bool pager_is_write_locked(struct ufp_pager *p);
 void region_write_lock(struct ufp_region *r);
 bool region_read_trylock(struct ufp_region *r);
 void region_read_unlock(struct ufp_region *r);
-bool region_is_write_locked(struct ufp_region *r);
+/* Is r write-locked in the current pager write section? (Inline, like
+ * mmap_assert_write_locked: region.c asserts it without calling up into
+ * vma_locks.c.) acquire: pairs with the release stores of region_write_lock
+ * and pager_write_unlock. */
+static inline bool region_is_write_locked(struct ufp_region *r)
+{
+	return atomic_load_explicit(&r->lock_seq, memory_order_acquire) ==
+	       atomic_load_explicit(&r->pager->lock_seq, memory_order_acquire);
+}
 #define pager_assert_write_locked(p) UFP_ASSERT(pager_is_write_locked(p))
 #define region_assert_write_locked(r) UFP_ASSERT(region_is_write_locked(r))
 
@@ -499,7 +501,7 @@ static inline void lockdep_release(enum ufp_lock_level lvl) { (void)lvl; }
 static inline void lockdep_reset_section(void) {}
 #endif
 
-/* uffd_loop.c */
+/* uffd.c: open, probe, register, and the one ioctl wrapper */
 int uffd_open_probe(struct ufp_probe *pr);
 int uffd_open(struct ufp_pager *p);
 int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len);
@@ -528,24 +530,32 @@ int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
 bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src);
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len);
+/* uffd_loop.c: the handler pool (handler delivery) or the event reader */
 int uffd_start_threads(struct ufp_pager *p);
 void uffd_stop_threads(struct ufp_pager *p);
+/* events.c: foreign events; events_handle queues one (any reader thread) */
+int events_start(struct ufp_pager *p);
+void events_stop(struct ufp_pager *p);
+void events_handle(struct ufp_pager *p, const struct uffd_msg *m);
+/* sigbus.c: self-paging */
 int sigbus_install(struct ufp_pager *p);
 void sigbus_remove(struct ufp_pager *p);
-/* Serve one missing fault at addr (handler thread or SIGBUS handler).
- * Returns 0, -EAGAIN (retry later), -EFAULT (not ours / unmapped). */
+/* fault.c: serve one missing fault at addr (handler thread or SIGBUS
+ * handler). Returns 0, -EAGAIN (retry later), -EFAULT (not ours). */
 int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		    bool write, bool rcu_ok);
-/* fault.c */
-void page_wait(struct ufp_pager *p, size_t i);
-void page_wake(struct ufp_pager *p, size_t i);
+/* pte.c: wait for / wake a page whose INFLIGHT bit is set; discard an
+ * entry (region write-locked), releasing the stored copy it refers to (not
+ * if INFLIGHT: its owner does). pte_discard returns whether it was resident. */
+void pte_wait(struct ufp_pager *p, size_t i);
+void pte_wake(struct ufp_pager *p, size_t i);
+bool pte_discard(struct ufp_pager *p, size_t i);
 
 /* reclaim.c */
 int reclaim_init(struct ufp_pager *p);       /* budget, backend: before threads */
 int reclaim_start(struct ufp_pager *p);      /* the reclaim thread: after */
 void reclaim_stop_thread(struct ufp_pager *p);
 void reclaim_fini(struct ufp_pager *p);
-void reclaim_thread_enter(struct ufp_pager *p, struct ufp_tstats *ts);
 void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts);
 /* The thread's I/O context (or one from the shared pool; NULL if none is
  * free). Async-signal-safe. */
@@ -557,9 +567,6 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 void reclaim_pause(struct ufp_pager *p);
 void reclaim_resume(struct ufp_pager *p);
 int swapin_all_locked(struct ufp_pager *p);
-/* Release the stored copy an entry refers to (not if INFLIGHT: its owner
- * does). Returns whether the entry was resident. */
-bool pte_discard(struct ufp_pager *p, size_t i);
 bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 
 /* Per-thread state (thread.c). ufp_thread_enter: register the calling
@@ -567,6 +574,7 @@ bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
  * (p may be NULL); normal context. thread_mark_service: the calling
  * thread is one of ours (handler, event worker...), rcu: register it. */
 void ufp_thread_enter(struct ufp_pager *p);
+void thread_swap_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts);
 bool thread_rcu_registered(void);
 bool ufp_is_handler_thread(void);
 int thread_mark_service(bool rcu);
@@ -581,7 +589,6 @@ struct api_guard {
 int api_begin(struct ufp_pager *p, struct api_guard *g);
 int api_end(struct api_guard *g, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-bool pager_is_forked_child(struct ufp_pager *p);
 
 /* pager.c */
 /* Writes are tracked by the kernel (WP_ASYNC + PAGEMAP_SCAN). */
@@ -606,24 +613,24 @@ static inline bool pager_owns(struct ufp_pager *p, uintptr_t addr)
 	return addr >= p->arena_base && addr < p->arena_end;
 }
 /* Validate [addr, addr+len) as an aligned, non-empty arena range. */
-int pager_check_range(struct ufp_pager *p, const void *addr, size_t len);
+int mm_check_range(struct ufp_pager *p, const void *addr, size_t len);
 /* Is every page of [start, end) covered by regions (no HOLE)? */
-bool pager_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+bool mm_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 /* Structural primitives, pager write lock held. */
-int pager_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
+int mm_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
 		     unsigned rflags, struct ufp_region **out);
-int pager_unmap_locked(struct ufp_pager *p, uintptr_t start, uintptr_t end,
+int mm_unmap_locked(struct ufp_pager *p, uintptr_t start, uintptr_t end,
 		       bool kernel_done);
-int pager_find_free(struct ufp_pager *p, size_t len, uintptr_t *out);
-void pager_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+int mm_find_free(struct ufp_pager *p, size_t len, uintptr_t *out);
+void mm_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 /* Split r at addr (start < addr < end): r keeps [start, addr), the new
  * region [addr, end) is returned. r must be write-locked. */
-struct ufp_region *region_split(struct ufp_pager *p, struct ufp_region *r,
+struct ufp_region *mm_split(struct ufp_pager *p, struct ufp_region *r,
 				uintptr_t addr);
 /* Merge b into a (adjacent, a before b): b is detached. Both write-locked. */
-void region_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b);
-bool region_mergeable(const struct ufp_region *a, const struct ufp_region *b);
-void pager_check_invariants(struct ufp_pager *p);
+void mm_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b);
+bool mm_mergeable(const struct ufp_region *a, const struct ufp_region *b);
+void mm_check_invariants(struct ufp_pager *p);
 /* No uffd, no arena, no threads: the tree and the lock protocol alone. */
 struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode);
 void pager_free_bare(struct ufp_pager *p);
@@ -639,15 +646,35 @@ void remap_wait(struct ufp_pager *p, uintptr_t addr);
 bool remap_wait_reader(struct ufp_pager *p);
 void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uintptr_t to,
 		 size_t len, unsigned slot);
+/* The regions overlapping [s, e), in address order, in a malloc'd array
+ * (pager lock held). Returns 0 or -ENOMEM. */
+int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e, struct ufp_region ***out,
+	      size_t *n);
 /* Write-lock every region overlapping [s, e) (pager write lock held). */
-void pager_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e);
+void mm_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 
 /* export.c */
 struct ufp_export;
 int export_start(struct ufp_pager *p);
 void export_stop(struct ufp_pager *p);
 
-/* The SIGBUS pager table (uffd_loop.c). */
+/* pagers.c: the process's live pagers (below thread.c). */
+int pagers_add(struct ufp_pager *p);
+void pagers_del(struct ufp_pager *p);
+/* Does the pager with this id still exist? Lock-free. */
+bool pagers_id_alive(uint64_t id);
+/* A thread is done with pager `id`: free its swap I/O context and retire
+ * its counter block if the pager still lives. */
+void pagers_thread_exit(uint64_t id, struct ufp_tstats *ts);
+/* The table under its mutex (fork.c): lock, look at slot i, unlock. */
+void pagers_lock_all(void);
+void pagers_unlock_all(void);
+struct ufp_pager *pagers_at(unsigned i);
+
+/* fork.c: the pthread_atfork handlers, installed once. */
+void fork_handlers_install(void);
+
+/* Pagers per process (pagers.c, the SIGBUS table of sigbus.c). */
 #define UFP_MAX_PAGERS 64
 
 #endif /* UFP_INTERNAL_H */

@@ -14,7 +14,7 @@
  * Two plain mutexes sit outside that hierarchy: pagers_lock (pager.c, the
  * pager table) is taken before the pager lock (fork handlers) and never
  * while holding any lock above; stats_lock (the per-thread stats list) is
- * a leaf, nested only inside pagers_lock (pager_thread_exit).
+ * a leaf, nested only inside pagers_lock (pagers_thread_exit).
  *
  * Readers take a region read-lock without the pager lock. They never take
  * the pager lock while holding a region lock, except through the fallback
@@ -31,13 +31,9 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "futex.h"
 
 uint32_t region_readers_max = REGION_READERS_MASK - 1;
-
-static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
-{
-	return syscall(SYS_futex, (uint32_t *)uaddr, op, val, NULL, NULL, 0);
-}
 
 /* ======================================================================
  * Lock-order checker (debug builds). Per thread: the levels held, and the
@@ -124,7 +120,7 @@ void pager_read_lock(struct ufp_pager *p)
 						    memory_order_acquire);
 		uint32_t s = atomic_load_explicit(&p->lock.state, memory_order_relaxed);
 		if (s & (PL_WRITER | PL_WAITING))
-			futex(&p->lock.writer_seq, FUTEX_WAIT_PRIVATE, seq);
+			futex_wait(&p->lock.writer_seq, seq, NULL);
 	}
 	lockdep_acquire(LL_PAGER, 0);
 }
@@ -137,7 +133,7 @@ void pager_read_unlock(struct ufp_pager *p)
 
 	UFP_ASSERT((s & PL_READERS) > 0);
 	if ((s & PL_READERS) == 1 && (s & PL_WAITING))
-		futex(&p->lock.state, FUTEX_WAKE_PRIVATE, INT_MAX);
+		futex_wake(&p->lock.state, INT_MAX);
 }
 
 void pager_write_lock(struct ufp_pager *p)
@@ -159,7 +155,7 @@ void pager_write_lock(struct ufp_pager *p)
 		    !atomic_compare_exchange_weak_explicit(&p->lock.state, &s,
 				s | PL_WAITING, memory_order_relaxed, memory_order_relaxed))
 			continue;
-		futex(&p->lock.state, FUTEX_WAIT_PRIVATE, s | PL_WAITING);
+		futex_wait(&p->lock.state, s | PL_WAITING, NULL);
 	}
 	p->lock.owner = pthread_self();
 	/* Open the section: odd sequence. Release pairs with the acquire
@@ -183,8 +179,8 @@ static void pager_wake_all(struct ufp_pager *p)
 {
 	/* release: pairs with the acquire load of writer_seq in pager_read_lock */
 	atomic_fetch_add_explicit(&p->lock.writer_seq, 1, memory_order_release);
-	futex(&p->lock.writer_seq, FUTEX_WAKE_PRIVATE, INT_MAX);
-	futex(&p->lock.state, FUTEX_WAKE_PRIVATE, INT_MAX);
+	futex_wake(&p->lock.writer_seq, INT_MAX);
+	futex_wake(&p->lock.state, INT_MAX);
 }
 
 void pager_write_unlock(struct ufp_pager *p)
@@ -222,14 +218,6 @@ bool pager_is_write_locked(struct ufp_pager *p)
  * Region locks. Writers: pager write lock held. Readers: never wait.
  * ====================================================================== */
 
-bool region_is_write_locked(struct ufp_region *r)
-{
-	struct ufp_pager *p = r->pager;
-
-	return atomic_load_explicit(&r->lock_seq, memory_order_acquire) ==
-	       atomic_load_explicit(&p->lock_seq, memory_order_acquire);
-}
-
 void region_write_lock(struct ufp_region *r)
 {
 	struct ufp_pager *p = r->pager;
@@ -264,7 +252,7 @@ void region_write_lock(struct ufp_region *r)
 		c = atomic_load_explicit(&r->readers, memory_order_acquire);
 		if (!(c & REGION_READERS_MASK))
 			break;
-		futex(&p->writer_wait, FUTEX_WAIT_PRIVATE, w);
+		futex_wait(&p->writer_wait, w, NULL);
 	}
 	if (t0)
 		ufp_hist_record(ufp_tstats_get(p, true), UFP_L_lock_wait,
@@ -331,7 +319,7 @@ static void region_read_unlock_raw(struct ufp_region *r)
 	if ((c & REGION_WRITER_ANNOUNCED) && (c & REGION_READERS_MASK) == 1) {
 		/* release: pairs with the writer's acquire load of writer_wait */
 		atomic_fetch_add_explicit(&p->writer_wait, 1, memory_order_release);
-		futex(&p->writer_wait, FUTEX_WAKE_PRIVATE, 1);
+		futex_wake(&p->writer_wait, 1);
 	}
 }
 

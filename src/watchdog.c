@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ufp_internal.h"
+#include "futex.h"
 #include "sandbox.h"
 
 _Atomic uint32_t ufp_watchdog_stall_ms = 2000;
@@ -108,7 +109,7 @@ static void *watchdog_main(void *arg)
 
 		if (ms)
 			check_all(p, (uint64_t)ms * 1000000ull);
-		syscall(SYS_futex, (uint32_t *)&w->futex, FUTEX_WAIT_PRIVATE, f, &tmo, NULL, 0);
+		futex_wait(&w->futex, f, &tmo);
 	}
 	return NULL;
 }
@@ -149,7 +150,7 @@ void watchdog_stop(struct ufp_pager *p)
 	atomic_store_explicit(&w->stop, true, memory_order_release);
 	/* release: pairs with the acquire load of the futex word */
 	atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
-	syscall(SYS_futex, (uint32_t *)&w->futex, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	futex_wake(&w->futex, 1);
 	pthread_join(w->thread, NULL);
 	p->watchdog = NULL;
 	free(w);

@@ -89,7 +89,7 @@ START_TEST(misuse_table_returns_errno)
 	ck_assert_int_eq(ufp_stats_get(p, &st), -EINVAL);
 	ck_assert_int_eq(ufp_stats_get(NULL, &st), -EINVAL);
 
-	pager_check_invariants(p);
+	mm_check_invariants(p);
 	ck_assert_int_eq(ufp_pager_destroy(p), 0);
 }
 END_TEST
@@ -136,7 +136,7 @@ static void check_model(ufp_pager *p, uintptr_t base, struct mpage *m, bool cont
 	struct ufp_pager *ip = (struct ufp_pager *)p;
 	int kp[MPAGES];
 
-	pager_check_invariants(ip);
+	mm_check_invariants(ip);
 	kernel_prots(base, kp);
 	pager_read_lock(ip);
 	for (int i = 0; i < MPAGES; i++) {
@@ -274,7 +274,7 @@ START_TEST(allocator_objects_keep_contents_through_realloc)
 		}
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(ufp_free(p, obj[i]), 0);
-	pager_check_invariants((struct ufp_pager *)p);
+	mm_check_invariants((struct ufp_pager *)p);
 	ufp_pager_destroy(p);
 }
 END_TEST

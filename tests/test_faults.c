@@ -175,7 +175,7 @@ START_TEST(foreign_munmap_and_madvise_update_the_tree)
 		ck_assert_int_eq(ufp_check_page(m + (size_t)i * PAGE, 3), 1);
 	for (int i = 4; i < 32; i++)
 		ck_assert_int_eq(ufp_check_page(m + (size_t)i * PAGE, 3), 0);
-	pager_check_invariants(ip);
+	mm_check_invariants(ip);
 	ufp_stats_get(p, &st);
 	ck_assert_uint_ge(st.events_unmap, 1);
 	ck_assert_uint_ge(st.events_remove, 1);

@@ -197,7 +197,7 @@ START_TEST(split_merge_during_lookup)
 	start_paused(&pr, p, BASE + 6 * PAGE, &t);
 	pager_write_lock(p);
 	region_write_lock(r);
-	hi = region_split(p, r, BASE + 4 * PAGE);
+	hi = mm_split(p, r, BASE + 4 * PAGE);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	sem_post(&pr.go);
@@ -211,7 +211,7 @@ START_TEST(split_merge_during_lookup)
 	pager_write_lock(p);
 	region_write_lock(r);
 	region_write_lock(hi);
-	region_merge(p, r, hi);
+	mm_merge(p, r, hi);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	sem_post(&pr.go);
@@ -657,7 +657,7 @@ START_TEST(registration_race)
 		ck_assert_msg(t[i].bad == 0, "toucher %d saw %d bad pages", i, t[i].bad);
 	}
 	ck_assert_int_gt(neigh, 0);
-	pager_check_invariants((struct ufp_pager *)p);
+	mm_check_invariants((struct ufp_pager *)p);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -947,7 +947,7 @@ START_TEST(data)
 					 w[i].gen[k] ? 0 : 1);
 		free(w[i].gen);
 	}
-	pager_check_invariants((struct ufp_pager *)p);
+	mm_check_invariants((struct ufp_pager *)p);
 	ufp_pager_destroy(p);
 }
 END_TEST

@@ -129,9 +129,9 @@ START_TEST(split_merge_keep_invariants)
 	pager_write_lock(p);
 	struct ufp_region *r = add(p, b, b + 16 * PAGE);
 	region_write_lock(r);
-	struct ufp_region *h = region_split(p, r, b + 4 * PAGE);
+	struct ufp_region *h = mm_split(p, r, b + 4 * PAGE);
 	ck_assert_ptr_nonnull(h);
-	struct ufp_region *t = region_split(p, h, b + 8 * PAGE);
+	struct ufp_region *t = mm_split(p, h, b + 8 * PAGE);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(region_tree_check(&p->tree), 3);
 	ck_assert_ptr_eq(region_tree_lookup(&p->tree, b + 5 * PAGE), h);
@@ -145,10 +145,10 @@ START_TEST(split_merge_keep_invariants)
 	pager_write_lock(p);
 	region_write_lock(r);
 	region_write_lock(h);
-	region_merge(p, r, h);
+	mm_merge(p, r, h);
 	ck_assert_uint_eq(region_end(r), b + 8 * PAGE);
 	region_write_lock(t);
-	region_merge(p, r, t);
+	mm_merge(p, r, t);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	ck_assert_uint_eq(region_tree_check(&p->tree), 1);
@@ -233,7 +233,7 @@ START_TEST(lookup_during_unpublished_split_falls_back)
 
 	pager_write_lock(p);
 	region_write_lock(r);
-	ck_assert_ptr_nonnull(region_split(p, r, b + 4 * PAGE));   /* not committed */
+	ck_assert_ptr_nonnull(mm_split(p, r, b + 4 * PAGE));   /* not committed */
 	pthread_create(&t, NULL, split_reader_main, &sr);
 	pthread_join(t, NULL);
 	ck_assert_ptr_null(sr.got);

@@ -413,7 +413,7 @@ START_TEST(stress_data)
 			if (w->obj[k].base)
 				obj_destroy(s, &w->obj[k]);
 	}
-	pager_check_invariants((struct ufp_pager *)s->p);
+	mm_check_invariants((struct ufp_pager *)s->p);
 	printf("stress %s/%s: %llu faults, %llu splits, %llu merges, %llu swapins, "
 	       "%llu lock misses, %llu fallbacks, %llu retries, %llu moves misreported\n",
 	       delivery == UFP_DELIVERY_SIGBUS ? "sigbus" : "handler",

@@ -245,7 +245,7 @@ START_TEST(swapin_races_unmap_split_and_merge)
 	atomic_store(&r.stop, true);
 	pthread_join(t, NULL);
 	ck_assert_int_eq(r.errors, 0);
-	pager_check_invariants((struct ufp_pager *)p);
+	mm_check_invariants((struct ufp_pager *)p);
 	ufp_pager_destroy(p);
 }
 END_TEST

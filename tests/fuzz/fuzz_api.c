@@ -285,7 +285,7 @@ static void check_stats(void)
 /* Everything the model knows, checked at once. */
 static void check_all(const char *when)
 {
-	pager_check_invariants((struct ufp_pager *)pg);
+	mm_check_invariants((struct ufp_pager *)pg);
 	check_stats();
 	check_kernel_prots();
 	for (size_t i = 0; i < NPAGES; i++)

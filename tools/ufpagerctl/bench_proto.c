@@ -48,7 +48,7 @@ static void pb_split_merge(struct ufp_pager *p, unsigned i)
 	pager_write_lock(p);
 	r = region_tree_lookup(&p->tree, a);
 	region_write_lock(r);
-	h = region_split(p, r, mid);
+	h = mm_split(p, r, mid);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 
@@ -57,7 +57,7 @@ static void pb_split_merge(struct ufp_pager *p, unsigned i)
 	h = region_tree_lookup(&p->tree, mid);
 	region_write_lock(r);
 	region_write_lock(h);
-	region_merge(p, r, h);
+	mm_merge(p, r, h);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 }

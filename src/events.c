@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * events.c - foreign userfaultfd events (the program's own munmap,
+ * MADV_DONTNEED and mremap of managed memory: UNMAP, REMOVE, REMAP). The
+ * thread that reads them (a handler, or the event reader in SIGBUS
+ * delivery) only queues them (events_handle): it must never block on the
+ * pager lock with an event unread. The event worker applies them under the
+ * pager write lock with the structural primitives of mm.c and carries a
+ * moved range's evicted pages (remap.c).
+ */
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ufp_internal.h"
+#include "futex.h"
+#include "inject.h"
+#include "sandbox.h"
+
+/* ======================================================================
+ * Event worker: applies foreign events under the pager write lock.
+ * ====================================================================== */
+
+static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
+{
+	const struct uffd_msg *m = &ev->msg;
+	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+
+	if (m->event == UFFD_EVENT_REMAP) {
+		/* counted first: remap_carry's end wakes the program */
+		STAT_INC(ts, events_remap);
+		/* carries the moved range's evicted pages over (remap.c),
+		 * unless an UNMAP of the old range did it already */
+		remap_carry(p, ts, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len,
+			    ev->slot);
+		remap_end(p, ev->slot);
+		return;
+	}
+	/* an mremap's UNMAP of its old range may overtake its REMAP */
+	remap_carry_before_unmap(p, ts, m->arg.remove.start, m->arg.remove.end);
+	pager_write_lock(p);
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE: {
+		uintptr_t s = m->arg.remove.start, e = m->arg.remove.end;
+
+		/* Pages are gone in the kernel: forget their state. Write-lock
+		 * the regions so no fault in flight there races the reset. */
+		mm_lock_range(p, s, e);
+		mm_clear_ptes(p, s, e);
+		STAT_INC(ts, events_remove);
+		break;
+	}
+	case UFFD_EVENT_UNMAP:
+		mm_unmap_locked(p, m->arg.remove.start, m->arg.remove.end, true);
+		STAT_INC(ts, events_unmap);
+		break;
+	}
+	region_tree_commit(&p->tree);
+	pager_write_unlock(p);
+}
+
+static void *event_worker(void *arg)
+{
+	struct ufp_pager *p = arg;
+
+	thread_mark_service(true);
+	sandbox_enter(p, SB_EVENT_WORKER);
+	for (;;) {
+		struct cds_wfcq_node *node;
+		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
+
+		wd_beat(&p->wd_events);
+		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_EVENTS))
+			break;             /* injected death: the watchdog must see it */
+
+		node = cds_wfcq_dequeue_blocking(&p->evq_head, &p->evq_tail);
+		if (node) {
+			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
+
+			apply_event(p, ev);
+			free(ev);
+			continue;
+		}
+		if (atomic_load_explicit(&p->stopping, memory_order_acquire))
+			break;
+		wd_idle(&p->wd_events, true);
+		futex_wait(&p->evq_futex, w, NULL);
+		wd_idle(&p->wd_events, false);
+	}
+	thread_unmark_service();
+	return NULL;
+}
+
+static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned slot)
+{
+	struct ufp_event *ev = malloc(sizeof(*ev));
+
+	if (!ev) {
+		ufp_log("ufpager: out of memory queueing a uffd event; region tree "
+			"may disagree with the kernel for [%llx..)\n",
+			(unsigned long long)m->arg.remove.start);
+		return;
+	}
+	cds_wfcq_node_init(&ev->node);
+	ev->msg = *m;
+	ev->slot = slot;
+	cds_wfcq_enqueue(&p->evq_head, &p->evq_tail, &ev->node);
+	/* release: pairs with the acquire load in event_worker */
+	atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
+	futex_wake(&p->evq_futex, 1);
+}
+
+/* Returns true if the message was an event (handled or queued). */
+void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		if (is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
+			return;
+		queue_event(p, m, 0);
+		return;
+	case UFFD_EVENT_REMAP:
+		/* publish the new range at once: faults there wait for it */
+		queue_event(p, m, remap_publish(p, m->arg.remap.from, m->arg.remap.to,
+						m->arg.remap.len));
+		return;
+	default:
+		return;
+	}
+}
+
+
+int events_start(struct ufp_pager *p)
+{
+	cds_wfcq_init(&p->evq_head, &p->evq_tail);
+	if (sandbox_thread_create(&p->event_thread, event_worker, p))
+		return -EAGAIN;
+	p->event_thread_started = true;
+	return 0;
+}
+
+/* After p->stopping is set and every reader has ended. */
+void events_stop(struct ufp_pager *p)
+{
+	if (p->event_thread_started) {
+		/* release: pairs with the acquire load of evq_futex in event_worker */
+		atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
+		futex_wake(&p->evq_futex, INT_MAX);
+		pthread_join(p->event_thread, NULL);
+		p->event_thread_started = false;
+	}
+	cds_wfcq_destroy(&p->evq_head, &p->evq_tail);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pager_stats.c - ufp_stats_get: the per-thread counters merged (stats.c)
+ * with what other layers know (the tree's size, the tier's content, the
+ * watchdog, injection), written at most out->size bytes. The export
+ * thread (export.c) publishes the same view.
+ */
+#include "ufp_internal.h"
+#include "inject.h"
+#include "swap_backend.h"
+
+static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
+{
+	struct ufp_stats st;
+	uint32_t size, version;
+
+	if (!out)
+		return ufp_error(-EINVAL, "ufp_stats_get: NULL out");
+	size = out->size;
+	version = out->version;
+	if (out->version < 2 || out->version > UFP_STATS_VERSION)
+		return ufp_error(-EINVAL, "ufp_stats_get: version %u unknown (this library "
+				 "knows 2..%d)", out->version, UFP_STATS_VERSION);
+	if (size < offsetof(struct ufp_stats, UFP_STATS_FIRST_V3))
+		return ufp_error(-EINVAL, "ufp_stats_get: size %u is smaller than the "
+				 "version-2 fields (%zu bytes)", size,
+				 offsetof(struct ufp_stats, UFP_STATS_FIRST_V3));
+	ufp_stats_merge(p, &st);
+	inject_stats(&st);
+	st.service_stalls = watchdog_stalls(p);
+	if (!p->forked_child) {
+		pager_read_lock(p);
+		st.regions = p->tree.count;
+		pager_read_unlock(p);
+	}
+	if (p->swb) {   /* the tier's content, from the backend */
+		struct swb_usage u;
+
+		swb_usage(p->swb, &u);
+		st.ztier_bytes_in = u.ztier_raw_bytes;
+		st.ztier_bytes_out = u.ztier_bytes_used;
+	}
+	/* a call that succeeds may leave a note: over budget for want of swap */
+	if (p->swb && atomic_load_explicit(&p->swap_full, memory_order_relaxed) &&
+	    st.resident_pages > p->budget_pages)
+		ufp_set_error("ufpager: swap is full (%s): %llu pages resident against a "
+			      "budget of %llu; nothing is lost, eviction resumes when swap "
+			      "frees (swap_full_events %llu)",
+			      strerror(p->swap_full_err ?: ENOSPC),
+			      (unsigned long long)st.resident_pages,
+			      (unsigned long long)p->budget_pages,
+			      (unsigned long long)st.swap_full_events);
+	/* never more than the caller's struct holds */
+	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+	out->size = size;
+	out->version = version;
+	return 0;
+}
+
+UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
+{
+	struct api_guard g;
+	int err;
+
+	/* an inert fork child's counters are still readable */
+	if (p && p->forked_child) {
+		ufp_clear_error();
+		return do_stats_get(p, out);
+	}
+	err = api_begin(p, &g);
+	if (!err)
+		err = do_stats_get(p, out);
+	return api_end(&g, err, "ufp_stats_get");
+}
+
