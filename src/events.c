@@ -105,8 +105,7 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned 
 	ev->slot = slot;
 	cds_wfcq_enqueue(&p->evq_head, &p->evq_tail, &ev->node);
 	/* release: pairs with the acquire load in event_worker */
-	atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
-	futex_wake(&p->evq_futex, 1);
+	futex_bump_wake(&p->evq_futex, 1);
 }
 
 /* Returns true if the message was an event (handled or queued). */
@@ -144,8 +143,7 @@ void events_stop(struct ufp_pager *p)
 {
 	if (p->event_thread_started) {
 		/* release: pairs with the acquire load of evq_futex in event_worker */
-		atomic_fetch_add_explicit(&p->evq_futex, 1, memory_order_release);
-		futex_wake(&p->evq_futex, INT_MAX);
+		futex_bump_wake(&p->evq_futex, INT_MAX);
 		pthread_join(p->event_thread, NULL);
 		p->event_thread_started = false;
 	}

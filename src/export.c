@@ -208,8 +208,7 @@ void export_stop(struct ufp_pager *p)
 {
 	if (p->export_started) {
 		atomic_store_explicit(&p->export_stop, true, memory_order_release);
-		atomic_fetch_add_explicit(&p->export_futex, 1, memory_order_release);
-		futex_wake(&p->export_futex, 1);
+		futex_bump_wake(&p->export_futex, 1);
 		pthread_join(p->export_thread, NULL);
 		p->export_started = false;
 	}

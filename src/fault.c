@@ -131,14 +131,10 @@ static unsigned claim_window(struct ufp_pager *p, struct ufp_region *r, uintptr_
 
 		if ((v & (PTE_SWAPPED | PTE_INFLIGHT)) != PTE_SWAPPED)
 			break;
-		/* acquire: pairs with the release CAS that published the slot
-		 * (evict_finish), so slots[i] below is the one for this v */
-		if (!atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v | PTE_INFLIGHT,
-				memory_order_acquire, memory_order_relaxed))
+		if (!pte_claim(p, i, &v, &c[n].handle))
 			break;
 		c[n].idx = i;
-		c[n].v = v | PTE_INFLIGHT;
-		c[n].handle = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+		c[n].v = v;
 		n++;
 	}
 	return n;

@@ -28,6 +28,15 @@ static inline long futex_wake(_Atomic uint32_t *w, int n)
 	return syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+/* The waker's half of the sequence-word protocol: bump *w (release: pairs
+ * with the acquire load of *w that the waiter made before futex_wait, so
+ * what the waker wrote before is visible), then wake up to n sleepers. */
+static inline void futex_bump_wake(_Atomic uint32_t *w, int n)
+{
+	atomic_fetch_add_explicit(w, 1, memory_order_release);
+	futex_wake(w, n);
+}
+
 /* Sleep for ms milliseconds while *w == v. */
 static inline long futex_wait_ms(_Atomic uint32_t *w, uint32_t v, long ms)
 {

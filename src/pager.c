@@ -51,11 +51,9 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 			      sysconf(_SC_PAGESIZE));
 		return -EOPNOTSUPP;
 	}
-	p = aligned_alloc(UFP_CACHELINE, (sizeof(*p) + UFP_CACHELINE - 1) &
-			  ~(size_t)(UFP_CACHELINE - 1));
+	p = ufp_cacheline_zalloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	memset(p, 0, sizeof(*p));
 	p->uffd = -1;
 	p->pagemap_fd = -1;
 	p->wake_fd = -1;
@@ -533,12 +531,10 @@ UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
  */
 struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mode mode)
 {
-	struct ufp_pager *p = aligned_alloc(UFP_CACHELINE, (sizeof(*p) + UFP_CACHELINE - 1) &
-					    ~(size_t)(UFP_CACHELINE - 1));
+	struct ufp_pager *p = ufp_cacheline_zalloc(sizeof(*p));
 
 	if (!p)
 		return NULL;
-	memset(p, 0, sizeof(*p));
 	pager_lock_init(p, 0);
 	region_tree_init(&p->tree);
 	p->arena_base = base;

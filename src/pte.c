@@ -26,8 +26,7 @@ void pte_wake(struct ufp_pager *p, size_t i)
 
 	/* release: pairs with the acquire load in page_wait; the pte change
 	 * that ended INFLIGHT happens before it */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	futex_wake(w, INT32_MAX);
+	futex_bump_wake(w, INT32_MAX);
 }
 
 void pte_wait(struct ufp_pager *p, size_t i)

@@ -35,12 +35,6 @@
 #include "swap_backend.h"
 #include "sandbox.h"
 
-static void futex_bump_wake(_Atomic uint32_t *w)
-{
-	/* release: pairs with the acquire load before the waiter's futex_wait */
-	atomic_fetch_add_explicit(w, 1, memory_order_release);
-	futex_wake(w, INT32_MAX);
-}
 
 /* ======================================================================
  * I/O contexts.
@@ -277,13 +271,10 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 					memory_order_relaxed, memory_order_relaxed);
 			continue;
 		}
-		/* acquire: pairs with the release that published the entry */
-		if (!atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v | PTE_INFLIGHT,
-				memory_order_acquire, memory_order_relaxed))
+		if (!pte_claim(p, i, &v, &vs[n].handle))
 			continue;
 		vs[n].idx = i;
-		vs[n].v = v | PTE_INFLIGHT;
-		vs[n].handle = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+		vs[n].v = v;
 		vs[n].keep = false;
 		n++;
 	}
@@ -576,7 +567,7 @@ static void *reclaim_main(void *arg)
 			res = 0;
 		atomic_store_explicit(&p->resident_est, (uint64_t)res, memory_order_relaxed);
 		if ((uint64_t)res <= p->high_pages)
-			futex_bump_wake(&p->reclaimed_futex);
+			futex_bump_wake(&p->reclaimed_futex, INT32_MAX);
 		if (atomic_load(&p->swap_full) && now - last_full > 100000000ull) {
 			last_full = now;          /* retry after frees */
 			swb_maintain(p->swb);
@@ -586,7 +577,7 @@ static void *reclaim_main(void *arg)
 		    (uint64_t)res > p->high_pages && !atomic_load(&p->swap_full)) {
 			uint64_t got = evict(p, ts, ts->swb_ctx, (uint64_t)res - p->low_pages);
 
-			futex_bump_wake(&p->reclaimed_futex);
+			futex_bump_wake(&p->reclaimed_futex, INT32_MAX);
 			if (got)
 				continue;
 		}
@@ -652,7 +643,7 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 		 * make every fault over the budget wait in vain */
 		if (atomic_load_explicit(&p->reclaim_dead, memory_order_relaxed))
 			return;
-		futex_bump_wake(&p->reclaim_futex);
+		futex_bump_wake(&p->reclaim_futex, INT32_MAX);
 		futex_wait_ms(&p->reclaimed_futex, w, 1);
 	}
 }
@@ -716,7 +707,7 @@ void reclaim_resume(struct ufp_pager *p)
 	if (!p->swb)
 		return;
 	atomic_store(&p->reclaim_paused, false);
-	futex_bump_wake(&p->reclaim_futex);
+	futex_bump_wake(&p->reclaim_futex, INT32_MAX);
 }
 
 /* Fork policy: bring every evicted page back (pager write lock held, so
@@ -858,7 +849,7 @@ void reclaim_stop_thread(struct ufp_pager *p)
 {
 	if (p->reclaim_started) {
 		atomic_store_explicit(&p->reclaim_stop, true, memory_order_release);
-		futex_bump_wake(&p->reclaim_futex);
+		futex_bump_wake(&p->reclaim_futex, INT32_MAX);
 		pthread_join(p->reclaim_thread, NULL);
 		p->reclaim_started = false;
 	}

@@ -448,12 +448,10 @@ size_t region_tree_check(struct region_tree *t)
 struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
 				uintptr_t end, int prot, unsigned flags)
 {
-	struct ufp_region *r = aligned_alloc(UFP_CACHELINE,
-		(sizeof(*r) + UFP_CACHELINE - 1) & ~(size_t)(UFP_CACHELINE - 1));
+	struct ufp_region *r = ufp_cacheline_zalloc(sizeof(*r));
 
 	if (!r)
 		return NULL;
-	memset(r, 0, sizeof(*r));
 	atomic_init(&r->start, start);
 	atomic_init(&r->end, end);
 	atomic_init(&r->prot, prot);

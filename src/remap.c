@@ -75,8 +75,7 @@ void remap_end(struct ufp_pager *p, unsigned k)
 	atomic_store_explicit(&p->remaps[k].end, 0, memory_order_release);
 	atomic_store_explicit(&p->remaps[k].to, 0, memory_order_relaxed);
 	/* release: pairs with the acquire load in remap_wait */
-	atomic_fetch_add_explicit(&p->remap_futex, 1, memory_order_release);
-	futex_wake(&p->remap_futex, INT32_MAX);
+	futex_bump_wake(&p->remap_futex, INT32_MAX);
 }
 
 /* Fault side (async-signal-safe): wait until addr is no longer in a range

@@ -19,12 +19,10 @@
  * Normal context (allocates). NULL when out of memory. */
 struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p)
 {
-	struct ufp_tstats *ts = aligned_alloc(UFP_CACHELINE, (sizeof(*ts) + UFP_CACHELINE - 1) &
-					      ~(size_t)(UFP_CACHELINE - 1));
+	struct ufp_tstats *ts = ufp_cacheline_zalloc(sizeof(*ts));
 
 	if (!ts)
 		return NULL;
-	memset(ts, 0, sizeof(*ts));
 	pthread_mutex_lock(&p->stats_lock);
 	ts->next = p->tstats;
 	p->tstats = ts;

@@ -70,6 +70,19 @@ void ufp_assert_fail(const char *expr, const char *file, int line);
 #define UFP_BUG_ON(e) do { if (ufp_unlikely(e)) ufp_bug(#e, __FILE__, __LINE__); } while (0)
 _Noreturn void ufp_bug(const char *expr, const char *file, int line);
 
+/* The library's own objects (pagers, regions, counter blocks): zeroed, on
+ * their own cache lines. One place, so their memory source can change.
+ * Normal context. NULL when out of memory; free() them. */
+static inline void *ufp_cacheline_zalloc(size_t size)
+{
+	size_t n = (size + UFP_CACHELINE - 1) & ~(size_t)(UFP_CACHELINE - 1);
+	void *m = aligned_alloc(UFP_CACHELINE, n);
+
+	if (m)
+		memset(m, 0, n);
+	return m;
+}
+
 static inline uint64_t ufp_now_ns(void)
 {
 	struct timespec ts;
@@ -550,6 +563,19 @@ int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 void pte_wait(struct ufp_pager *p, size_t i);
 void pte_wake(struct ufp_pager *p, size_t i);
 bool pte_discard(struct ufp_pager *p, size_t i);
+/* Claim entry i, still equal to *v, for I/O: set INFLIGHT (swap-in of a
+ * SWAPPED page, eviction of a PRESENT one). On success *v is the claimed
+ * value and *handle the entry's stored copy. acquire: pairs with the
+ * release CAS that published the entry and its slot (evict_finish). */
+static inline bool pte_claim(struct ufp_pager *p, size_t i, uint64_t *v, uint64_t *handle)
+{
+	if (!atomic_compare_exchange_strong_explicit(&p->pte[i], v, *v | PTE_INFLIGHT,
+			memory_order_acquire, memory_order_relaxed))
+		return false;
+	*v |= PTE_INFLIGHT;
+	*handle = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
+	return true;
+}
 
 /* reclaim.c */
 int reclaim_init(struct ufp_pager *p);       /* budget, backend: before threads */

@@ -178,8 +178,7 @@ static void pager_end_write_section(struct ufp_pager *p)
 static void pager_wake_all(struct ufp_pager *p)
 {
 	/* release: pairs with the acquire load of writer_seq in pager_read_lock */
-	atomic_fetch_add_explicit(&p->lock.writer_seq, 1, memory_order_release);
-	futex_wake(&p->lock.writer_seq, INT_MAX);
+	futex_bump_wake(&p->lock.writer_seq, INT_MAX);
 	futex_wake(&p->lock.state, INT_MAX);
 }
 
@@ -318,8 +317,7 @@ static void region_read_unlock_raw(struct ufp_region *r)
 #endif
 	if ((c & REGION_WRITER_ANNOUNCED) && (c & REGION_READERS_MASK) == 1) {
 		/* release: pairs with the writer's acquire load of writer_wait */
-		atomic_fetch_add_explicit(&p->writer_wait, 1, memory_order_release);
-		futex_wake(&p->writer_wait, 1);
+		futex_bump_wake(&p->writer_wait, 1);
 	}
 }
 

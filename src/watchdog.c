@@ -149,8 +149,7 @@ void watchdog_stop(struct ufp_pager *p)
 		return;
 	atomic_store_explicit(&w->stop, true, memory_order_release);
 	/* release: pairs with the acquire load of the futex word */
-	atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
-	futex_wake(&w->futex, 1);
+	futex_bump_wake(&w->futex, 1);
 	pthread_join(w->thread, NULL);
 	p->watchdog = NULL;
 	free(w);
