@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base.h"
 #include "inject.h"
 #include "ufpager.h"
 
@@ -262,15 +263,16 @@ uint64_t inject_count(enum inj_kind k)
 	return atomic_load_explicit(&cfg.hits[k], memory_order_relaxed);
 }
 
-void inject_from_options(const char *spec)
+int inject_from_options(const char *spec)
 {
 	const char *bad = NULL;
 
 	if (!spec || !*spec)
-		return;
+		return 0;
 	if (inject_configure(spec, &bad))
-		fprintf(stderr, "ufpager: ignoring UFPAGER_INJECT=%s (bad item \"%s\"; README "
-			"\"Fault injection\" lists the syntax)\n", spec, bad ? bad : "");
+		return ufp_error(-EINVAL, "ufpager: UFPAGER_INJECT=%s: bad item \"%s\" (README "
+				 "\"Fault injection\" lists the syntax)", spec, bad ? bad : "");
+	return 0;
 }
 
 void inject_stats(struct ufp_stats *out)

@@ -87,8 +87,8 @@ bool inject_kill(enum inj_thread t);
 uint64_t inject_count(enum inj_kind k);
 
 /* Apply UFPAGER_INJECT (the option's value; NULL: leave as is). A bad
- * value is reported on stderr and ignored, like any bad option. */
-void inject_from_options(const char *spec);
+ * value fails pager creation: -EINVAL with the item in ufp_last_error(). */
+int inject_from_options(const char *spec);
 
 struct ufp_stats;
 /* Copy the injection counters into a stats snapshot. */

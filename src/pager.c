@@ -59,6 +59,10 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	p->wake_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
 	err = ufp_options_resolve(params, &p->opt);
+	/* a bad UFPAGER_INJECT fails here, like any bad option (process-wide:
+	 * configured before any thread that could hit an injection point) */
+	if (!err)
+		err = inject_from_options(p->opt.inject);
 	if (err)
 		goto fail_free;
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -127,7 +131,6 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	err = reclaim_start(p);
 	if (err)
 		goto fail_threads;
-	inject_from_options(p->opt.inject);
 	/* before the exporter: it reads p->watchdog (its thread's start
 	 * orders this write before its reads) */
 	watchdog_start(p);

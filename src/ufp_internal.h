@@ -51,55 +51,8 @@ extern char ufp_tsan_rcu_token;
 #define ufp_rcu_callback_begin() ((void)0)
 #endif
 
-#define UFP_PAGE_SHIFT 12
-#define UFP_PAGE_SIZE (1UL << UFP_PAGE_SHIFT)
-#define UFP_PAGE_MASK (~(UFP_PAGE_SIZE - 1))
-#define UFP_CACHELINE 64
-#define ufp_cacheline_aligned __attribute__((aligned(UFP_CACHELINE)))
+#include "base.h"
 
-#define ufp_likely(x) __builtin_expect(!!(x), 1)
-#define ufp_unlikely(x) __builtin_expect(!!(x), 0)
-
-#ifdef UFP_DEBUG
-void ufp_assert_fail(const char *expr, const char *file, int line);
-#define UFP_ASSERT(e) ((e) ? (void)0 : ufp_assert_fail(#e, __FILE__, __LINE__))
-#else
-#define UFP_ASSERT(e) ((void)0)
-#endif
-/* Internal corruption that must abort even in release builds. */
-#define UFP_BUG_ON(e) do { if (ufp_unlikely(e)) ufp_bug(#e, __FILE__, __LINE__); } while (0)
-_Noreturn void ufp_bug(const char *expr, const char *file, int line);
-
-/* The library's own objects (pagers, regions, counter blocks): zeroed, on
- * their own cache lines. One place, so their memory source can change.
- * Normal context. NULL when out of memory; free() them. */
-static inline void *ufp_cacheline_zalloc(size_t size)
-{
-	size_t n = (size + UFP_CACHELINE - 1) & ~(size_t)(UFP_CACHELINE - 1);
-	void *m = aligned_alloc(UFP_CACHELINE, n);
-
-	if (m)
-		memset(m, 0, n);
-	return m;
-}
-
-static inline uint64_t ufp_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Print a warning on stderr when UFPAGER_VERBOSE=1 (error.c); the library
- * is silent otherwise. Normal context. */
-void ufp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-bool ufp_verbose(void);
-
-/* Record the calling thread's error detail for ufp_last_error() (thread.c):
- * the one error channel. ufp_error returns err, for `return ufp_error(...)`. */
-void ufp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int ufp_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void ufp_clear_error(void);
 
 /* ======================================================================
  * Options (options.c): one table, UFPAGER_<NAME> environment variables.

@@ -57,7 +57,7 @@ static bool check_one(struct ufp_pager *p, struct wd_beat *b,
 	b->reported = true;
 	/* relaxed: a counter read by ufp_stats_get */
 	atomic_fetch_add_explicit(&p->watchdog->stalls, 1, memory_order_relaxed);
-	fprintf(stderr, "ufpager: service thread \"%s\" made no progress for %llu ms%s "
+	ufp_log("ufpager: service thread \"%s\" made no progress for %llu ms%s "
 		"(dead or stuck); the pager keeps running without it\n", what,
 		(unsigned long long)((now - b->since_ns) / 1000000),
 		idle ? " with work waiting" : "");

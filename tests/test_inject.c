@@ -147,6 +147,25 @@ START_TEST(spec_parses_rejects_and_decides_deterministically)
 }
 END_TEST
 
+/* A bad UFPAGER_INJECT fails creation with the item named (it was only
+ * printed on stderr and ignored before: a test run could believe it ran
+ * with injection). */
+START_TEST(bad_inject_env_fails_create)
+{
+	struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+				 .flags = UFP_PF_NO_EXPORT };
+	ufp_pager *p = NULL;
+
+	setenv("UFPAGER_INJECT", "eio=0.5,bogus=1", 1);
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), -EINVAL);
+	unsetenv("UFPAGER_INJECT");
+	ck_assert_ptr_null(p);
+	ck_assert_msg(strstr(ufp_last_error(), "UFPAGER_INJECT") &&
+		      strstr(ufp_last_error(), "bogus"), "detail: %s", ufp_last_error());
+	inject_disarm();
+}
+END_TEST
+
 /* ---- failures at eviction keep pages resident -------------------------- */
 
 /*
@@ -575,6 +594,7 @@ static Suite *inject_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, spec_parses_rejects_and_decides_deterministically);
+	tcase_add_test(tc, bad_inject_env_fails_create);
 	tcase_add_loop_test(tc, failed_evictions_keep_every_page, 0, 6);
 	tcase_add_loop_test(tc, failed_store_restores_across_a_protect, 0, 2);
 	tcase_add_loop_test(tc, failed_swapins_poison_exactly_their_pages, 0, 12);
