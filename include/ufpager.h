@@ -184,15 +184,15 @@ struct ufp_latency {
  * cannot drift. kind: C = counter (monotonic), G = gauge.
  */
 #define UFP_STAT_COUNTERS_V2(X) \
-	X(faults,              C, "faults served (missing + write-protect)") \
+	X(faults,              C, "faults served") \
 	X(faults_missing,      C, "missing-page faults") \
-	X(faults_wp,           C, "write-protect faults") \
+	X(reserved_wp,         C, "always 0: write-protect faults never reach ufpager (WP_ASYNC)") \
 	X(faults_zero,         C, "faults served by zero fill") \
 	X(faults_ztier,        C, "faults served from the compressed RAM tier") \
 	X(faults_file,         C, "faults served from the swap file") \
 	X(fault_around_pages,  C, "extra pages installed by fault-around") \
 	X(sigbus_faults,       C, "faults served in the SIGBUS handler") \
-	X(foreign_sigbus,      C, "SIGBUS not for ufpager, chained") \
+	X(foreign_sigbus,      C, "SIGBUS not for ufpager, chained (process-wide)") \
 	X(handler_self_faults, C, "faults raised by a handler thread (must be 0)") \
 	X(ioctl_eagain,        C, "uffd ioctl EAGAIN (event pending)") \
 	X(ioctl_eexist,        C, "uffd ioctl EEXIST (already resolved)") \
@@ -201,7 +201,7 @@ struct ufp_latency {
 	X(events_unmap,        C, "foreign UNMAP events") \
 	X(events_remove,       C, "foreign REMOVE events") \
 	X(events_remap,        C, "foreign REMAP events") \
-	X(events_fork,         C, "FORK events") \
+	X(events_fork,         C, "forks this pager went through (evicted pages read back first)") \
 	X(handler_spins_hit,   C, "messages found while a handler spun") \
 	X(handler_blocks,      C, "times a handler blocked in poll") \
 	X(lock_success,        C, "per-region read lock taken under RCU") \

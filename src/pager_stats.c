@@ -28,6 +28,7 @@ static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
 	ufp_stats_merge(p, &st);
 	inject_stats(&st);
 	st.service_stalls = watchdog_stalls(p);
+	st.foreign_sigbus = sigbus_foreign_count();
 	if (!p->forked_child) {
 		pager_read_lock(p);
 		st.regions = p->tree.count;

@@ -157,6 +157,15 @@ static bool sigbus_remap_pending(void)
 	return waited;
 }
 
+/* SIGBUS that were not ours (chained), process-wide: read by ufp_stats_get. */
+static _Atomic uint64_t foreign_count;
+
+uint64_t sigbus_foreign_count(void)
+{
+	/* relaxed: a counter */
+	return atomic_load_explicit(&foreign_count, memory_order_relaxed);
+}
+
 static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved_errno = errno;
@@ -172,6 +181,8 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 			return;
 		}
 	}
+	/* relaxed: a counter (lock-free atomic: async-signal-safe) */
+	atomic_fetch_add_explicit(&foreign_count, 1, memory_order_relaxed);
 	chain_sigbus(sig, si, uc);
 	errno = saved_errno;
 }

@@ -321,7 +321,6 @@ struct ufp_pager {
 	int wake_fd;                   /* eventfd: stop the handlers */
 	uint64_t features;             /* enabled uffd features */
 	int pagemap_fd;                /* /proc/self/pagemap (WP_ASYNC dirty tracking) */
-	uint64_t ioctls;               /* ioctls allowed on our ranges */
 	enum ufp_lock_mode lock_mode;
 	enum ufp_delivery delivery;
 	struct ufp_options opt;
@@ -391,7 +390,6 @@ struct ufp_pager {
 	struct ufp_tstats exited_ts;   /* folded blocks of exited threads */
 	uint64_t merge_buckets[UFP_L_NR][UFP_HIST_BUCKETS];  /* merge scratch, stats_lock */
 	uint64_t id;                   /* unique per pager in the process */
-	struct ufp_tstats *gauge_ts;   /* structural-op gauges */
 
 	/* live stats export (export.c) */
 	struct ufp_export *export_seg;
@@ -505,6 +503,8 @@ void events_stop(struct ufp_pager *p);
 void events_handle(struct ufp_pager *p, const struct uffd_msg *m);
 /* sigbus.c: self-paging */
 int sigbus_install(struct ufp_pager *p);
+/* SIGBUS passed on to the application (process-wide count). */
+uint64_t sigbus_foreign_count(void);
 void sigbus_remove(struct ufp_pager *p);
 /* fault.c: serve one missing fault at addr (handler thread or SIGBUS
  * handler). Returns 0, -EAGAIN (retry later), -EFAULT (not ours). */

@@ -217,9 +217,14 @@ START_TEST(foreign_sigbus_goes_to_the_previous_handler)
 	unlink(path);
 	f = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
 	ck_assert_ptr_ne(f, MAP_FAILED);
+	struct ufp_stats s0 = { .size = sizeof(s0), .version = UFP_STATS_VERSION }, s1 = s0;
+
+	ck_assert_int_eq(ufp_stats_get(p, &s0), 0);
 	if (sigsetjmp(jb, 1) == 0)
 		(void)*(volatile char *)f;
 	ck_assert_int_eq(app_handler_ran, 1);
+	ck_assert_int_eq(ufp_stats_get(p, &s1), 0);
+	ck_assert_uint_eq(s1.foreign_sigbus, s0.foreign_sigbus + 1);   /* was never counted */
 	munmap(f, PAGE);
 	close(fd);
 	ufp_pager_destroy(p);

@@ -99,6 +99,7 @@ START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 	}
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(ufp_check_rand(a.m + i * PAGE, a.gen), "parent page %zu", i);
+	ck_assert_uint_eq(stats(p).events_fork, 3);   /* was never counted */
 	ufp_pager_destroy(p);
 }
 END_TEST
