@@ -75,6 +75,8 @@ static void copy_u64s(_Atomic uint64_t *dst, const uint64_t *src, size_t n)
 struct top_ctx {
 	struct ufp_export_region rows[UFP_EXPORT_ROWS];
 	unsigned n;
+	const struct rc_snap *snap;    /* every thread's per-region slots */
+	size_t nsnap;
 };
 
 /* Keep the UFP_EXPORT_ROWS regions with the most faults. */
@@ -84,12 +86,16 @@ static void top_region(struct ufp_region *r, void *arg)
 	struct ufp_export_region row = {
 		.start = region_start(r), .end = region_end(r), .prot = (uint64_t)region_prot(r),
 		.flags = r->flags,
-		.faults = atomic_load_explicit(&r->nfaults, memory_order_relaxed),
 	};
+	uint64_t n[RC_NR];
 	unsigned i;
 
-	for (unsigned k = 0; k < 4; k++)
-		row.lock[k] = atomic_load_explicit(&r->nlock[k], memory_order_relaxed);
+	region_counts_sum(r, t->snap, t->nsnap, n);
+	row.faults = n[RC_FAULTS];
+	row.lock[0] = n[RC_SUCCESS];
+	row.lock[1] = n[RC_ABORT];
+	row.lock[2] = n[RC_RETRY];
+	row.lock[3] = n[RC_MISS];
 	if (t->n == UFP_EXPORT_ROWS && row.faults <= t->rows[t->n - 1].faults)
 		return;
 	i = t->n < UFP_EXPORT_ROWS ? t->n++ : t->n - 1;
@@ -106,10 +112,16 @@ static void export_once(struct ufp_pager *p)
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
 	struct top_ctx top = { .n = 0 };
 
+	struct rc_snap *snap = NULL;
+
 	ufp_stats_get(p, &st);
+	/* the slots first (stats_lock is a leaf: not under the pager lock) */
+	top.nsnap = region_counts_snapshot(p, &snap);
+	top.snap = snap;
 	pager_read_lock(p);   /* a stable tree for the walk; never on the fault path */
 	region_tree_walk(&p->tree, top_region, &top);
 	pager_read_unlock(p);
+	free(snap);
 
 	/* relaxed: the sequence brackets the update */
 	uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);

@@ -95,7 +95,7 @@ static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_regi
 	if (ret < 0)
 		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
 	newly = mark_present(p, page, (size_t)ret);
-	atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
+	region_count(p, ts, r, RC_FAULTS);
 	STAT_INC(ts, faults);
 	STAT_INC(ts, faults_missing);
 	STAT_INC(ts, faults_zero);
@@ -185,7 +185,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 	if (drop) {
 		/* count on the region while we still hold it: after the unlock
 		 * it may be unmapped and freed */
-		atomic_fetch_add_explicit(&r->nlock[2], 1, memory_order_relaxed);
+		region_count(p, ts, r, RC_RETRY);
 		fault_unlock_region(p, fl);
 		STAT_INC(ts, lock_retry);
 	}
@@ -299,7 +299,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 	}
 	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {
-		atomic_fetch_add_explicit(&r->nfaults, 1, memory_order_relaxed);
+		region_count(p, ts, r, RC_FAULTS);
 		fault_unlock_region(p, fl);
 	}
 	if (result)

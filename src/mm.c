@@ -129,6 +129,12 @@ void mm_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b)
 	region_assert_write_locked(b);
 	UFP_BUG_ON(region_end(a) != region_start(b));
 	atomic_store_explicit(&a->end, region_end(b), memory_order_relaxed);
+	/* b's spilled counts go with its pages (its threads' live slots die
+	 * with its id: a merge is rare next to faults) */
+	for (unsigned k = 0; k < RC_NR; k++)
+		atomic_fetch_add_explicit(&a->spill[k],
+			atomic_load_explicit(&b->spill[k], memory_order_relaxed),
+			memory_order_relaxed);
 	region_detach(p, b);
 	STAT_INC(ufp_tstats_get(p, true), merges);
 }

@@ -67,6 +67,7 @@ void pagers_thread_exit(uint64_t id, struct ufp_tstats *ts)
 
 		if (!p || p->id != id || p->forked_child)
 			continue;
+		region_counts_spill(p, ts);   /* RCU, not stats_lock */
 		pthread_mutex_lock(&p->stats_lock);
 		if (ts->swb_ctx) {
 			swb_ctx_destroy(ts->swb_ctx);

@@ -18,6 +18,7 @@
  *    (node->gen == tree->gen) is private to the writer until commit.
  */
 #include "ufp_internal.h"
+#include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 #if defined(__SANITIZE_THREAD__)
 char ufp_tsan_rcu_token;
@@ -445,6 +446,8 @@ size_t region_tree_check(struct region_tree *t)
  * Region objects.
  * ====================================================================== */
 
+static _Atomic uint64_t next_region_id = 1;
+
 struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
 				uintptr_t end, int prot, unsigned flags)
 {
@@ -452,6 +455,8 @@ struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
 
 	if (!r)
 		return NULL;
+	/* relaxed: only uniqueness matters; published with the region */
+	r->id = atomic_fetch_add_explicit(&next_region_id, 1, memory_order_relaxed);
 	atomic_init(&r->start, start);
 	atomic_init(&r->end, end);
 	atomic_init(&r->prot, prot);
@@ -490,4 +495,120 @@ void region_detach(struct ufp_pager *p, struct ufp_region *r)
 	atomic_store_explicit(&r->detached, true, memory_order_release);
 	r->free_next = p->tree.detached;   /* freed after commit + grace period */
 	p->tree.detached = r;
+}
+
+/* ======================================================================
+ * Per-region counters, per thread (see struct ufp_rc_slot).
+ * ====================================================================== */
+
+static unsigned rc_index(uint64_t rid)
+{
+	return (unsigned)((rid * 0x9E3779B97F4A7C15ull) >> 60) % UFP_RC_SLOTS;
+}
+
+/* Spill slot s into its region if that region is still in the tree.
+ * Caller: RCU-registered, outside or inside a read section. */
+static void rc_spill(struct ufp_pager *p, struct ufp_rc_slot *s)
+{
+	uint64_t rid = atomic_load_explicit(&s->rid, memory_order_relaxed);
+	struct ufp_region *r;
+
+	if (!rid)
+		return;
+	urcu_memb_read_lock();
+	r = region_tree_lookup(&p->tree, s->addr);
+	if (r && r->id == rid)   /* r's memory lasts to the end of our section */
+		for (unsigned k = 0; k < RC_NR; k++)
+			/* relaxed: counters */
+			atomic_fetch_add_explicit(&r->spill[k],
+				atomic_load_explicit(&s->n[k], memory_order_relaxed),
+				memory_order_relaxed);
+	ufp_rcu_read_unlock();
+}
+
+void region_count(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
+		  enum ufp_rcount k)
+{
+	struct ufp_rc_slot *s;
+
+	/* the shared fallback block, and threads that cannot enter an RCU read
+	 * section (they serve faults under the pager lock, a shared line
+	 * already): count on the region itself */
+	if (ufp_unlikely(ts->shared || !URCU_TLS(urcu_memb_reader).registered)) {
+		atomic_fetch_add_explicit(&r->spill[k], 1, memory_order_relaxed);
+		return;
+	}
+	s = &ts->rc[rc_index(r->id)];
+	if (ufp_unlikely(atomic_load_explicit(&s->rid, memory_order_relaxed) != r->id)) {
+		rc_spill(p, s);
+		/* a seqlock write: rid 0 first, so a reader that sees the
+		 * zeroed counts also sees rid change (release fence: pairs
+		 * with the acquire fence in region_counts_snapshot) */
+		atomic_store_explicit(&s->rid, 0, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+		for (unsigned j = 0; j < RC_NR; j++)
+			atomic_store_explicit(&s->n[j], 0, memory_order_relaxed);
+		s->addr = region_start(r);
+		/* release: the zeroed counts before the new owner */
+		atomic_store_explicit(&s->rid, r->id, memory_order_release);
+	}
+	/* single writer: load + store, relaxed (readers merge relaxed) */
+	atomic_store_explicit(&s->n[k], atomic_load_explicit(&s->n[k], memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+void region_counts_spill(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	bool reg = URCU_TLS(urcu_memb_reader).registered;
+
+	if (!reg)
+		urcu_memb_register_thread();
+	for (unsigned i = 0; i < UFP_RC_SLOTS; i++) {
+		rc_spill(p, &ts->rc[i]);
+		atomic_store_explicit(&ts->rc[i].rid, 0, memory_order_relaxed);
+	}
+	if (!reg)
+		urcu_memb_unregister_thread();
+}
+
+size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
+{
+	size_t n = 0, cap = 0;
+	struct rc_snap *v = NULL;
+
+	pthread_mutex_lock(&p->stats_lock);
+	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+		cap += UFP_RC_SLOTS;
+	v = cap ? malloc(cap * sizeof(*v)) : NULL;
+	for (struct ufp_tstats *ts = p->tstats; v && ts; ts = ts->next)
+		for (unsigned i = 0; i < UFP_RC_SLOTS; i++) {
+			struct ufp_rc_slot *s = &ts->rc[i];
+			/* a seqlock read: acquire pairs with the release store
+			 * of rid in region_count */
+			uint64_t rid = atomic_load_explicit(&s->rid, memory_order_acquire);
+
+			if (!rid)
+				continue;
+			for (unsigned k = 0; k < RC_NR; k++)
+				v[n].n[k] = atomic_load_explicit(&s->n[k], memory_order_relaxed);
+			/* acquire: pairs with the release fence of a take-over */
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&s->rid, memory_order_relaxed) != rid)
+				continue;   /* taken over meanwhile: spilled to the region */
+			v[n++].rid = rid;
+		}
+	pthread_mutex_unlock(&p->stats_lock);
+	*out = v;
+	return n;
+}
+
+void region_counts_sum(const struct ufp_region *r, const struct rc_snap *s, size_t n,
+		       uint64_t out[RC_NR])
+{
+	for (unsigned k = 0; k < RC_NR; k++)
+		out[k] = atomic_load_explicit(&r->spill[k], memory_order_relaxed);
+	for (size_t i = 0; i < n; i++)
+		if (s[i].rid == r->id)
+			for (unsigned k = 0; k < RC_NR; k++)
+				out[k] += s[i].n[k];
 }

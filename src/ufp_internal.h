@@ -117,10 +117,29 @@ enum ufp_latency_id {
 	UFP_L_NR
 };
 
+/*
+ * Per-region counters, kept per thread like the others (a fault writes no
+ * shared line): each counter block holds a small direct-mapped table of the
+ * regions its thread faulted in lately, keyed by region id (never reused).
+ * A slot taken over by another region spills its counts into the old
+ * region's own counters, if that region still exists; an exiting thread
+ * spills all of its slots. Readers add the region's spilled counts and
+ * every live slot for it (region_counts_*, region.c).
+ */
+enum ufp_rcount { RC_FAULTS, RC_SUCCESS, RC_ABORT, RC_RETRY, RC_MISS, RC_NR };
+#define UFP_RC_SLOTS 16
+
+struct ufp_rc_slot {
+	_Atomic uint64_t rid;          /* 0: free; changes only through 0 */
+	uintptr_t addr;                /* a page of the region, to find it again */
+	_Atomic uint64_t n[RC_NR];
+};
+
 struct swb_ctx;
 struct ufp_tstats {
 	_Atomic int64_t c[UFP_C_NR];   /* gauges may go below 0 per thread */
 	struct ufp_hist h[UFP_L_NR];
+	struct ufp_rc_slot rc[UFP_RC_SLOTS];   /* written by the owner only */
 	struct swb_ctx *swb_ctx;       /* this thread's swap I/O context */
 	struct ufp_tstats *next;       /* pager's list, under stats_lock */
 	bool shared;                   /* the fallback block: atomic adds */
@@ -200,16 +219,17 @@ struct ufp_region {
 	size_t alloc_size;             /* requested size of allocator objects */
 	struct ufp_pager *pager;
 	_Atomic bool detached;
+	uint64_t id;                   /* unique in the process, never reused */
 
 	/* lock word and sequence: on their own line, the only fault-path
 	 * writes to a region apart from its own counters */
 	_Atomic uint32_t readers ufp_cacheline_aligned;
 	_Atomic uint32_t lock_seq;
-	/* per-region counters (per-region, allowed on the fault path) */
-	_Atomic uint64_t nfaults ufp_cacheline_aligned;
-	_Atomic uint64_t nlock[4];     /* success, abort, retry, miss */
-	_Atomic uintptr_t last_fault;  /* readahead: sequential detection */
+	/* readahead state: sequential detection (region state, not a counter) */
+	_Atomic uintptr_t last_fault ufp_cacheline_aligned;
 	_Atomic uint32_t ra_pages;
+	/* counts spilled from per-thread slots (rare: region_count) */
+	_Atomic uint64_t spill[RC_NR];
 	struct rcu_head rcu;
 	struct ufp_region *free_next;  /* writer: detached in this update */
 };
@@ -247,6 +267,21 @@ struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
 /* Detach: mark, unlink from the tree (caller commits), defer the free. */
 void region_detach(struct ufp_pager *p, struct ufp_region *r);
 void region_free_now(struct ufp_region *r);
+/* Count event k on r for this thread. Caller holds r (region read lock,
+ * or the pager lock). Async-signal-safe. */
+void region_count(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
+		  enum ufp_rcount k);
+/* A thread leaves p: spill its slots into their regions. No lock held. */
+void region_counts_spill(struct ufp_pager *p, struct ufp_tstats *ts);
+/* Readers: a snapshot of every thread's live slots (stats_lock inside),
+ * then the sum for one region. Normal context. */
+struct rc_snap {
+	uint64_t rid;
+	uint64_t n[RC_NR];
+};
+size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out);
+void region_counts_sum(const struct ufp_region *r, const struct rc_snap *s, size_t n,
+		       uint64_t out[RC_NR]);
 
 static inline uintptr_t region_start(const struct ufp_region *r)
 {

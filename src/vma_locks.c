@@ -333,12 +333,12 @@ void region_read_unlock(struct ufp_region *r)
 
 #define LOCK_MISS_RETRIES 8
 
-static void count_lock(struct ufp_tstats *ts, struct ufp_region *r, enum ufp_counter c,
-		       unsigned idx)
+static void count_lock(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
+		       enum ufp_counter c, enum ufp_rcount k)
 {
 	ufp_stat_add(ts, c, 1);
 	if (r)
-		atomic_fetch_add_explicit(&r->nlock[idx], 1, memory_order_relaxed);
+		region_count(p, ts, r, k);
 }
 
 struct ufp_region *lock_region_under_rcu(struct ufp_pager *p, uintptr_t addr,
@@ -356,7 +356,7 @@ retry:
 		 * split-off half is published, so an older root may miss it.
 		 * Like the kernel, fall back to the pager lock, which does
 		 * answer (lock_vma_under_rcu's "inval" path). */
-		count_lock(ts, NULL, UFP_C_lock_abort, 1);
+		count_lock(p, ts, NULL, UFP_C_lock_abort, RC_ABORT);
 		ufp_rcu_read_unlock();
 		*aborted = true;
 		return NULL;
@@ -370,7 +370,7 @@ retry:
 		p->hook_after_lookup(p, addr);
 #endif
 	if (!region_read_trylock(r)) {
-		count_lock(ts, r, UFP_C_lock_abort, 1);
+		count_lock(p, ts, r, UFP_C_lock_abort, RC_ABORT);
 		ufp_rcu_read_unlock();
 		*aborted = true;
 		return NULL;
@@ -381,8 +381,8 @@ retry:
 	if (atomic_load_explicit(&r->detached, memory_order_acquire) ||
 	    addr < region_start(r) || addr >= region_end(r) ||
 	    region_tree_lookup(&p->tree, addr) != r) {
+		count_lock(p, ts, r, UFP_C_lock_miss, RC_MISS);   /* r still held */
 		region_read_unlock(r);
-		count_lock(ts, r, UFP_C_lock_miss, 3);
 		if (++tries < LOCK_MISS_RETRIES)
 			goto retry;
 		ufp_rcu_read_unlock();
@@ -390,7 +390,7 @@ retry:
 		return NULL;
 	}
 	ufp_rcu_read_unlock();
-	count_lock(ts, r, UFP_C_lock_success, 0);
+	count_lock(p, ts, r, UFP_C_lock_success, RC_SUCCESS);
 	return r;
 }
 

@@ -82,6 +82,90 @@ START_TEST(counters_match_a_known_workload)
 }
 END_TEST
 
+/* ---- per-region counters, kept per thread ------------------------------ */
+
+enum { RC_REGIONS = 3 * UFP_RC_SLOTS, RC_PAGES = 4 };
+
+struct rc_toucher {
+	ufp_pager *p;
+	char *base[RC_REGIONS];
+};
+
+static void *rc_touch(void *arg)
+{
+	struct rc_toucher *t = arg;
+
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+
+	/* a call on the pager: the thread gets its counter block and RCU
+	 * registration, so its faults count in its own slots */
+	ck_assert_int_eq(ufp_stats_get(t->p, &st), 0);
+	for (unsigned i = 0; i < RC_REGIONS; i++)
+		for (unsigned k = 0; k < RC_PAGES; k++)
+			(void)*(volatile char *)(t->base[i] + k * PAGE);
+	return NULL;
+}
+
+struct rc_sum {
+	const struct rc_snap *s;
+	size_t n;
+	uint64_t total[RC_NR];
+	unsigned regions;
+};
+
+static void rc_add(struct ufp_region *r, void *arg)
+{
+	struct rc_sum *a = arg;
+	uint64_t n[RC_NR];
+
+	region_counts_sum(r, a->s, a->n, n);
+	for (unsigned k = 0; k < RC_NR; k++)
+		a->total[k] += n[k];
+	a->regions++;
+}
+
+/*
+ * Per-region fault and lock counts are kept per thread (no shared write on
+ * the fault path) and merged on read: over more regions than a thread has
+ * slots (take-overs spill), across threads that exit (their slots spill),
+ * the per-region counts add up to the pager's totals exactly.
+ */
+START_TEST(per_region_counts_add_up_to_the_totals)
+{
+	ufp_pager *p = ufp_test_pager(_i ? UFP_DELIVERY_HANDLER : UFP_DELIVERY_SIGBUS, 0, 0);
+	struct ufp_pager *ip = (struct ufp_pager *)p;
+	struct rc_toucher t = { .p = p };
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+	struct rc_snap *snap;
+	struct rc_sum sum = { 0 };
+	pthread_t th[2];
+
+	for (unsigned i = 0; i < RC_REGIONS; i++)   /* alternate prots: no merges */
+		ck_assert_int_eq(ufp_map(p, NULL, RC_PAGES * PAGE, i & 1 ? UFP_PROT_READ :
+					 UFP_PROT_READ | UFP_PROT_WRITE, 0, (void **)&t.base[i]), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_create(&th[i], NULL, rc_touch, &t), 0);
+		pthread_join(th[i], NULL);        /* exits: its slots spill */
+		ck_assert_int_eq(ufp_advise(p, t.base[0], PAGE, UFP_ADV_DONTNEED), 0);
+	}
+	rc_touch(&t);                             /* a live thread's slots */
+	ck_assert_int_eq(ufp_stats_get(p, &st), 0);
+	sum.n = region_counts_snapshot(ip, &snap);
+	sum.s = snap;
+	pager_read_lock(ip);
+	region_tree_walk(&ip->tree, rc_add, &sum);
+	pager_read_unlock(ip);
+	free(snap);
+	ck_assert_uint_ge(sum.regions, RC_REGIONS);
+	ck_assert_uint_gt(st.faults, RC_REGIONS);
+	ck_assert_uint_eq(sum.total[RC_FAULTS], st.faults);
+	if (_i == 0) {   /* SIGBUS: every fault took a region lock under RCU */
+		ck_assert_uint_eq(sum.total[RC_SUCCESS], st.lock_success);
+	}
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 START_TEST(json_has_every_documented_field)
 {
 	ufp_pager *p = ufp_test_pager(0, 0, 0);
@@ -405,6 +489,7 @@ static Suite *stats_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, counters_match_a_known_workload, 0, 2);
+	tcase_add_loop_test(tc, per_region_counts_add_up_to_the_totals, 0, 2);
 	tcase_add_test(tc, json_has_every_documented_field);
 	tcase_add_test(tc, live_process_is_read_through_its_segment);
 	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
