@@ -37,6 +37,8 @@ bool mm_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 {
 	uintptr_t a = start;
 
+	pager_assert_locked(p);
+
 	while (a < end) {
 		struct ufp_region *r = region_tree_lookup(&p->tree, a);
 
@@ -50,6 +52,8 @@ bool mm_range_mapped(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 void mm_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 {
 	int64_t cleared = 0;
+
+	pager_assert_write_locked(p);
 
 	if (start < p->arena_base)
 		start = p->arena_base;
@@ -65,6 +69,8 @@ int mm_find_free(struct ufp_pager *p, size_t len, uintptr_t *out)
 {
 	uintptr_t cand = p->bump;
 	bool wrapped = false;
+
+	pager_assert_write_locked(p);
 
 	if (len > p->arena_end - p->arena_base)
 		return -ENOMEM;
@@ -154,6 +160,8 @@ int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e,
 	size_t cap = 8, cnt = 0;
 	struct ufp_region **v = malloc(cap * sizeof(*v));
 	struct ufp_region *r = region_tree_lookup(&p->tree, s);
+
+	pager_assert_locked(p);
 
 	if (!v)
 		return -ENOMEM;

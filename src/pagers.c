@@ -18,7 +18,7 @@ int pagers_add(struct ufp_pager *p)
 {
 	int err = -ENOSPC;
 
-	pthread_mutex_lock(&pagers_lock);
+	ufp_mutex_lock(&pagers_lock, LL_PAGERS);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
 		if (!pagers[i]) {
 			pagers[i] = p;
@@ -27,20 +27,20 @@ int pagers_add(struct ufp_pager *p)
 			err = 0;
 			break;
 		}
-	pthread_mutex_unlock(&pagers_lock);
+	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);
 	return err;
 }
 
 void pagers_del(struct ufp_pager *p)
 {
-	pthread_mutex_lock(&pagers_lock);
+	ufp_mutex_lock(&pagers_lock, LL_PAGERS);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
 		if (pagers[i] == p) {
 			pagers[i] = NULL;
 			/* relaxed: a hint for pruning; ids are never reused */
 			atomic_store_explicit(&live_ids[i], 0, memory_order_relaxed);
 		}
-	pthread_mutex_unlock(&pagers_lock);
+	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);
 }
 
 bool pagers_id_alive(uint64_t id)
@@ -61,32 +61,32 @@ bool pagers_id_alive(uint64_t id)
  */
 void pagers_thread_exit(uint64_t id, struct ufp_tstats *ts)
 {
-	pthread_mutex_lock(&pagers_lock);
+	ufp_mutex_lock(&pagers_lock, LL_PAGERS);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++) {
 		struct ufp_pager *p = pagers[i];
 
 		if (!p || p->id != id || p->forked_child)
 			continue;
 		region_counts_spill(p, ts);   /* RCU, not stats_lock */
-		pthread_mutex_lock(&p->stats_lock);
+		ufp_mutex_lock(&p->stats_lock, LL_STATS);
 		if (ts->swb_ctx) {
 			swb_ctx_destroy(ts->swb_ctx);
 			ts->swb_ctx = NULL;
 		}
 		ufp_tstats_retire(p, ts);
-		pthread_mutex_unlock(&p->stats_lock);
+		ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 	}
-	pthread_mutex_unlock(&pagers_lock);
+	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);
 }
 
 void pagers_lock_all(void)
 {
-	pthread_mutex_lock(&pagers_lock);
+	ufp_mutex_lock(&pagers_lock, LL_PAGERS);
 }
 
 void pagers_unlock_all(void)
 {
-	pthread_mutex_unlock(&pagers_lock);
+	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);
 }
 
 struct ufp_pager *pagers_at(unsigned i)

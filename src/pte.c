@@ -35,6 +35,7 @@ void pte_wait(struct ufp_pager *p, size_t i)
 	struct timespec ts = { 0, 2000000 };  /* re-check every 2 ms */
 	uint32_t seq = atomic_load_explicit(w, memory_order_acquire);
 
+	assert_no_lock_held();   /* the owner may need any of them */
 	if (!(atomic_load_explicit(&p->pte[i], memory_order_acquire) & PTE_INFLIGHT))
 		return;
 	futex_wait(w, seq, &ts);
@@ -47,6 +48,8 @@ void pte_wait(struct ufp_pager *p, size_t i)
 bool pte_discard(struct ufp_pager *p, size_t i)
 {
 	uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed), nv;
+
+	pager_assert_write_locked(p);   /* and the region: write-locked */
 
 	do {
 		nv = (v & PTE_GEN_MASK) + PTE_GEN_ONE;   /* new generation, empty */

@@ -860,13 +860,13 @@ void reclaim_fini(struct ufp_pager *p)
 {
 	reclaim_stop_thread(p);
 	if (p->swb) {
-		pthread_mutex_lock(&p->stats_lock);
+		ufp_mutex_lock(&p->stats_lock, LL_STATS);
 		for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 			if (ts->swb_ctx) {
 				swb_ctx_destroy(ts->swb_ctx);
 				ts->swb_ctx = NULL;
 			}
-		pthread_mutex_unlock(&p->stats_lock);
+		ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 		for (unsigned k = 0; k < 4; k++)
 			if (p->ctx_pool[k])
 				swb_ctx_destroy(p->ctx_pool[k]);

@@ -77,6 +77,8 @@ struct ufp_region *region_tree_lookup(struct region_tree *t, uintptr_t addr)
 {
 	struct rtree_node *n = tree_floor(t, addr);
 
+	tree_assert_readable(t);
+
 	if (!n || addr >= region_end(n->region))
 		return NULL;
 	return n->region;
@@ -85,6 +87,8 @@ struct ufp_region *region_tree_lookup(struct region_tree *t, uintptr_t addr)
 struct ufp_region *region_tree_next(struct region_tree *t, uintptr_t addr)
 {
 	struct rtree_node *n = tree_root(t), *best = NULL;
+
+	tree_assert_readable(t);
 
 	while (n) {
 		if (n->key >= addr) {
@@ -100,6 +104,8 @@ struct ufp_region *region_tree_next(struct region_tree *t, uintptr_t addr)
 struct ufp_region *region_tree_prev(struct region_tree *t, uintptr_t addr)
 {
 	struct rtree_node *n = tree_root(t), *best = NULL;
+
+	tree_assert_readable(t);
 
 	while (n) {
 		if (n->key < addr) {
@@ -284,6 +290,8 @@ int region_tree_insert(struct region_tree *t, struct ufp_region *r)
 	struct rtree_node *root;
 	int err = 0;
 
+	tree_assert_write_locked(t);
+
 	if (!nn)
 		return -ENOMEM;
 	root = begin_root(t);
@@ -303,6 +311,8 @@ int region_tree_erase(struct region_tree *t, uintptr_t key)
 {
 	struct rtree_node *root = begin_root(t);
 	int err = 0;
+
+	tree_assert_write_locked(t);
 
 	root = avl_erase(t, root, key, &err);
 	if (err)
@@ -330,6 +340,7 @@ static void free_batch_cb(struct rcu_head *head)
 
 void region_tree_commit(struct region_tree *t)
 {
+	tree_assert_write_locked(t);
 	if (pending_tree == t) {
 		/* release: pairs with the acquire in tree_root(); readers see
 		 * the new nodes complete */
@@ -406,6 +417,7 @@ static void walk_rec(struct rtree_node *n, void (*fn)(struct ufp_region *, void 
 
 void region_tree_walk(struct region_tree *t, void (*fn)(struct ufp_region *, void *), void *arg)
 {
+	pager_assert_locked(tree_pager(t));
 	walk_rec(pending_tree == t ? pending_root : tree_root(t), fn, arg);
 }
 
@@ -576,7 +588,7 @@ size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
 	size_t n = 0, cap = 0;
 	struct rc_snap *v = NULL;
 
-	pthread_mutex_lock(&p->stats_lock);
+	ufp_mutex_lock(&p->stats_lock, LL_STATS);
 	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 		cap += UFP_RC_SLOTS;
 	v = cap ? malloc(cap * sizeof(*v)) : NULL;
@@ -597,7 +609,7 @@ size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
 				continue;   /* taken over meanwhile: spilled to the region */
 			v[n++].rid = rid;
 		}
-	pthread_mutex_unlock(&p->stats_lock);
+	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 	*out = v;
 	return n;
 }

@@ -23,10 +23,10 @@ struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p)
 
 	if (!ts)
 		return NULL;
-	pthread_mutex_lock(&p->stats_lock);
+	ufp_mutex_lock(&p->stats_lock, LL_STATS);
 	ts->next = p->tstats;
 	p->tstats = ts;
-	pthread_mutex_unlock(&p->stats_lock);
+	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 	return ts;
 }
 
@@ -172,7 +172,7 @@ void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->size = sizeof(*out);
 	out->version = UFP_STATS_VERSION;
-	pthread_mutex_lock(&p->stats_lock);
+	ufp_mutex_lock(&p->stats_lock, LL_STATS);
 	memset(p->merge_buckets, 0, sizeof(p->merge_buckets));
 	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 		merge_block(ts, c, b, max, sum);
@@ -182,7 +182,7 @@ void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 	ufp_hist_summary(b[UFP_L_##name], max[UFP_L_##name], sum[UFP_L_##name], &out->name);
 	UFP_STAT_LATENCIES(UFP_X_LAT)
 #undef UFP_X_LAT
-	pthread_mutex_unlock(&p->stats_lock);
+	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 #define UFP_X_COPY(name, kind, desc) out->name = c[UFP_C_##name] < 0 ? 0 : (uint64_t)c[UFP_C_##name];
 	UFP_STAT_COUNTERS(UFP_X_COPY)
 #undef UFP_X_COPY
@@ -192,12 +192,12 @@ int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
 {
 	int64_t sum;
 
-	pthread_mutex_lock(&p->stats_lock);
+	ufp_mutex_lock(&p->stats_lock, LL_STATS);
 	sum = atomic_load_explicit(&p->shared_ts.c[c], memory_order_relaxed) +
 	      atomic_load_explicit(&p->exited_ts.c[c], memory_order_relaxed);
 	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
 		sum += atomic_load_explicit(&ts->c[c], memory_order_relaxed);
-	pthread_mutex_unlock(&p->stats_lock);
+	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 	return sum;
 }
 

@@ -95,9 +95,18 @@ bool ufp_is_handler_thread(void)
 
 bool thread_rcu_registered(void)
 {
-	struct ufp_thread *t = tls_thread;
+	return URCU_TLS(urcu_memb_reader).registered;
+}
 
-	return t && t->rcu_registered;
+/* Register the thread with RCU unless it already is (by us, or by an
+ * application that uses liburcu itself: registering twice aborts inside
+ * liburcu). t->rcu_registered: we did it, so we undo it at exit. */
+static void thread_rcu_enter(struct ufp_thread *t)
+{
+	if (!t->rcu_registered && !URCU_TLS(urcu_memb_reader).registered) {
+		urcu_memb_register_thread();
+		t->rcu_registered = true;
+	}
 }
 
 int thread_mark_service(bool rcu)
@@ -107,10 +116,8 @@ int thread_mark_service(bool rcu)
 	if (!t)
 		return -ENOMEM;
 	t->is_service = true;
-	if (rcu && !t->rcu_registered) {
-		urcu_memb_register_thread();
-		t->rcu_registered = true;
-	}
+	if (rcu)
+		thread_rcu_enter(t);
 	return 0;
 }
 
@@ -128,10 +135,8 @@ void ufp_thread_enter(struct ufp_pager *p)
 {
 	struct ufp_thread *t = thread_self(true);
 
-	if (t && ufp_unlikely(!t->rcu_registered) && !t->is_service) {
-		urcu_memb_register_thread();
-		t->rcu_registered = true;
-	}
+	if (t && ufp_unlikely(!t->rcu_registered) && !t->is_service)
+		thread_rcu_enter(t);
 	if (p)
 		thread_swap_ctx_ensure(p, ufp_tstats_get(p, true));
 }

@@ -179,11 +179,42 @@ void ufp_stats_print_json(FILE *f, const struct ufp_stats *s);
  * (the kernel's rwsem, unlike glibc's default reader-preferring rwlock).
  * Async-signal-safe: atomics and futex(2) only.
  */
+#define PL_WRITER  (1u << 31)
+#define PL_WAITING (1u << 30)
+#define PL_READERS (PL_WAITING - 1)
 struct pager_lock {
 	_Atomic uint32_t state;        /* readers | WAITING | WRITER */
 	_Atomic uint32_t writer_seq;   /* futex word for woken readers */
 	pthread_t owner;               /* debug: the write holder */
 };
+
+/* Lock-order checker (debug builds; the order is at the top of vma_locks.c). */
+enum ufp_lock_level { LL_PAGERS, LL_PAGER, LL_REGION, LL_STATS, LL_SWAP, LL_NR };
+#ifdef UFP_DEBUG
+void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key);
+void lockdep_release(enum ufp_lock_level lvl);
+void lockdep_reset_section(void);
+bool lockdep_held(enum ufp_lock_level lvl);   /* this thread, any instance */
+bool lockdep_none_held(void);
+#else
+static inline void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key) { (void)lvl; (void)key; }
+static inline void lockdep_release(enum ufp_lock_level lvl) { (void)lvl; }
+static inline void lockdep_reset_section(void) {}
+static inline bool lockdep_held(enum ufp_lock_level lvl) { (void)lvl; return true; }
+static inline bool lockdep_none_held(void) { return true; }
+#endif
+/* A mutex at a level of the lock order (stats_lock, swap mutexes...). */
+static inline void ufp_mutex_lock(pthread_mutex_t *m, enum ufp_lock_level lvl)
+{
+	lockdep_acquire(lvl, 0);
+	pthread_mutex_lock(m);
+}
+
+static inline void ufp_mutex_unlock(pthread_mutex_t *m, enum ufp_lock_level lvl)
+{
+	pthread_mutex_unlock(m);
+	lockdep_release(lvl);
+}
 
 /* Region reader-count word: count in the low bits, writer announcement on
  * top. A writer waits (futex) for the count to drain. */
@@ -451,7 +482,6 @@ void pager_read_unlock(struct ufp_pager *p);
 void pager_write_lock(struct ufp_pager *p);
 void pager_write_unlock(struct ufp_pager *p);
 void pager_write_downgrade(struct ufp_pager *p);
-bool pager_is_write_locked(struct ufp_pager *p);
 void region_write_lock(struct ufp_region *r);
 bool region_read_trylock(struct ufp_region *r);
 void region_read_unlock(struct ufp_region *r);
@@ -464,8 +494,32 @@ static inline bool region_is_write_locked(struct ufp_region *r)
 	return atomic_load_explicit(&r->lock_seq, memory_order_acquire) ==
 	       atomic_load_explicit(&r->pager->lock_seq, memory_order_acquire);
 }
+/* Does this thread hold p's lock for write? Inline like the kernel's
+ * mmap_assert_write_locked, so lower layers can assert it. relaxed: only
+ * the owner's own store matters, and it is this thread's. */
+static inline bool pager_is_write_locked(struct ufp_pager *p)
+{
+	return (atomic_load_explicit(&p->lock.state, memory_order_relaxed) & PL_WRITER) &&
+	       pthread_equal(p->lock.owner, pthread_self());
+}
+/* Assertions at the top of every function that needs a lock (debug
+ * builds; the "held" checks are per thread, not per pager). */
 #define pager_assert_write_locked(p) UFP_ASSERT(pager_is_write_locked(p))
+#define pager_assert_locked(p) \
+	UFP_ASSERT(pager_is_write_locked(p) || lockdep_held(LL_PAGER))
 #define region_assert_write_locked(r) UFP_ASSERT(region_is_write_locked(r))
+/* Region read lock, region write mark, or the pager lock. */
+#define region_assert_held(r) \
+	UFP_ASSERT(region_is_write_locked(r) || lockdep_held(LL_REGION) || \
+		   lockdep_held(LL_PAGER))
+#define tree_pager(t) caa_container_of((t), struct ufp_pager, tree)
+/* The tree's writers: the pager write lock. */
+#define tree_assert_write_locked(t) pager_assert_write_locked(tree_pager(t))
+/* The tree's readers: an RCU read section or the pager lock. */
+#define tree_assert_readable(t) \
+	UFP_ASSERT(urcu_memb_read_ongoing() || lockdep_held(LL_PAGER) || \
+		   pager_is_write_locked(tree_pager(t)))
+#define assert_no_lock_held() UFP_ASSERT(lockdep_none_held())
 
 /* How a fault's region was locked; unlock with fault_unlock_region. */
 enum fault_lock_kind { FLK_NONE, FLK_REGION, FLK_PAGER };
@@ -488,17 +542,6 @@ struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
 				     struct fault_lock *fl);
 void fault_unlock_region(struct ufp_pager *p, struct fault_lock *fl);
 
-/* Lock-order checker (debug builds). */
-enum ufp_lock_level { LL_PAGER = 1, LL_REGION = 2, LL_PTE = 3, LL_SWAP = 4 };
-#ifdef UFP_DEBUG
-void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key);
-void lockdep_release(enum ufp_lock_level lvl);
-void lockdep_reset_section(void);
-#else
-static inline void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key) { (void)lvl; (void)key; }
-static inline void lockdep_release(enum ufp_lock_level lvl) { (void)lvl; }
-static inline void lockdep_reset_section(void) {}
-#endif
 
 /* uffd.c: open, probe, register, and the one ioctl wrapper */
 int uffd_open_probe(struct ufp_probe *pr);

@@ -4,17 +4,20 @@
  * lock protocol (the kernel's per-VMA locks, 6.4+, with the 6.15 reader
  * count), lock_region_under_rcu, and the debug lock-order checker.
  *
- * Lock order (checked by lockdep_acquire() in UFP_DEBUG builds):
+ * Lock order (checked by lockdep_acquire() in UFP_DEBUG builds; every
+ * level below is acquired through it, enum ufp_lock_level):
  *
- *     pager lock (write)
- *       region write-lock (mark)            -- in address order when several
- *         region page-state / slot locks
- *           swap backend queues
+ *     LL_PAGERS  pagers_lock (pagers.c: the process's pager table; the
+ *                fork handlers hold it across fork)
+ *       LL_PAGER   pager lock (read or write)
+ *         LL_REGION  region write-lock (mark, in address order when
+ *                    several) or region read-lock
+ *           LL_STATS   stats_lock (a pager's list of counter blocks)
+ *             LL_SWAP    swap backend mutexes (tier, context list)
  *
- * Two plain mutexes sit outside that hierarchy: pagers_lock (pager.c, the
- * pager table) is taken before the pager lock (fork handlers) and never
- * while holding any lock above; stats_lock (the per-thread stats list) is
- * a leaf, nested only inside pagers_lock (pagers_thread_exit).
+ * A page's INFLIGHT bit is an ownership claim, not a lock: its owner may
+ * drop and retake region locks while it does I/O, and a thread waits for
+ * it (pte_wait) only while it holds no lock at all (asserted).
  *
  * Readers take a region read-lock without the pager lock. They never take
  * the pager lock while holding a region lock, except through the fallback
@@ -40,12 +43,12 @@ uint32_t region_readers_max = REGION_READERS_MASK - 1;
  * last region address marked in this write section.
  * ====================================================================== */
 #ifdef UFP_DEBUG
-static __thread unsigned ld_held[8];      /* count per level */
+static __thread unsigned ld_held[LL_NR];  /* count per level */
 static __thread uintptr_t ld_last_region; /* address order within a section */
 
 void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key)
 {
-	for (unsigned l = lvl + 1; l < 8; l++)
+	for (unsigned l = lvl + 1; l < LL_NR; l++)
 		if (ld_held[l])
 			ufp_assert_fail("lock order: level taken under a deeper one",
 					__FILE__, __LINE__);
@@ -68,6 +71,19 @@ void lockdep_reset_section(void)
 {
 	ld_last_region = 0;
 }
+
+bool lockdep_held(enum ufp_lock_level lvl)
+{
+	return ld_held[lvl] > 0;
+}
+
+bool lockdep_none_held(void)
+{
+	for (unsigned l = 0; l < LL_NR; l++)
+		if (ld_held[l])
+			return false;
+	return true;
+}
 #endif
 
 /* ======================================================================
@@ -75,9 +91,7 @@ void lockdep_reset_section(void)
  * state: bits 0..29 readers, WAITING = a writer waits (blocks new readers),
  * WRITER = held for write.
  * ====================================================================== */
-#define PL_WRITER  (1u << 31)
-#define PL_WAITING (1u << 30)
-#define PL_READERS (PL_WAITING - 1)
+/* PL_WRITER, PL_WAITING, PL_READERS: ufp_internal.h (pager_is_write_locked) */
 
 void pager_lock_init(struct ufp_pager *p, uint32_t initial_seq)
 {
@@ -205,12 +219,6 @@ void pager_write_downgrade(struct ufp_pager *p)
 			(s & ~PL_WRITER) + 1, memory_order_release, memory_order_relaxed))
 		;
 	pager_wake_all(p);
-}
-
-bool pager_is_write_locked(struct ufp_pager *p)
-{
-	return (atomic_load_explicit(&p->lock.state, memory_order_relaxed) & PL_WRITER) &&
-	       pthread_equal(p->lock.owner, pthread_self());
 }
 
 /* ======================================================================

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "ufp_test.h"
 #include "ufp_internal.h"
+#include "ufp_tree_test.h"
 
 #define BASE 0x200000000000ull
 
@@ -347,7 +348,7 @@ START_TEST(unlock_use_after_free)
 	ck_assert(region_read_trylock(u.r));
 	region_unlock_test_hook = uaf_hook;
 	region_read_unlock(u.r);      /* under ASan any use of r after free fails */
-	ck_assert_ptr_null(region_tree_lookup(&u.p->tree, BASE));
+	ck_assert_ptr_null(t_lookup(&u.p->tree, BASE));
 	pager_free_bare(u.p);
 
 	/* the wakeup path: writer announced and waiting */
@@ -367,7 +368,7 @@ START_TEST(unlock_use_after_free)
 	region_read_unlock(w.r);           /* decrement, hook frees, wake via p */
 	pthread_join(t, NULL);
 	ck_assert(atomic_load(&w.marked));
-	ck_assert_ptr_null(region_tree_lookup(&w.p->tree, BASE));
+	ck_assert_ptr_null(t_lookup(&w.p->tree, BASE));
 	pager_free_bare(w.p);
 }
 END_TEST
@@ -808,7 +809,7 @@ START_TEST(teardown_flood)
 	start_paused(&pr, bp, BASE + 500 * 2 * PAGE, &bt);
 	pager_write_lock(bp);
 	for (int i = 0; i < 1000; i += 2) {
-		struct ufp_region *r = region_tree_lookup(&bp->tree, BASE + (uintptr_t)i * 2 * PAGE);
+		struct ufp_region *r = t_lookup(&bp->tree, BASE + (uintptr_t)i * 2 * PAGE);
 
 		region_write_lock(r);
 		region_detach(bp, r);
@@ -836,22 +837,22 @@ START_TEST(small_trees)
 	ufp_thread_register();
 	ts = ufp_tstats_get(p, true);
 	/* empty */
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE));
-	ck_assert_ptr_null(region_tree_next(&p->tree, 0));
-	ck_assert_ptr_null(region_tree_prev(&p->tree, UINTPTR_MAX));
+	ck_assert_ptr_null(t_lookup(&p->tree, BASE));
+	ck_assert_ptr_null(t_next(&p->tree, 0));
+	ck_assert_ptr_null(t_prev(&p->tree, UINTPTR_MAX));
 	ck_assert_ptr_null(lock_region_under_rcu(p, BASE, ts, &aborted));
 	ck_assert_ptr_null(fault_lock_region(p, BASE, ts, true, &fl));   /* definitive */
 	struct ufp_region *r = add(p, BASE + PAGE, BASE + 2 * PAGE, UFP_PROT_ALL);
 	/* one region: next/prev at and around its edges */
-	ck_assert_ptr_eq(region_tree_next(&p->tree, 0), r);
-	ck_assert_ptr_eq(region_tree_next(&p->tree, BASE + PAGE), r);
-	ck_assert_ptr_null(region_tree_next(&p->tree, BASE + PAGE + 1));
-	ck_assert_ptr_null(region_tree_prev(&p->tree, BASE + PAGE));
-	ck_assert_ptr_eq(region_tree_prev(&p->tree, BASE + PAGE + 1), r);
-	ck_assert_ptr_eq(region_tree_prev(&p->tree, UINTPTR_MAX), r);
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE + PAGE - 1));
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, BASE + 2 * PAGE - 1), r);
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, BASE + 2 * PAGE));
+	ck_assert_ptr_eq(t_next(&p->tree, 0), r);
+	ck_assert_ptr_eq(t_next(&p->tree, BASE + PAGE), r);
+	ck_assert_ptr_null(t_next(&p->tree, BASE + PAGE + 1));
+	ck_assert_ptr_null(t_prev(&p->tree, BASE + PAGE));
+	ck_assert_ptr_eq(t_prev(&p->tree, BASE + PAGE + 1), r);
+	ck_assert_ptr_eq(t_prev(&p->tree, UINTPTR_MAX), r);
+	ck_assert_ptr_null(t_lookup(&p->tree, BASE + PAGE - 1));
+	ck_assert_ptr_eq(t_lookup(&p->tree, BASE + 2 * PAGE - 1), r);
+	ck_assert_ptr_null(t_lookup(&p->tree, BASE + 2 * PAGE));
 	ck_assert_uint_eq(region_tree_check(&p->tree), 1);
 	ck_assert_ptr_eq(lock_region_under_rcu(p, BASE + PAGE, ts, &aborted), r);
 	region_read_unlock(r);

@@ -8,6 +8,7 @@
  */
 #include "ufp_test.h"
 #include "ufp_internal.h"
+#include "ufp_tree_test.h"
 
 static struct ufp_pager *fake_pager(void)
 {
@@ -36,24 +37,24 @@ START_TEST(empty_and_single_region_trees)
 	struct ufp_pager *p = fake_pager();
 
 	urcu_memb_register_thread();
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, 0));
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, p->arena_base));
-	ck_assert_ptr_null(region_tree_next(&p->tree, 0));
-	ck_assert_ptr_null(region_tree_prev(&p->tree, UINTPTR_MAX));
+	ck_assert_ptr_null(t_lookup(&p->tree, 0));
+	ck_assert_ptr_null(t_lookup(&p->tree, p->arena_base));
+	ck_assert_ptr_null(t_next(&p->tree, 0));
+	ck_assert_ptr_null(t_prev(&p->tree, UINTPTR_MAX));
 	ck_assert_uint_eq(region_tree_check(&p->tree), 0);
 
 	pager_write_lock(p);
 	struct ufp_region *r = add(p, p->arena_base + PAGE, p->arena_base + 3 * PAGE);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, p->arena_base));
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, p->arena_base + PAGE), r);
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, p->arena_base + 3 * PAGE - 1), r);
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, p->arena_base + 3 * PAGE));
-	ck_assert_ptr_eq(region_tree_next(&p->tree, 0), r);
-	ck_assert_ptr_null(region_tree_next(&p->tree, p->arena_base + PAGE + 1));
-	ck_assert_ptr_eq(region_tree_prev(&p->tree, UINTPTR_MAX), r);
-	ck_assert_ptr_null(region_tree_prev(&p->tree, p->arena_base + PAGE));
+	ck_assert_ptr_null(t_lookup(&p->tree, p->arena_base));
+	ck_assert_ptr_eq(t_lookup(&p->tree, p->arena_base + PAGE), r);
+	ck_assert_ptr_eq(t_lookup(&p->tree, p->arena_base + 3 * PAGE - 1), r);
+	ck_assert_ptr_null(t_lookup(&p->tree, p->arena_base + 3 * PAGE));
+	ck_assert_ptr_eq(t_next(&p->tree, 0), r);
+	ck_assert_ptr_null(t_next(&p->tree, p->arena_base + PAGE + 1));
+	ck_assert_ptr_eq(t_prev(&p->tree, UINTPTR_MAX), r);
+	ck_assert_ptr_null(t_prev(&p->tree, p->arena_base + PAGE));
 	ck_assert_uint_eq(region_tree_check(&p->tree), 1);
 
 	pager_write_lock(p);
@@ -61,7 +62,7 @@ START_TEST(empty_and_single_region_trees)
 	region_detach(p, r);
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, p->arena_base + PAGE));
+	ck_assert_ptr_null(t_lookup(&p->tree, p->arena_base + PAGE));
 	ck_assert_uint_eq(region_tree_check(&p->tree), 0);
 	fake_pager_free(p);
 	urcu_memb_unregister_thread();
@@ -106,8 +107,8 @@ START_TEST(random_updates_match_reference_model)
 			for (unsigned i = 0; i < SLOTS; i++) {
 				uintptr_t a = p->arena_base + (uintptr_t)i * 4 * PAGE;
 
-				ck_assert_ptr_eq(region_tree_lookup(&p->tree, a), model[i]);
-				ck_assert_ptr_eq(region_tree_lookup(&p->tree, a + 3 * PAGE), NULL);
+				ck_assert_ptr_eq(t_lookup(&p->tree, a), model[i]);
+				ck_assert_ptr_eq(t_lookup(&p->tree, a + 3 * PAGE), NULL);
 			}
 		}
 	}
@@ -134,8 +135,8 @@ START_TEST(split_merge_keep_invariants)
 	struct ufp_region *t = mm_split(p, h, b + 8 * PAGE);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(region_tree_check(&p->tree), 3);
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, b + 5 * PAGE), h);
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, b + 8 * PAGE), t);
+	ck_assert_ptr_eq(t_lookup(&p->tree, b + 5 * PAGE), h);
+	ck_assert_ptr_eq(t_lookup(&p->tree, b + 8 * PAGE), t);
 	ck_assert(region_is_write_locked(h) && region_is_write_locked(t));
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -152,7 +153,7 @@ START_TEST(split_merge_keep_invariants)
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
 	ck_assert_uint_eq(region_tree_check(&p->tree), 1);
-	ck_assert_ptr_eq(region_tree_lookup(&p->tree, b + 15 * PAGE), r);
+	ck_assert_ptr_eq(t_lookup(&p->tree, b + 15 * PAGE), r);
 	fake_pager_free(p);
 	urcu_memb_unregister_thread();
 }
@@ -172,10 +173,10 @@ START_TEST(old_snapshot_stays_readable_until_grace_period)
 	pager_write_unlock(p);
 
 	urcu_memb_read_lock();
-	struct ufp_region *before = region_tree_lookup(&p->tree, b + 8 * PAGE);
+	struct ufp_region *before = t_lookup(&p->tree, b + 8 * PAGE);
 	pager_write_lock(p);
 	for (int i = 0; i < 64; i += 2) {
-		struct ufp_region *r = region_tree_lookup(&p->tree, b + (uintptr_t)i * 2 * PAGE);
+		struct ufp_region *r = t_lookup(&p->tree, b + (uintptr_t)i * 2 * PAGE);
 		region_write_lock(r);
 		region_detach(p, r);
 	}
@@ -184,7 +185,7 @@ START_TEST(old_snapshot_stays_readable_until_grace_period)
 	/* still in the read section: the old region memory is intact */
 	ck_assert_uint_eq(region_start(before), b + 8 * PAGE);
 	ck_assert(atomic_load(&before->detached));
-	ck_assert_ptr_null(region_tree_lookup(&p->tree, b + 8 * PAGE));
+	ck_assert_ptr_null(t_lookup(&p->tree, b + 8 * PAGE));
 	urcu_memb_read_unlock();
 	ck_assert_uint_eq(region_tree_check(&p->tree), 32);
 	fake_pager_free(p);

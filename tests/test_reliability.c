@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <dirent.h>
 #include <unistd.h>
+#include <urcu/urcu-memb.h>
 #include "ufp_test.h"
 
 static const unsigned deliveries[2] = { UFP_DELIVERY_SIGBUS, UFP_DELIVERY_HANDLER };
@@ -736,6 +737,44 @@ START_TEST(swap_on_a_full_filesystem_says_so_and_keeps_data)
 }
 END_TEST
 
+/* ---- an application that uses liburcu itself ---------------------------- */
+
+struct urcu_app_arg {
+	ufp_pager *p;
+	int ok;
+};
+
+static void *urcu_app_thread(void *arg)
+{
+	struct urcu_app_arg *a = arg;
+	char *m;
+
+	urcu_memb_register_thread();         /* the application's own RCU use */
+	if (ufp_map(a->p, NULL, 4 * PAGE, UFP_PROT_ALL, 0, (void **)&m) == 0) {
+		ufp_fill_rand(m, 9);
+		a->ok = ufp_check_rand(m, 9) && ufp_unmap(a->p, m, 4 * PAGE) == 0;
+	}
+	urcu_memb_read_lock();
+	urcu_memb_read_unlock();
+	urcu_memb_unregister_thread();       /* still the application's */
+	return NULL;
+}
+
+/* A thread the application registered with liburcu-memb before its first
+ * ufp_ call: ufpager registered it a second time, which aborts inside
+ * liburcu, and unregistered it at exit behind the application's back. */
+START_TEST(thread_registered_with_urcu_by_the_application)
+{
+	struct urcu_app_arg a = { .p = ufp_test_pager(deliveries[_i], 0, 0) };
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, urcu_app_thread, &a), 0);
+	pthread_join(th, NULL);
+	ck_assert(a.ok);
+	ufp_pager_destroy(a.p);
+}
+END_TEST
+
 static Suite *reliability_suite(void)
 {
 	Suite *s = suite_create("reliability");
@@ -748,6 +787,7 @@ static Suite *reliability_suite(void)
 	tcase_add_loop_test(tc, mremap_racing_reader_sees_every_page, 0, 2);
 	tcase_add_test(tc, full_dev_shm_runs_without_stats);
 	tcase_add_test(tc, many_pagers_in_turn_do_not_leak);
+	tcase_add_loop_test(tc, thread_registered_with_urcu_by_the_application, 0, 2);
 	tcase_add_test(tc, stats_get_writes_only_the_callers_size);
 	tcase_add_loop_test(tc, threads_with_small_stacks_fault_and_swap_in, 0, 2);
 	tcase_add_loop_test(tc, signal_handler_touching_memory_during_protect_and_advise, 0, 4);
