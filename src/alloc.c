@@ -149,7 +149,7 @@ static void shrink_locked(struct ufp_pager *p, struct ufp_region *r, size_t newl
 static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size_t len,
 			 uintptr_t *busy, size_t busy_cap, size_t *copy_from)
 {
-	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	struct ufp_tstats *ts = thread_stats(p, true);
 	size_t nbusy = 0;
 
 	*copy_from = len;

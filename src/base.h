@@ -9,6 +9,7 @@
 #ifndef UFP_BASE_H
 #define UFP_BASE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,5 +65,7 @@ bool ufp_verbose(void);
 void ufp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ufp_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ufp_clear_error(void);
+/* api_end: with no detail yet, "<fmt...>: <strerror(-err)>" (error.c). */
+void ufp_error_fallback(int err, const char *fmt, va_list ap);
 
 #endif /* UFP_BASE_H */

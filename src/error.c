@@ -1,52 +1,80 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * error.c - what the library says outside ufp_last_error(): warnings on
- * stderr only when UFPAGER_VERBOSE=1 (a library prints nothing by default,
- * like mimalloc's MIMALLOC_VERBOSE), and the messages of internal
- * corruption (BUG, assertion) just before it aborts, which always print.
+ * error.c - the one error channel: a detail per thread, read with
+ * ufp_last_error(), kept in the thread's block (thread.c). Every failed
+ * call leaves one (api_end's fallback names the call and its arguments).
  */
 #include <stdarg.h>
-#include <unistd.h>
+#include <stdio.h>
 
 #include "ufp_internal.h"
 
-/* -1 unknown, 0 quiet, 1 verbose; read once (relaxed: idempotent). */
-static _Atomic int verbose_state = -1;
+/* ======================================================================
+ * Error detail (ufp_last_error): the one error channel. The detail lives
+ * in the calling thread's block (thread.c).
+ * ====================================================================== */
 
-bool ufp_verbose(void)
+/* For threads whose block could not be allocated: the error stays readable. */
+static const char oom_error[] = "ufpager: out of memory for per-thread state";
+
+static void error_vset(const char *fmt, va_list ap)
 {
-	int v = atomic_load_explicit(&verbose_state, memory_order_relaxed);
+	size_t size;
+	char *b = thread_error_buf(true, &size);
 
-	if (v < 0) {
-		const char *s = getenv("UFPAGER_VERBOSE");
-
-		v = s && s[0] == '1' && !s[1];
-		atomic_store_explicit(&verbose_state, v, memory_order_relaxed);
-	}
-	return v == 1;
+	if (b)
+		vsnprintf(b, size, fmt, ap);
 }
 
-void ufp_log(const char *fmt, ...)
+void ufp_set_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!ufp_verbose())
-		return;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	error_vset(fmt, ap);
 	va_end(ap);
 }
 
-_Noreturn void ufp_bug(const char *expr, const char *file, int line)
+int ufp_error(int err, const char *fmt, ...)
 {
-	fprintf(stderr, "ufpager: BUG: %s at %s:%d\n", expr, file, line);
-	abort();
+	va_list ap;
+
+	va_start(ap, fmt);
+	error_vset(fmt, ap);
+	va_end(ap);
+	return err;
 }
 
-#ifdef UFP_DEBUG
-void ufp_assert_fail(const char *expr, const char *file, int line)
+void ufp_clear_error(void)
 {
-	fprintf(stderr, "ufpager: assertion failed: %s at %s:%d\n", expr, file, line);
-	abort();
+	size_t size;
+	char *b = thread_error_buf(false, &size);
+
+	thread_clear_oom();
+	if (b)
+		b[0] = '\0';
 }
-#endif
+
+/* With no detail recorded yet, record "<fmt...>: <strerror(-err)>". */
+void ufp_error_fallback(int err, const char *fmt, va_list ap)
+{
+	size_t size;
+	char *b = thread_error_buf(false, &size);
+	int n;
+
+	if (!b || b[0])
+		return;
+	n = vsnprintf(b, size, fmt, ap);
+	if (n >= 0 && (size_t)n < size)
+		snprintf(b + n, size - (size_t)n, ": %s", strerror(-err));
+}
+
+UFP_API const char *ufp_last_error(void)
+{
+	size_t size;
+	char *b = thread_error_buf(false, &size);
+
+	if (thread_oom())
+		return oom_error;
+	return b ? b : "";
+}

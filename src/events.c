@@ -23,7 +23,7 @@
 static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
 {
 	const struct uffd_msg *m = &ev->msg;
-	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	struct ufp_tstats *ts = thread_stats(p, true);
 
 	if (m->event == UFFD_EVENT_REMAP) {
 		/* counted first: remap_carry's end wakes the program */
@@ -114,7 +114,7 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
 	case UFFD_EVENT_UNMAP:
-		if (is_staging_range(p, m->arg.remove.start, m->arg.remove.end))
+		if (reclaim_is_staging(p, m->arg.remove.start, m->arg.remove.end))
 			return;
 		queue_event(p, m, 0);
 		return;

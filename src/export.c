@@ -114,7 +114,7 @@ static void export_once(struct ufp_pager *p)
 
 	struct rc_snap *snap = NULL;
 
-	ufp_stats_get(p, &st);
+	pager_stats_fill(p, &st);   /* not the public call: no signal guard here */
 	/* the slots first (stats_lock is a leaf: not under the pager lock) */
 	top.nsnap = region_counts_snapshot(p, &snap);
 	top.snap = snap;
@@ -141,7 +141,8 @@ static void *export_main(void *arg)
 {
 	struct ufp_pager *p = arg;
 
-	ufp_thread_enter(p);
+	thread_mark_service(true);   /* ours: no I/O context, RCU registered */
+	thread_enter(p);             /* its counter block, before the filter */
 	sandbox_enter(p, SB_EXPORTER);
 	while (!atomic_load_explicit(&p->export_stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->export_futex, memory_order_acquire);

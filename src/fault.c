@@ -167,7 +167,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 	uint64_t t0;
 	int err, result = 0;
 
-	ctx = ufp_swb_ctx_get(p, ts);
+	ctx = reclaim_ctx_get(p, ts);
 	if (!ctx) {
 		fault_unlock_region(p, fl);
 		sched_yield();     /* every shared context busy: look again */
@@ -178,7 +178,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		max = swb_ctx_nbufs(ctx);
 	n = claim_window(p, r, page, v, max, c);
 	if (!n) {
-		ufp_swb_ctx_put(p, ts, ctx);
+		reclaim_ctx_put(p, ts, ctx);
 		fault_unlock_region(p, fl);
 		return -EINTR;     /* lost the race: look again */
 	}
@@ -199,22 +199,22 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		/* The context is in use by the code this signal handler
 		 * interrupted (a nested fault from a signal handler): borrow a
 		 * shared one; the interrupted code cannot release its own. */
-		struct swb_ctx *alt = ufp_swb_ctx_get(p, NULL);
+		struct swb_ctx *alt = reclaim_ctx_get(p, NULL);
 
 		if (!alt || swb_ctx_nbufs(alt) < n) {
 			if (alt)
-				ufp_swb_ctx_put(p, NULL, alt);
+				reclaim_ctx_put(p, NULL, alt);
 			sched_yield();
 			continue;
 		}
-		ufp_swb_ctx_put(p, ts, ctx);
+		reclaim_ctx_put(p, ts, ctx);
 		ctx = alt;
 		ts_ctx_borrowed = true;
 		for (unsigned k = 0; k < n; k++)
 			bufs[k] = swb_ctx_buf(ctx, k);
 		err = swb_load(ctx, handles, n, bufs, &failed);
 	}
-	ufp_hist_record(ts, UFP_L_io_lat, ufp_now_ns() - t0);
+	stats_hist_record(ts, UFP_L_io_lat, ufp_now_ns() - t0);
 	if (err == -EBUSY && !failed) {
 		/* nothing was read: give the claims back and let the fault retry */
 		for (unsigned k = 0; k < n; k++) {
@@ -225,7 +225,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 					memory_order_relaxed);
 			pte_wake(p, c[k].idx);
 		}
-		ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
+		reclaim_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 		if (!drop)
 			fault_unlock_region(p, fl);
 		sched_yield();
@@ -297,7 +297,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 			uffd_wake(p, a, UFP_PAGE_SIZE);
 		pte_wake(p, i);
 	}
-	ufp_swb_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
+	reclaim_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {
 		region_count(p, ts, r, RC_FAULTS);
 		fault_unlock_region(p, fl);
@@ -317,7 +317,7 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
  * Entry.
  * ====================================================================== */
 
-int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
+int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		    bool write, bool rcu_ok)
 {
 	uintptr_t page = addr & UFP_PAGE_MASK;

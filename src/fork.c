@@ -26,7 +26,7 @@ static void atfork_prepare(void)
 		if (p) {
 			reclaim_pause(p);
 			pager_write_lock(p);
-			swapin_all_locked(p);
+			reclaim_swapin_all_locked(p);
 		}
 	}
 }
@@ -37,7 +37,7 @@ static void atfork_parent(void)
 		struct ufp_pager *p = pagers_at(i);
 
 		if (p) {
-			ufp_stat_add(&p->shared_ts, UFP_C_events_fork, 1);
+			stats_add(&p->shared_ts, UFP_C_events_fork, 1);
 			pager_write_unlock(p);
 			reclaim_resume(p);
 		}

@@ -23,7 +23,7 @@
 #include "inject.h"
 #include "ufpager.h"
 
-_Atomic bool ufp_inject_armed;
+_Atomic bool inject_armed;
 
 static const char *const kind_name[INJ_NR] = {
 	"eio", "short", "enospc", "eagain", "delay_us", "csum", "kill",
@@ -170,7 +170,7 @@ bad_item:
 	}
 	/* Disarm while the rates change: a hook that saw the old "armed"
 	 * reads either the old or the new rates, both valid. */
-	atomic_store_explicit(&ufp_inject_armed, false, memory_order_relaxed);
+	atomic_store_explicit(&inject_armed, false, memory_order_relaxed);
 	for (unsigned k = 0; k < INJ_NR; k++) {
 		atomic_store_explicit(&cfg.thr[k], thr[k], memory_order_relaxed);
 		atomic_store_explicit(&cfg.dirs[k], dirs[k], memory_order_relaxed);
@@ -183,7 +183,7 @@ bad_item:
 	atomic_store_explicit(&cfg.kill_passes, 0, memory_order_relaxed);
 	atomic_store_explicit(&cfg.killed, false, memory_order_relaxed);
 	/* release: pairs with the acquire fence in inject_hit/inject_kill */
-	atomic_store_explicit(&ufp_inject_armed, any, memory_order_release);
+	atomic_store_explicit(&inject_armed, any, memory_order_release);
 	return 0;
 }
 

@@ -5,7 +5,7 @@
  * by the internal test API below. Process-wide, like the kernel's
  * fail_make_request: one configuration, one set of counters.
  *
- * Hot path cost when off: one relaxed load of ufp_inject_armed
+ * Hot path cost when off: one relaxed load of inject_armed
  * (inject_on()). Everything here is async-signal-safe (atomics and
  * nanosleep only) except inject_configure and inject_print.
  *
@@ -43,14 +43,14 @@ enum inj_thread {
 	INJ_T_EVENTS,    /* the event worker (applies foreign events) */
 };
 
-extern _Atomic bool ufp_inject_armed;
+extern _Atomic bool inject_armed;
 
 /* Is any injection configured? One relaxed load: pairs with nothing, the
  * configuration it guards is published with release in inject_configure
  * and read with acquire in inject_hit. */
 static inline bool inject_on(void)
 {
-	return atomic_load_explicit(&ufp_inject_armed, memory_order_relaxed);
+	return atomic_load_explicit(&inject_armed, memory_order_relaxed);
 }
 
 /*

@@ -62,7 +62,7 @@ void mm_clear_ptes(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 	for (uintptr_t a = start; a < end; a += UFP_PAGE_SIZE)
 		cleared += pte_discard(p, pte_index(p, a));
 	if (cleared)
-		STAT_ADD(ufp_tstats_get(p, true), resident_pages, -cleared);
+		STAT_ADD(thread_stats(p, true), resident_pages, -cleared);
 }
 
 int mm_find_free(struct ufp_pager *p, size_t len, uintptr_t *out)
@@ -125,7 +125,7 @@ struct ufp_region *mm_split(struct ufp_pager *p, struct ufp_region *r, uintptr_t
 		free(n);
 		return NULL;
 	}
-	STAT_INC(ufp_tstats_get(p, true), splits);
+	STAT_INC(thread_stats(p, true), splits);
 	return n;
 }
 
@@ -142,7 +142,7 @@ void mm_merge(struct ufp_pager *p, struct ufp_region *a, struct ufp_region *b)
 			atomic_load_explicit(&b->spill[k], memory_order_relaxed),
 			memory_order_relaxed);
 	region_detach(p, b);
-	STAT_INC(ufp_tstats_get(p, true), merges);
+	STAT_INC(thread_stats(p, true), merges);
 }
 
 /* Lock a set of regions in address order (they are gathered sorted). */

@@ -63,7 +63,7 @@ static const struct opt_desc opts[] = {
 _Static_assert(NOPTS <= sizeof(((struct ufp_options *)0)->src) /
 	       sizeof(((struct ufp_options *)0)->src[0]), "ufp_options.src has a slot per option");
 
-int ufp_parse_size(const char *s, uint64_t *out)
+int options_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -127,7 +127,7 @@ static int parse_value(const struct opt_desc *d, const char *s, int64_t *v, cons
 
 	switch (d->kind) {
 	case OK_SIZE:
-		if (ufp_parse_size(s, &u) || u > INT64_MAX)
+		if (options_parse_size(s, &u) || u > INT64_MAX)
 			return -EINVAL;
 		*v = (int64_t)u;
 		return 0;
@@ -197,7 +197,7 @@ static int api_set(struct ufp_options *o, const char *name, int64_t v)
 	return 0;
 }
 
-int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o)
+int options_resolve(const struct ufp_params *p, struct ufp_options *o)
 {
 	int err = 0;
 
@@ -257,7 +257,7 @@ int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o)
 	return 0;
 }
 
-void ufp_options_print(FILE *f, const struct ufp_options *o)
+void options_print(FILE *f, const struct ufp_options *o)
 {
 	static const char *srcname[] = { "default", "environment", "API" };
 

@@ -32,7 +32,7 @@ static int prot_norm(int prot)
 
 UFP_API int ufp_thread_register(void)
 {
-	ufp_thread_enter(NULL);
+	thread_enter(NULL);
 	return 0;
 }
 
@@ -58,7 +58,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	p->pagemap_fd = -1;
 	p->wake_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
-	err = ufp_options_resolve(params, &p->opt);
+	err = options_resolve(params, &p->opt);
 	/* a bad UFPAGER_INJECT fails here, like any bad option (process-wide:
 	 * configured before any thread that could hit an injection point) */
 	if (!err)
@@ -135,7 +135,8 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	 * orders this write before its reads) */
 	watchdog_start(p);
 	export_start(p);
-	ufp_thread_enter(p);
+	thread_enter(p);
+	reclaim_ctx_ensure(p, thread_stats(p, true));
 	*out = p;
 	return 0;
 
@@ -171,7 +172,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 		return -EINVAL;
 	ufp_clear_error();
 	if (!p->forked_child) {
-		ufp_thread_enter(p);
+		thread_enter(p);
 		export_stop(p);        /* first: it reads the watchdog's counter */
 		watchdog_stop(p);
 		reclaim_stop_thread(p);
@@ -192,7 +193,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 		close(p->uffd);
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
-	ufp_stats_free_all(p);
+	stats_free_all(p);
 	pthread_mutex_destroy(&p->stats_lock);
 	free(p);
 	return 0;
@@ -235,7 +236,7 @@ static int do_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags
 	err = mm_map_locked(p, start, len, prot, 0, NULL);
 	if (!err) {
 		*out = (void *)start;
-		STAT_INC(ufp_tstats_get(p, true), maps);
+		STAT_INC(thread_stats(p, true), maps);
 	}
 out:
 	region_tree_commit(&p->tree);
@@ -269,7 +270,7 @@ static int do_unmap(ufp_pager *p, void *addr, size_t len)
 	}
 	err = mm_unmap_locked(p, s, s + len, false);
 	if (!err)
-		STAT_INC(ufp_tstats_get(p, true), unmaps);
+		STAT_INC(thread_stats(p, true), unmaps);
 out:
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -385,7 +386,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 			}
 			a = b;
 		}
-		STAT_INC(ufp_tstats_get(p, true), protects);
+		STAT_INC(thread_stats(p, true), protects);
 	}
 	free(v); free(w); free(lock); free(fprot); free(chg);
 out:
@@ -399,7 +400,7 @@ out:
  * structural op; touches no managed memory. */
 static int advise_willneed(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 {
-	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	struct ufp_tstats *ts = thread_stats(p, true);
 
 	for (uintptr_t a = s; a < e; a += UFP_PAGE_SIZE) {
 		uint64_t v = atomic_load_explicit(&p->pte[pte_index(p, a)], memory_order_acquire);
@@ -407,7 +408,7 @@ static int advise_willneed(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 
 		if (v & (PTE_PRESENT | PTE_POISON))
 			continue;
-		while ((r = ufp_serve_fault(p, ts, a, true, true)) == -EAGAIN)
+		while ((r = fault_serve(p, ts, a, true, true)) == -EAGAIN)
 			sched_yield();
 		if (r == -EFAULT)
 			return -ENOMEM;      /* unmapped meanwhile */
@@ -440,7 +441,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 			return ufp_error(-ENOMEM, "ufp_advise(%p, len=%zu, PAGEOUT): part of the "
 					 "range is not mapped", addr, len);
 		got = reclaim_pageout(p, s, e);
-		STAT_INC(ufp_tstats_get(p, true), advises);
+		STAT_INC(thread_stats(p, true), advises);
 		return got < 0 ? (int)got : 0;
 	}
 	if (advice == UFP_ADV_WILLNEED) {
@@ -450,7 +451,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		if (!mapped)
 			return -ENOMEM;
 		err = advise_willneed(p, s, e);
-		STAT_INC(ufp_tstats_get(p, true), advises);
+		STAT_INC(thread_stats(p, true), advises);
 		return err;
 	}
 	pager_write_lock(p);
@@ -474,7 +475,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		UFP_BUG_ON(uffd_register(p, s, len) != 0);
 		mm_clear_ptes(p, s, e);
 	}
-	STAT_INC(ufp_tstats_get(p, true), advises);
+	STAT_INC(thread_stats(p, true), advises);
 out:
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -556,7 +557,7 @@ void pager_free_bare(struct ufp_pager *p)
 {
 	urcu_memb_barrier();
 	region_tree_destroy(&p->tree, free_region_cb);
-	ufp_stats_free_all(p);
+	stats_free_all(p);
 	pthread_mutex_destroy(&p->stats_lock);
 	free(p);
 }

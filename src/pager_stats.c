@@ -9,7 +9,7 @@
 #include "inject.h"
 #include "swap_backend.h"
 
-static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
+int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out)
 {
 	struct ufp_stats st;
 	uint32_t size, version;
@@ -25,7 +25,7 @@ static int do_stats_get(ufp_pager *p, struct ufp_stats *out)
 		return ufp_error(-EINVAL, "ufp_stats_get: size %u is smaller than the "
 				 "version-2 fields (%zu bytes)", size,
 				 offsetof(struct ufp_stats, UFP_STATS_FIRST_V3));
-	ufp_stats_merge(p, &st);
+	stats_merge(p, &st);
 	inject_stats(&st);
 	st.service_stalls = watchdog_stalls(p);
 	st.foreign_sigbus = sigbus_foreign_count();
@@ -66,11 +66,11 @@ UFP_API int ufp_stats_get(ufp_pager *p, struct ufp_stats *out)
 	/* an inert fork child's counters are still readable */
 	if (p && p->forked_child) {
 		ufp_clear_error();
-		return do_stats_get(p, out);
+		return pager_stats_fill(p, out);
 	}
 	err = api_begin(p, &g);
 	if (!err)
-		err = do_stats_get(p, out);
+		err = pager_stats_fill(p, out);
 	return api_end(&g, err, "ufp_stats_get");
 }
 

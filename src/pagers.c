@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pagers.c - the process's live pagers: a fixed table under one mutex,
- * with the ids readable lock-free. A low layer: thread.c asks it whether
- * a pager still exists and hands it a dying thread's counter block;
- * fork.c walks it at fork. Calls only stats.c and the swap backend.
+ * with the ids readable lock-free. thread.c asks it, through the hooks
+ * registered here (it calls no layer above it), whether a pager still
+ * exists and hands it a dying thread's counter block; fork.c walks it at
+ * fork. Calls region.c (counter spill), stats.c and the swap backend.
  */
 #include "ufp_internal.h"
 #include "swap_backend.h"
@@ -14,10 +15,16 @@ static struct ufp_pager *pagers[UFP_MAX_PAGERS];
  * per-thread tables with it, also from under pagers_lock at fork) */
 static _Atomic uint64_t live_ids[UFP_MAX_PAGERS];
 
+static const struct thread_hooks pagers_hooks = {
+	.id_alive = pagers_id_alive,
+	.thread_exit = pagers_thread_exit,
+};
+
 int pagers_add(struct ufp_pager *p)
 {
 	int err = -ENOSPC;
 
+	thread_set_hooks(&pagers_hooks);
 	ufp_mutex_lock(&pagers_lock, LL_PAGERS);
 	for (unsigned i = 0; i < UFP_MAX_PAGERS; i++)
 		if (!pagers[i]) {
@@ -73,7 +80,7 @@ void pagers_thread_exit(uint64_t id, struct ufp_tstats *ts)
 			swb_ctx_destroy(ts->swb_ctx);
 			ts->swb_ctx = NULL;
 		}
-		ufp_tstats_retire(p, ts);
+		stats_block_retire(p, ts);
 		ufp_mutex_unlock(&p->stats_lock, LL_STATS);
 	}
 	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);

@@ -21,7 +21,7 @@
  * direct reclaim evict concurrently; the clock hand is a hint, claims are
  * CAS, each eviction uses its own staging set. Lock order: region read
  * lock, then backend queues (LL_SWAP); nothing here takes the pager lock
- * except swapin_all_locked, whose caller holds it.
+ * except reclaim_swapin_all_locked, whose caller holds it.
  */
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -40,14 +40,14 @@
  * I/O contexts.
  * ====================================================================== */
 
-struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts)
+struct swb_ctx *reclaim_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts)
 {
 	if (ts && !ts->shared && ts->swb_ctx)
 		return ts->swb_ctx;
 	for (unsigned k = 0; k < 4; k++) {
 		bool f = false;
 
-		/* acquire: pairs with the release in ufp_swb_ctx_put */
+		/* acquire: pairs with the release in reclaim_ctx_put */
 		if (p->ctx_pool[k] &&
 		    atomic_compare_exchange_strong_explicit(&p->ctx_pool_busy[k], &f, true,
 				memory_order_acquire, memory_order_relaxed))
@@ -56,13 +56,19 @@ struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts)
 	return NULL;
 }
 
-void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c)
+void reclaim_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c)
 {
 	if (ts && !ts->shared && ts->swb_ctx == c)
 		return;
 	for (unsigned k = 0; k < 4; k++)
 		if (p->ctx_pool[k] == c)
 			atomic_store_explicit(&p->ctx_pool_busy[k], false, memory_order_release);
+}
+
+void reclaim_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
+		swb_ctx_create(p->swb, &ts->swb_ctx);
 }
 
 /*
@@ -93,7 +99,7 @@ static void evict_enter_wait(struct ufp_pager *p)
 		usleep(100);
 }
 
-bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end)
+bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 {
 	uintptr_t s = p->staging;
 
@@ -550,13 +556,13 @@ static void *reclaim_main(void *arg)
 	struct ufp_tstats *ts;
 	uint64_t last_full = 0, last_maint = 0;
 
-	ufp_thread_enter(p);
-	ts = ufp_tstats_get(p, true);
-	thread_swap_ctx_ensure(p, ts);
+	thread_enter(p);
+	ts = thread_stats(p, true);
+	reclaim_ctx_ensure(p, ts);
 	sandbox_enter(p, SB_RECLAIM);
 	while (!atomic_load_explicit(&p->reclaim_stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
-		int64_t res = ufp_stats_counter_sum(p, UFP_C_resident_pages);
+		int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
 		uint64_t now = ufp_now_ns();
 
 		wd_beat(&p->wd_reclaim);
@@ -631,7 +637,7 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 		/* Direct reclaim where it is allowed (a handler thread: normal
 		 * context, its own I/O context); elsewhere wake the reclaim
 		 * thread and wait for it. */
-		if (ufp_is_handler_thread() && ts->swb_ctx && !ts->shared) {
+		if (thread_is_service() && ts->swb_ctx && !ts->shared) {
 			uint64_t got = evict(p, ts, ts->swb_ctx, UFP_STAGING_BATCH);
 
 			if (!got)
@@ -653,14 +659,14 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
  * -EOPNOTSUPP without a budget (no backend), -ENOSPC if swap filled up. */
 long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 {
-	struct ufp_tstats *ts = ufp_tstats_get(p, true);
+	struct ufp_tstats *ts = thread_stats(p, true);
 	uintptr_t hand = s;
 	long got = 0;
 	unsigned set;
 
 	if (!p->swb)
 		return -EOPNOTSUPP;
-	thread_swap_ctx_ensure(p, ts);
+	reclaim_ctx_ensure(p, ts);
 	if (!ts->swb_ctx)
 		return -ENOMEM;
 	for (;;) {
@@ -758,20 +764,20 @@ static void swapin_region(struct ufp_region *r, void *arg)
 	}
 }
 
-int swapin_all_locked(struct ufp_pager *p)
+int reclaim_swapin_all_locked(struct ufp_pager *p)
 {
 	struct swapin_all_ctx sa;
 
 	if (!p->swb)
 		return 0;
 	pager_assert_write_locked(p);
-	sa.ts = ufp_tstats_get(p, true);
+	sa.ts = thread_stats(p, true);
 	sa.failed = 0;
-	thread_swap_ctx_ensure(p, sa.ts);
-	while (!(sa.ctx = ufp_swb_ctx_get(p, sa.ts)))
+	reclaim_ctx_ensure(p, sa.ts);
+	while (!(sa.ctx = reclaim_ctx_get(p, sa.ts)))
 		sched_yield();       /* every shared context busy: they are short-lived */
 	region_tree_walk(&p->tree, swapin_region, &sa);
-	ufp_swb_ctx_put(p, sa.ts, sa.ctx);
+	reclaim_ctx_put(p, sa.ts, sa.ctx);
 	if (sa.failed) {
 		ufp_set_error("ufpager: fork: %ld evicted pages could not be read back; a "
 			      "child process reads them as zeros", sa.failed);

@@ -192,10 +192,10 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	pager_write_unlock(p);
 
 	if (handles) {
-		ctx = ufp_swb_ctx_get(p, ts);
+		ctx = reclaim_ctx_get(p, ts);
 		while (!ctx) {
 			sched_yield();
-			ctx = ufp_swb_ctx_get(p, ts);
+			ctx = reclaim_ctx_get(p, ts);
 		}
 	}
 	for (size_t k = 0; handles && k < n; k++) {
@@ -232,7 +232,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 		/* -ENOENT: the program unmapped the new range meanwhile */
 	}
 	if (ctx)
-		ufp_swb_ctx_put(p, ts, ctx);
+		reclaim_ctx_put(p, ts, ctx);
 	free(handles);
 	/* the program's own memory from now on; wakes faults held back */
 	uffd_unregister(p, to, len);

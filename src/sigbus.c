@@ -120,14 +120,14 @@ static enum sig_outcome sigbus_serve(uintptr_t addr, void *uc)
 			sig_pager_put(i);
 			continue;
 		}
-		struct ufp_tstats *ts = ufp_tstats_get(p, false);
+		struct ufp_tstats *ts = thread_stats(p, false);
 		uint64_t t0 = ufp_now_ns();
 		bool write = fault_was_write(uc);
 
-		while ((r = ufp_serve_fault(p, ts, addr, write, thread_rcu_registered())) == -EAGAIN)
+		while ((r = fault_serve(p, ts, addr, write, thread_rcu_registered())) == -EAGAIN)
 			sched_yield();
 		if (r == 0) {
-			ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
+			stats_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
 			STAT_INC(ts, sigbus_faults);
 		}
 		sig_pager_put(i);

@@ -17,7 +17,7 @@
 
 /* A new counter block for the calling thread, on the pager's list.
  * Normal context (allocates). NULL when out of memory. */
-struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p)
+struct ufp_tstats *stats_block_new(struct ufp_pager *p)
 {
 	struct ufp_tstats *ts = ufp_cacheline_zalloc(sizeof(*ts));
 
@@ -35,7 +35,7 @@ struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p)
  * threads and free it, so that a pool that churns threads keeps a bounded
  * number of blocks. stats_lock held; the block's thread no longer runs.
  */
-void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts)
+void stats_block_retire(struct ufp_pager *p, struct ufp_tstats *ts)
 {
 	struct ufp_tstats **pp;
 
@@ -62,7 +62,7 @@ void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts)
 	free(ts);
 }
 
-void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v)
+void stats_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v)
 {
 	if (ufp_unlikely(ts->shared)) {
 		atomic_fetch_add_explicit(&ts->c[c], v, memory_order_relaxed);
@@ -74,7 +74,7 @@ void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v)
 		memory_order_relaxed);
 }
 
-unsigned ufp_hist_bucket(uint64_t v)
+unsigned stats_hist_bucket(uint64_t v)
 {
 	unsigned msb;
 
@@ -84,7 +84,7 @@ unsigned ufp_hist_bucket(uint64_t v)
 	return (msb - 2) * UFP_HIST_SUB + (unsigned)((v >> (msb - 3)) & 7);
 }
 
-uint64_t ufp_hist_bucket_low(unsigned idx)
+uint64_t stats_hist_bucket_low(unsigned idx)
 {
 	unsigned msb, sub;
 
@@ -104,12 +104,12 @@ static void relaxed_add(struct ufp_tstats *ts, _Atomic uint64_t *a, uint64_t v)
 				      memory_order_relaxed);
 }
 
-void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns)
+void stats_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns)
 {
 	struct ufp_hist *h = &ts->h[l];
 	uint64_t m;
 
-	relaxed_add(ts, &h->b[ufp_hist_bucket(ns)], 1);
+	relaxed_add(ts, &h->b[stats_hist_bucket(ns)], 1);
 	relaxed_add(ts, &h->sum, ns);
 	m = atomic_load_explicit(&h->max, memory_order_relaxed);
 	while (ns > m && !atomic_compare_exchange_weak_explicit(&h->max, &m, ns,
@@ -137,7 +137,7 @@ void ufp_hist_summary(const uint64_t *b, uint64_t max, uint64_t sum,
 		acc += b[i];
 		while (qi < 3 && (double)acc >= q[qi] * (double)total) {
 			/* the bucket's upper edge, never above the true max */
-			uint64_t hi = ufp_hist_bucket_low(i + 1) - 1;
+			uint64_t hi = stats_hist_bucket_low(i + 1) - 1;
 
 			*dst[qi++] = hi < max ? hi : max;
 		}
@@ -163,7 +163,7 @@ static void merge_block(struct ufp_tstats *ts, int64_t *c, uint64_t (*b)[UFP_HIS
 /* Merge every block into *out (a whole struct ufp_stats). The bucket
  * sums live in the pager, under stats_lock: no 12 KiB on the caller's
  * stack or in thread-local storage. */
-void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
+void stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 {
 	int64_t c[UFP_C_NR] = { 0 };
 	uint64_t (*b)[UFP_HIST_BUCKETS] = p->merge_buckets;
@@ -188,7 +188,7 @@ void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 #undef UFP_X_COPY
 }
 
-int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
+int64_t stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
 {
 	int64_t sum;
 
@@ -201,7 +201,7 @@ int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
 	return sum;
 }
 
-void ufp_stats_free_all(struct ufp_pager *p)
+void stats_free_all(struct ufp_pager *p)
 {
 	struct ufp_tstats *ts, *next;
 

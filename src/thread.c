@@ -16,13 +16,17 @@
  * replaced, never edited in place, and the new one is published with a
  * signal fence, so the handler sees the old table or the new one, whole.
  * At thread exit every counter block is handed back to its pager (folded
- * into the pager's totals, its I/O context destroyed) if the pager lives.
+ * into the pager's totals, its I/O context destroyed) if the pager lives,
+ * through the hooks the pager layer registered (thread_set_hooks).
+ *
+ * The lowest layer with state: calls only stats.c (new counter blocks).
+ * The error channel on top of the block is error.c; the guard of public
+ * calls is api.c.
  */
 #include <stdarg.h>
 #include <sys/mman.h>
 
 #include "ufp_internal.h"
-#include "swap_backend.h"
 #include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 struct thread_ts {
@@ -41,20 +45,30 @@ struct ufp_thread {
 
 static __thread struct ufp_thread *tls_thread __attribute__((tls_model("initial-exec")));
 
-/* For threads whose block could not be allocated: the error stays readable. */
-static const char oom_error[] = "ufpager: out of memory for per-thread state";
 static __thread bool tls_oom __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 
+/* What a thread's exit and a table's pruning ask of the pager layer
+ * (pagers.c registers them): thread.c is below every other layer and
+ * calls none of them. */
+static const struct thread_hooks *_Atomic hooks;
+
+void thread_set_hooks(const struct thread_hooks *h)
+{
+	/* release: pairs with the acquire loads below */
+	atomic_store_explicit(&hooks, h, memory_order_release);
+}
+
 /* Thread exit: give every counter block back to its pager, leave RCU. */
 static void thread_exit(void *arg)
 {
 	struct ufp_thread *t = arg;
+	const struct thread_hooks *h = atomic_load_explicit(&hooks, memory_order_acquire);
 
-	for (unsigned i = 0; i < t->ntab; i++)
-		pagers_thread_exit(t->tab[i].id, t->tab[i].ts);
+	for (unsigned i = 0; h && i < t->ntab; i++)
+		h->thread_exit(t->tab[i].id, t->tab[i].ts);
 	/* not if a sandbox kill left RCU already (sandbox.c) */
 	if (t->rcu_registered && URCU_TLS(urcu_memb_reader).registered)
 		urcu_memb_unregister_thread();
@@ -86,7 +100,7 @@ static struct ufp_thread *thread_self(bool may_alloc)
 	return t;
 }
 
-bool ufp_is_handler_thread(void)
+bool thread_is_service(void)
 {
 	struct ufp_thread *t = tls_thread;
 
@@ -131,22 +145,34 @@ void thread_unmark_service(void)
 	}
 }
 
-void ufp_thread_enter(struct ufp_pager *p)
+void thread_enter(struct ufp_pager *p)
 {
 	struct ufp_thread *t = thread_self(true);
 
 	if (t && ufp_unlikely(!t->rcu_registered) && !t->is_service)
 		thread_rcu_enter(t);
 	if (p)
-		thread_swap_ctx_ensure(p, ufp_tstats_get(p, true));
+		thread_stats(p, true);
 }
 
-/* Give the calling thread its own swap I/O context for p (normal context
- * only; without one it borrows from the pager's pool). */
-void thread_swap_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
+/* The calling thread's error buffer (error.c), allocating the block when
+ * may_alloc; NULL if there is none (out of memory: *oom is set). */
+char *thread_error_buf(bool may_alloc, size_t *size)
 {
-	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
-		swb_ctx_create(p->swb, &ts->swb_ctx);
+	struct ufp_thread *t = thread_self(may_alloc);
+
+	*size = sizeof(t->last_error);
+	return t ? t->last_error : NULL;
+}
+
+bool thread_oom(void)
+{
+	return tls_oom;
+}
+
+void thread_clear_oom(void)
+{
+	tls_oom = false;
 }
 
 /* ======================================================================
@@ -166,8 +192,10 @@ static bool tab_make_room(struct ufp_thread *t)
 	nt = malloc(cap * sizeof(*nt));
 	if (!nt)
 		return false;
+	const struct thread_hooks *h = atomic_load_explicit(&hooks, memory_order_acquire);
+
 	for (unsigned i = 0; i < t->ntab; i++)
-		if (pagers_id_alive(t->tab[i].id))
+		if (!h || h->id_alive(t->tab[i].id))
 			nt[n++] = t->tab[i];
 	struct thread_ts *old = t->tab;
 
@@ -185,7 +213,7 @@ static bool tab_make_room(struct ufp_thread *t)
 	return true;
 }
 
-struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
+struct ufp_tstats *thread_stats(struct ufp_pager *p, bool may_alloc)
 {
 	struct ufp_thread *t = tls_thread;
 	struct ufp_tstats *ts;
@@ -208,7 +236,7 @@ struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
 	t = thread_self(true);
 	if (!t || !tab_make_room(t))
 		return &p->shared_ts;
-	ts = ufp_tstats_new(p);
+	ts = stats_block_new(p);
 	if (!ts)
 		return &p->shared_ts;
 	t->tab[t->ntab].id = p->id;
@@ -218,105 +246,3 @@ struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc)
 	return ts;
 }
 
-/* ======================================================================
- * Entry and exit of public calls.
- * ====================================================================== */
-
-/*
- * Every public call that takes the pager's locks runs with the thread's
- * asynchronous signals blocked, the way a system call is atomic with
- * respect to the program's signal handlers: a handler that touches managed
- * memory would otherwise fault while its own thread holds the lock that
- * the fault needs (a self-deadlock, found from outside with ufp_protect).
- * Synchronous signals stay deliverable (a fault can never be blocked).
- */
-int api_begin(struct ufp_pager *p, struct api_guard *g)
-{
-	sigset_t block;
-
-	g->blocked = false;
-	ufp_clear_error();
-	if (!p)
-		return ufp_error(-EINVAL, "ufpager: NULL pager");
-	if (p->forked_child)
-		return ufp_error(-ECHILD, "ufpager: this pager was inherited across fork(); "
-				 "it is inert in the child (its memory is plain memory)");
-	sigfillset(&block);
-	sigdelset(&block, SIGBUS);
-	sigdelset(&block, SIGSEGV);
-	sigdelset(&block, SIGILL);
-	sigdelset(&block, SIGFPE);
-	sigdelset(&block, SIGTRAP);
-	sigdelset(&block, SIGSYS);
-	g->blocked = pthread_sigmask(SIG_BLOCK, &block, &g->old) == 0;
-	ufp_thread_enter(p);
-	return 0;
-}
-
-int api_end(struct api_guard *g, int err, const char *fmt, ...)
-{
-	struct ufp_thread *t = tls_thread;
-
-	if (g->blocked)
-		pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-	if (err < 0 && t && !t->last_error[0]) {
-		/* every failed call explains itself, at least with its arguments */
-		va_list ap;
-		int n;
-
-		va_start(ap, fmt);
-		n = vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < sizeof(t->last_error))
-			snprintf(t->last_error + n, sizeof(t->last_error) - (size_t)n, ": %s",
-				 strerror(-err));
-	}
-	return err;
-}
-
-/* ======================================================================
- * Error detail (ufp_last_error): the one error channel.
- * ====================================================================== */
-
-void ufp_set_error(const char *fmt, ...)
-{
-	struct ufp_thread *t = thread_self(true);
-	va_list ap;
-
-	if (!t)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
-	va_end(ap);
-}
-
-int ufp_error(int err, const char *fmt, ...)
-{
-	struct ufp_thread *t = thread_self(true);
-	va_list ap;
-
-	if (!t)
-		return err;
-	va_start(ap, fmt);
-	vsnprintf(t->last_error, sizeof(t->last_error), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-void ufp_clear_error(void)
-{
-	struct ufp_thread *t = tls_thread;
-
-	tls_oom = false;
-	if (t)
-		t->last_error[0] = '\0';
-}
-
-UFP_API const char *ufp_last_error(void)
-{
-	struct ufp_thread *t = tls_thread;
-
-	if (tls_oom)
-		return oom_error;
-	return t ? t->last_error : "";
-}

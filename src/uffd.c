@@ -368,10 +368,10 @@ long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 		case EAGAIN:
 			/* a non-cooperative event is pending (mmap_changing):
 			 * the caller drops its locks and retries */
-			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);
+			stats_add(ts, UFP_C_ioctl_eagain, 1);
 			return done ? (long)done : -EAGAIN;
 		case EEXIST:
-			ufp_stat_add(ts, UFP_C_ioctl_eexist, 1);
+			stats_add(ts, UFP_C_ioctl_eexist, 1);
 			if (done == 0) {
 				/* the faulting page is already there: resolved;
 				 * wake whoever waits on it */
@@ -387,10 +387,10 @@ long uffd_fill_mode(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			done += UFP_PAGE_SIZE;
 			continue;
 		case ENOENT:
-			ufp_stat_add(ts, UFP_C_ioctl_enoent, 1);
+			stats_add(ts, UFP_C_ioctl_enoent, 1);
 			return done ? (long)done : -ENOENT;
 		case ESRCH:
-			ufp_stat_add(ts, UFP_C_ioctl_esrch, 1);
+			stats_add(ts, UFP_C_ioctl_esrch, 1);
 			return done ? (long)done : -ESRCH;
 		default:
 			return done ? (long)done : r;
@@ -429,7 +429,7 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 		};
 
 		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
-			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);   /* injected */
+			stats_add(ts, UFP_C_ioctl_eagain, 1);   /* injected */
 			sched_yield();
 			continue;
 		}
@@ -440,7 +440,7 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			continue;
 		}
 		if (errno == EAGAIN) {
-			ufp_stat_add(ts, UFP_C_ioctl_eagain, 1);
+			stats_add(ts, UFP_C_ioctl_eagain, 1);
 			sched_yield();
 			continue;
 		}
@@ -448,7 +448,7 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 		 * (tests/kernel_move_wp_race.c); our destinations are empty, so
 		 * a page found there is the one we moved */
 		if (errno == EEXIST && uffd_move_landed(p, dst + done, src + done)) {
-			ufp_stat_add(ts, UFP_C_moves_misreported, 1);
+			stats_add(ts, UFP_C_moves_misreported, 1);
 			done += UFP_PAGE_SIZE;
 			continue;
 		}

@@ -56,7 +56,7 @@ static void serve_msg(struct ufp_pager *p, struct ufp_tstats *ts, const struct u
 		STAT_INC(ts, handler_self_faults);
 		UFP_ASSERT(!"handler thread faulted on managed memory");
 	}
-	r = ufp_serve_fault(p, ts, addr, write, true);
+	r = fault_serve(p, ts, addr, write, true);
 	if (r == -EAGAIN) {
 		if (*nretry < RETRY_MAX)
 			retry[(*nretry)++] = (struct pending_fault){ addr, write };
@@ -68,7 +68,7 @@ static void serve_msg(struct ufp_pager *p, struct ufp_tstats *ts, const struct u
 		uffd_wake(p, addr & UFP_PAGE_MASK, UFP_PAGE_SIZE);
 		return;
 	}
-	ufp_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
+	stats_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
 }
 
 static void *handler_main(void *arg)
@@ -82,8 +82,8 @@ static void *handler_main(void *arg)
 	uint64_t spin_ns = p->opt.spin_us > 0 ? (uint64_t)p->opt.spin_us * 1000 : 0;
 
 	thread_mark_service(true);
-	ts = ufp_tstats_get(p, true);
-	thread_swap_ctx_ensure(p, ts);
+	ts = thread_stats(p, true);
+	reclaim_ctx_ensure(p, ts);
 	sandbox_enter(p, SB_HANDLER);
 
 	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {

@@ -82,11 +82,11 @@ struct ufp_options {
 
 /* Resolve params (may be NULL) + environment into *o. Returns 0 or -EINVAL
  * for a bad API value (a bad environment value is reported and ignored). */
-int ufp_options_resolve(const struct ufp_params *p, struct ufp_options *o);
+int options_resolve(const struct ufp_params *p, struct ufp_options *o);
 /* Print the effective options and their sources, one per line. */
-void ufp_options_print(FILE *f, const struct ufp_options *o);
+void options_print(FILE *f, const struct ufp_options *o);
 /* Parse a size with an optional K/M/G/T suffix. Returns 0 or -EINVAL. */
-int ufp_parse_size(const char *s, uint64_t *out);
+int options_parse_size(const char *s, uint64_t *out);
 
 /* ======================================================================
  * Statistics (stats.c). Per-thread blocks, written only by their thread
@@ -148,27 +148,27 @@ struct ufp_tstats {
 struct ufp_pager;
 /* This thread's block for pager p, or the pager's shared fallback block
  * when none exists and may not be created (signal context). thread.c */
-struct ufp_tstats *ufp_tstats_get(struct ufp_pager *p, bool may_alloc);
+struct ufp_tstats *thread_stats(struct ufp_pager *p, bool may_alloc);
 /* A new block on p's list (stats.c; normal context). */
-struct ufp_tstats *ufp_tstats_new(struct ufp_pager *p);
+struct ufp_tstats *stats_block_new(struct ufp_pager *p);
 /* Fold a dead thread's block into p's totals and free it; stats_lock held. */
-void ufp_tstats_retire(struct ufp_pager *p, struct ufp_tstats *ts);
-void ufp_stat_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
-void ufp_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
-void ufp_stats_merge(struct ufp_pager *p, struct ufp_stats *out);
-void ufp_stats_free_all(struct ufp_pager *p);
-int64_t ufp_stats_counter_sum(struct ufp_pager *p, enum ufp_counter c);
+void stats_block_retire(struct ufp_pager *p, struct ufp_tstats *ts);
+void stats_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v);
+void stats_hist_record(struct ufp_tstats *ts, enum ufp_latency_id l, uint64_t ns);
+void stats_merge(struct ufp_pager *p, struct ufp_stats *out);
+void stats_free_all(struct ufp_pager *p);
+int64_t stats_counter_sum(struct ufp_pager *p, enum ufp_counter c);
 /* Summaries of one merged histogram. */
 void ufp_hist_summary(const uint64_t *b, uint64_t max, uint64_t sum,
 		      struct ufp_latency *out);
-unsigned ufp_hist_bucket(uint64_t ns);
-uint64_t ufp_hist_bucket_low(unsigned idx);
+unsigned stats_hist_bucket(uint64_t ns);
+uint64_t stats_hist_bucket_low(unsigned idx);
 /* Text and JSON printers generated from the X-macro list. */
 void ufp_stats_print_text(FILE *f, const struct ufp_stats *s);
 void ufp_stats_print_json(FILE *f, const struct ufp_stats *s);
 
-#define STAT_INC(ts, name) ufp_stat_add((ts), UFP_C_##name, 1)
-#define STAT_ADD(ts, name, v) ufp_stat_add((ts), UFP_C_##name, (v))
+#define STAT_INC(ts, name) stats_add((ts), UFP_C_##name, 1)
+#define STAT_ADD(ts, name, v) stats_add((ts), UFP_C_##name, (v))
 
 /* ======================================================================
  * Lock protocol (vma_locks.c). See the lock order at the top of that file.
@@ -586,7 +586,7 @@ uint64_t sigbus_foreign_count(void);
 void sigbus_remove(struct ufp_pager *p);
 /* fault.c: serve one missing fault at addr (handler thread or SIGBUS
  * handler). Returns 0, -EAGAIN (retry later), -EFAULT (not ours). */
-int ufp_serve_fault(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
+int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		    bool write, bool rcu_ok);
 /* pte.c: wait for / wake a page whose INFLIGHT bit is set; discard an
  * entry (region write-locked), releasing the stored copy it refers to (not
@@ -616,28 +616,40 @@ void reclaim_fini(struct ufp_pager *p);
 void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts);
 /* The thread's I/O context (or one from the shared pool; NULL if none is
  * free). Async-signal-safe. */
-struct swb_ctx *ufp_swb_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts);
-void ufp_swb_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c);
+struct swb_ctx *reclaim_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts);
+/* Give the calling thread its own I/O context for p (normal context; a
+ * thread without one borrows from the pool). */
+void reclaim_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts);
+void reclaim_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *c);
 /* Fork prepare: stop reclaim and bring every evicted page back. Pager
  * write lock held. */
 long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 void reclaim_pause(struct ufp_pager *p);
 void reclaim_resume(struct ufp_pager *p);
-int swapin_all_locked(struct ufp_pager *p);
-bool is_staging_range(struct ufp_pager *p, uintptr_t start, uintptr_t end);
+int reclaim_swapin_all_locked(struct ufp_pager *p);
+bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 
-/* Per-thread state (thread.c). ufp_thread_enter: register the calling
- * thread with RCU and give it its counter block and I/O context for p
- * (p may be NULL); normal context. thread_mark_service: the calling
- * thread is one of ours (handler, event worker...), rcu: register it. */
-void ufp_thread_enter(struct ufp_pager *p);
-void thread_swap_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts);
+/* Per-thread state (thread.c). thread_enter: register the calling
+ * thread with RCU and give it its counter block for p (p may be NULL);
+ * normal context. thread_mark_service: the calling thread is one of ours
+ * (handler, event worker...), rcu: register it. */
+void thread_enter(struct ufp_pager *p);
 bool thread_rcu_registered(void);
-bool ufp_is_handler_thread(void);
+/* The pager layer's answers, registered once (pagers.c). */
+struct thread_hooks {
+	bool (*id_alive)(uint64_t id);                      /* lock-free */
+	void (*thread_exit)(uint64_t id, struct ufp_tstats *ts);
+};
+void thread_set_hooks(const struct thread_hooks *h);
+/* The error detail's buffer (error.c); NULL if the block is missing. */
+char *thread_error_buf(bool may_alloc, size_t *size);
+bool thread_oom(void);
+void thread_clear_oom(void);
+bool thread_is_service(void);
 int thread_mark_service(bool rcu);
 void thread_unmark_service(void);
-/* Public calls: api_begin checks the pager, blocks asynchronous signals
- * and enters the thread; api_end restores the mask and, for a failure
+/* Public calls (api.c): api_begin checks the pager, blocks asynchronous
+ * signals and enters the thread; api_end restores the mask and, for a failure
  * with no detail yet, writes "<fmt...>: <strerror>" to ufp_last_error. */
 struct api_guard {
 	sigset_t old;
@@ -709,6 +721,10 @@ int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e, struct ufp_region *
 	      size_t *n);
 /* Write-lock every region overlapping [s, e) (pager write lock held). */
 void mm_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e);
+
+/* pager_stats.c: what ufp_stats_get returns, without the public-call
+ * guard (the exporter's thread). */
+int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out);
 
 /* export.c */
 struct ufp_export;

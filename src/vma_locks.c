@@ -39,54 +39,6 @@
 uint32_t region_readers_max = REGION_READERS_MASK - 1;
 
 /* ======================================================================
- * Lock-order checker (debug builds). Per thread: the levels held, and the
- * last region address marked in this write section.
- * ====================================================================== */
-#ifdef UFP_DEBUG
-static __thread unsigned ld_held[LL_NR];  /* count per level */
-static __thread uintptr_t ld_last_region; /* address order within a section */
-
-void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key)
-{
-	for (unsigned l = lvl + 1; l < LL_NR; l++)
-		if (ld_held[l])
-			ufp_assert_fail("lock order: level taken under a deeper one",
-					__FILE__, __LINE__);
-	if (lvl == LL_REGION && key) {
-		if (key < ld_last_region)
-			ufp_assert_fail("lock order: regions not in address order",
-					__FILE__, __LINE__);
-		ld_last_region = key;
-	}
-	ld_held[lvl]++;
-}
-
-void lockdep_release(enum ufp_lock_level lvl)
-{
-	UFP_ASSERT(ld_held[lvl] > 0);
-	ld_held[lvl]--;
-}
-
-void lockdep_reset_section(void)
-{
-	ld_last_region = 0;
-}
-
-bool lockdep_held(enum ufp_lock_level lvl)
-{
-	return ld_held[lvl] > 0;
-}
-
-bool lockdep_none_held(void)
-{
-	for (unsigned l = 0; l < LL_NR; l++)
-		if (ld_held[l])
-			return false;
-	return true;
-}
-#endif
-
-/* ======================================================================
  * The pager lock: writer-preferring futex rwsem.
  * state: bits 0..29 readers, WAITING = a writer waits (blocks new readers),
  * WRITER = held for write.
@@ -262,7 +214,7 @@ void region_write_lock(struct ufp_region *r)
 		futex_wait(&p->writer_wait, w, NULL);
 	}
 	if (t0)
-		ufp_hist_record(ufp_tstats_get(p, true), UFP_L_lock_wait,
+		stats_hist_record(thread_stats(p, true), UFP_L_lock_wait,
 				ufp_now_ns() - t0);
 	/* release: pairs with the acquire re-check in region_read_trylock */
 	atomic_store_explicit(&r->lock_seq, seq, memory_order_release);
@@ -344,7 +296,7 @@ void region_read_unlock(struct ufp_region *r)
 static void count_lock(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
 		       enum ufp_counter c, enum ufp_rcount k)
 {
-	ufp_stat_add(ts, c, 1);
+	stats_add(ts, c, 1);
 	if (r)
 		region_count(p, ts, r, k);
 }
@@ -424,13 +376,13 @@ struct ufp_region *fault_lock_region(struct ufp_pager *p, uintptr_t addr,
 			return NULL;
 	}
 	if (p->lock_mode == UFP_LOCK_PER_REGION)   /* aborted, or no RCU here */
-		ufp_stat_add(ts, UFP_C_lock_fallback, 1);
+		stats_add(ts, UFP_C_lock_fallback, 1);
 	/* The pager lock for read: global mode, an unregistered thread in
 	 * signal context, or the per-region fallback. */
 	t0 = ufp_now_ns();
 	if (!pager_read_trylock(p)) {
 		pager_read_lock(p);
-		ufp_hist_record(ts, UFP_L_lock_wait, ufp_now_ns() - t0);
+		stats_hist_record(ts, UFP_L_lock_wait, ufp_now_ns() - t0);
 	}
 	r = region_tree_lookup(&p->tree, addr);
 	if (!r || (r->flags & UFP_RF_HOLE)) {

@@ -18,7 +18,7 @@
 #include "futex.h"
 #include "sandbox.h"
 
-_Atomic uint32_t ufp_watchdog_stall_ms = 2000;
+_Atomic uint32_t watchdog_stall_ms = 2000;
 
 struct ufp_watchdog {
 	pthread_t thread;
@@ -102,7 +102,7 @@ static void *watchdog_main(void *arg)
 
 	sandbox_enter(p, SB_WATCHDOG);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
-		uint32_t ms = atomic_load_explicit(&ufp_watchdog_stall_ms, memory_order_relaxed);
+		uint32_t ms = atomic_load_explicit(&watchdog_stall_ms, memory_order_relaxed);
 		uint32_t period = ms / 4 < 5 ? 5 : ms / 4 > 500 ? 500 : ms / 4;
 		uint32_t f = atomic_load_explicit(&w->futex, memory_order_acquire);
 		struct timespec tmo = { period / 1000, (long)(period % 1000) * 1000000L };
@@ -119,7 +119,7 @@ int watchdog_start(struct ufp_pager *p)
 	struct ufp_watchdog *w;
 	int err;
 
-	if (!atomic_load_explicit(&ufp_watchdog_stall_ms, memory_order_relaxed))
+	if (!atomic_load_explicit(&watchdog_stall_ms, memory_order_relaxed))
 		return 0;
 	w = calloc(1, sizeof(*w));
 	if (!w)

@@ -46,7 +46,7 @@ static inline void wd_idle(struct wd_beat *b, bool idle)
 struct ufp_pager;
 /* Stall time in milliseconds (default 2000; tests lower it). 0: no
  * watchdog thread is started. */
-extern _Atomic uint32_t ufp_watchdog_stall_ms;
+extern _Atomic uint32_t watchdog_stall_ms;
 /* Start / stop the watchdog thread of a pager (pager.c, normal context,
  * after the service threads started / before they stop). */
 int watchdog_start(struct ufp_pager *p);

@@ -284,23 +284,23 @@ START_TEST(options_parse_sizes_and_env)
 	uint64_t v;
 	struct ufp_options o;
 
-	ck_assert_int_eq(ufp_parse_size("4096", &v), 0);
+	ck_assert_int_eq(options_parse_size("4096", &v), 0);
 	ck_assert_uint_eq(v, 4096);
-	ck_assert_int_eq(ufp_parse_size("256M", &v), 0);
+	ck_assert_int_eq(options_parse_size("256M", &v), 0);
 	ck_assert_uint_eq(v, 256ull << 20);
-	ck_assert_int_eq(ufp_parse_size("2g", &v), 0);
+	ck_assert_int_eq(options_parse_size("2g", &v), 0);
 	ck_assert_uint_eq(v, 2ull << 30);
-	ck_assert_int_eq(ufp_parse_size("1KB", &v), 0);
-	ck_assert_int_eq(ufp_parse_size("-1", &v), -EINVAL);
-	ck_assert_int_eq(ufp_parse_size("12Q", &v), -EINVAL);
-	ck_assert_int_eq(ufp_parse_size("", &v), -EINVAL);
-	ck_assert_int_eq(ufp_parse_size("99999999999T", &v), -EINVAL);
+	ck_assert_int_eq(options_parse_size("1KB", &v), 0);
+	ck_assert_int_eq(options_parse_size("-1", &v), -EINVAL);
+	ck_assert_int_eq(options_parse_size("12Q", &v), -EINVAL);
+	ck_assert_int_eq(options_parse_size("", &v), -EINVAL);
+	ck_assert_int_eq(options_parse_size("99999999999T", &v), -EINVAL);
 
 	setenv("UFPAGER_LOCK_MODE", "global", 1);
 	setenv("UFPAGER_BUDGET", "64M", 1);
 	/* a bad environment value is refused, with the variable named */
 	setenv("UFPAGER_FAULT_AROUND", "nonsense", 1);
-	ck_assert_int_eq(ufp_options_resolve(NULL, &o), -EINVAL);
+	ck_assert_int_eq(options_resolve(NULL, &o), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "UFPAGER_FAULT_AROUND=nonsense"));
 	unsetenv("UFPAGER_FAULT_AROUND");
 	/* one validation for both sources: the API's limits hold for the
@@ -314,7 +314,7 @@ START_TEST(options_parse_sizes_and_env)
 		char *old = getenv(bad_env[k][0]) ? strdup(getenv(bad_env[k][0])) : NULL;
 
 		setenv(bad_env[k][0], bad_env[k][1], 1);
-		ck_assert_msg(ufp_options_resolve(NULL, &o) == -EINVAL, "%s=%s accepted",
+		ck_assert_msg(options_resolve(NULL, &o) == -EINVAL, "%s=%s accepted",
 			      bad_env[k][0], bad_env[k][1]);
 		ck_assert_msg(strstr(ufp_last_error(), bad_env[k][0]), "detail '%s' names no variable",
 			      ufp_last_error());
@@ -326,13 +326,13 @@ START_TEST(options_parse_sizes_and_env)
 	}
 	struct ufp_params bad = { .size = sizeof(bad), .version = UFP_PARAMS_VERSION,
 				  .handler_threads = 2000 };
-	ck_assert_int_eq(ufp_options_resolve(&bad, &o), -EINVAL);
+	ck_assert_int_eq(options_resolve(&bad, &o), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "handler_threads"));
 	bad = (struct ufp_params){ .size = sizeof(bad), .version = UFP_PARAMS_VERSION,
 				   .budget = 12345 };
-	ck_assert_int_eq(ufp_options_resolve(&bad, &o), -EINVAL);
+	ck_assert_int_eq(options_resolve(&bad, &o), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(ufp_last_error(), "page size"));
-	ck_assert_int_eq(ufp_options_resolve(NULL, &o), 0);
+	ck_assert_int_eq(options_resolve(NULL, &o), 0);
 	ck_assert_uint_eq(o.lock_mode, UFP_LOCK_GLOBAL);
 	ck_assert_int_eq(o.src[3], UFP_SRC_ENV);
 	ck_assert_uint_eq(o.budget, 64ull << 20);
@@ -340,7 +340,7 @@ START_TEST(options_parse_sizes_and_env)
 	ck_assert_int_eq(o.src[6], UFP_SRC_DEFAULT);
 	struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION,
 				 .lock_mode = UFP_LOCK_PER_REGION };
-	ck_assert_int_eq(ufp_options_resolve(&pr, &o), 0);   /* API beats env */
+	ck_assert_int_eq(options_resolve(&pr, &o), 0);   /* API beats env */
 	ck_assert_uint_eq(o.lock_mode, UFP_LOCK_PER_REGION);
 	ck_assert_int_eq(o.src[3], UFP_SRC_API);
 	unsetenv("UFPAGER_LOCK_MODE");

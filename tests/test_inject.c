@@ -480,14 +480,14 @@ START_TEST(dead_reclaim_thread_is_reported_and_faults_stop_waiting)
 	char *m;
 
 	alarm(120);
-	atomic_store(&ufp_watchdog_stall_ms, 200);
+	atomic_store(&watchdog_stall_ms, 200);
 	arm("kill=reclaim");
 	p = mk_pager((struct pcfg){ .delivery = deliveries[_i], .budget = 256 << 10,
 				    .swap = 64 << 20, .ztier = 4096, .fault_around = 1 });
 	s = wait_stall(p, 10);
 	ck_assert_uint_eq(s.inject_kill, 1);
 	ck_assert_uint_eq(s.service_stalls, 1);
-	atomic_store(&ufp_watchdog_stall_ms, 2000);   /* no false alarm under load */
+	atomic_store(&watchdog_stall_ms, 2000);   /* no false alarm under load */
 	ck_assert_int_eq(ufp_map(p, NULL, 2 * n * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	/* The thread died having published a resident estimate over the
 	 * throttle limit (it was about to evict): faults must not wait for
@@ -519,14 +519,14 @@ START_TEST(dead_handler_thread_is_reported_and_the_others_serve)
 	uint64_t ops;
 
 	alarm(120);
-	atomic_store(&ufp_watchdog_stall_ms, 200);
+	atomic_store(&watchdog_stall_ms, 200);
 	arm("kill=handler");
 	p = mk_pager((struct pcfg){ .delivery = UFP_DELIVERY_HANDLER, .handlers = 2,
 				    .budget = 512 << 10, .swap = 64 << 20, .ztier = 4096 });
 	s = wait_stall(p, 10);
 	ck_assert_uint_eq(s.inject_kill, 1);
 	ck_assert_uint_eq(s.service_stalls, 1);
-	atomic_store(&ufp_watchdog_stall_ms, 2000);   /* no false alarm under load */
+	atomic_store(&watchdog_stall_ms, 2000);   /* no false alarm under load */
 	run_workers(p, 256, 2, 1.0, &errors, &ops);
 	ck_assert_msg(errors == 0, "%d wrong pages in %llu ops", errors, (unsigned long long)ops);
 	ck_assert_uint_eq(stats(p).service_stalls, 1);
@@ -544,14 +544,14 @@ START_TEST(dead_event_worker_is_reported_and_nothing_hangs)
 	char *m;
 
 	alarm(120);
-	atomic_store(&ufp_watchdog_stall_ms, 200);
+	atomic_store(&watchdog_stall_ms, 200);
 	arm("kill=events");
 	p = mk_pager((struct pcfg){ .delivery = deliveries[_i], .budget = 1 << 20,
 				    .swap = 64 << 20, .ztier = 4096 });
 	s = wait_stall(p, 10);
 	ck_assert_uint_eq(s.inject_kill, 1);
 	ck_assert_uint_eq(s.service_stalls, 1);
-	atomic_store(&ufp_watchdog_stall_ms, 2000);   /* no false alarm under load */
+	atomic_store(&watchdog_stall_ms, 2000);   /* no false alarm under load */
 	ck_assert_int_eq(ufp_map(p, NULL, 64 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (int i = 0; i < 64; i++)
 		ufp_fill_rand(m + i * PAGE, 9);
@@ -574,7 +574,7 @@ START_TEST(live_threads_are_never_reported)
 	int errors;
 	uint64_t ops;
 
-	atomic_store(&ufp_watchdog_stall_ms, 1000);   /* half the default */
+	atomic_store(&watchdog_stall_ms, 1000);   /* half the default */
 	inject_disarm();
 	p = mk_pager((struct pcfg){ .delivery = deliveries[_i], .budget = 512 << 10,
 				    .swap = 64 << 20, .ztier = 4096 });

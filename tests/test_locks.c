@@ -49,7 +49,7 @@ static struct ufp_stats st_of(struct ufp_pager *p)
 {
 	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
 
-	ufp_stats_merge(p, &s);
+	stats_merge(p, &s);
 	return s;
 }
 
@@ -166,7 +166,7 @@ static void *paused_reader(void *arg)
 	struct paused *pr = arg;
 
 	urcu_memb_register_thread();
-	pr->got = lock_region_under_rcu(pr->p, pr->addr, ufp_tstats_get(pr->p, true),
+	pr->got = lock_region_under_rcu(pr->p, pr->addr, thread_stats(pr->p, true),
 					&pr->aborted);
 	if (pr->got)
 		region_read_unlock(pr->got);
@@ -835,7 +835,7 @@ START_TEST(small_trees)
 	bool aborted;
 
 	ufp_thread_register();
-	ts = ufp_tstats_get(p, true);
+	ts = thread_stats(p, true);
 	/* empty */
 	ck_assert_ptr_null(t_lookup(&p->tree, BASE));
 	ck_assert_ptr_null(t_next(&p->tree, 0));

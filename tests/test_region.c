@@ -211,7 +211,7 @@ static void *split_reader_main(void *arg)
 	struct split_reader *sr = arg;
 
 	urcu_memb_register_thread();
-	sr->got = lock_region_under_rcu(sr->p, sr->addr, ufp_tstats_get(sr->p, true),
+	sr->got = lock_region_under_rcu(sr->p, sr->addr, thread_stats(sr->p, true),
 					&sr->aborted);
 	if (sr->got)
 		region_read_unlock(sr->got);

@@ -308,7 +308,7 @@ static void *watchdog_main(void *arg)
 			} else if (now - since[i] > STALL_NS) {
 				struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
 
-				ufp_stats_merge((struct ufp_pager *)s->p, &st);
+				stats_merge((struct ufp_pager *)s->p, &st);
 				fprintf(stderr, "stress: %s %d made no progress for %llu s "
 					"(livelock or deadlock): faults %llu eexist %llu "
 					"eagain %llu swapins %llu swapouts %llu\n",

@@ -20,7 +20,7 @@ struct lat {
 
 static inline void lat_add(struct lat *l, uint64_t ns)
 {
-	l->b[ufp_hist_bucket(ns)]++;
+	l->b[stats_hist_bucket(ns)]++;
 	l->sum += ns;
 	l->n++;
 	if (ns > l->max)

@@ -121,8 +121,8 @@ void plot_cdf_series(struct bench_opts *o, const char *figure, const char *serie
 	for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++) {
 		if (!l->b[i])
 			continue;
-		plot_row(o, file, "%llu %llu %.6f %.6g\n", (unsigned long long)ufp_hist_bucket_low(i),
-			 (unsigned long long)ufp_hist_bucket_low(i + 1),
+		plot_row(o, file, "%llu %llu %.6f %.6g\n", (unsigned long long)stats_hist_bucket_low(i),
+			 (unsigned long long)stats_hist_bucket_low(i + 1),
 			 (double)(below + l->b[i]) / (double)l->n,
 			 (double)(l->n - below) / (double)l->n);
 		below += l->b[i];

@@ -79,7 +79,7 @@ static void *pb_reader_main(void *arg)
 	unsigned k = 0;
 
 	ufp_thread_register();
-	ts = ufp_tstats_get(p, true);
+	ts = thread_stats(p, true);
 	crew_ready(&r->m);
 	while (!crew_stopping(&r->m)) {
 		uintptr_t a = pb_addr(r->first + k++ % r->count) + UFP_PAGE_SIZE;
@@ -155,7 +155,7 @@ static int pb_run_locks(struct bench_opts *o, enum ufp_lock_mode mode, unsigned 
 	res->wops_s = (double)wops / crew.elapsed;
 	lat_summary(&all, &res->lat);
 	res->st = (struct ufp_stats){ .size = sizeof(res->st), .version = UFP_STATS_VERSION };
-	ufp_stats_merge(p, &res->st);
+	stats_merge(p, &res->st);
 out_crew:
 	if (p)
 		pager_free_bare(p);
@@ -224,7 +224,7 @@ int bench_tree(struct bench_opts *o)
 		double lookup_ns, locked_ns, update_us, insert_us;
 
 		ufp_thread_register();
-		ts = ufp_tstats_get(p, true);
+		ts = thread_stats(p, true);
 		t0 = ufp_now_ns();
 		if (!p || pb_populate(p, n))
 			return 1;

@@ -154,10 +154,10 @@ static int cmd_config(int argc, char **argv)
 		       "PID` shows a live pager's lock mode, delivery and budget.\n", use);
 		return 0;
 	}
-	if (ufp_options_resolve(NULL, &o))
+	if (options_resolve(NULL, &o))
 		return 1;
 	printf("%-26s %-14s %-12s %s\n", "VARIABLE", "VALUE", "SOURCE", "MEANING");
-	ufp_options_print(stdout, &o);
+	options_print(stdout, &o);
 	return 0;
 }
 
