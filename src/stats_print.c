@@ -51,28 +51,28 @@ static int stats_out(const char *call, FILE *out)
 	return ferror(out) ? ufp_error(-EIO, "%s: writing failed", call) : 0;
 }
 
-UFP_API int ufp_stats_print(const struct ufp_stats *stats, FILE *out)
+/* Check, copy, print with one of stats.c's printers. */
+static int stats_print_with(const char *call, const struct ufp_stats *stats, FILE *out,
+			    void (*print)(FILE *f, const struct ufp_stats *s))
 {
 	struct ufp_stats full;
 	int err;
 
 	ufp_clear_error();
-	if ((err = stats_copy_in("ufp_stats_print", stats, out, &full)))
+	if ((err = stats_copy_in(call, stats, out, &full)))
 		return err;
-	ufp_stats_print_text(out, &full);
-	return stats_out("ufp_stats_print", out);
+	print(out, &full);
+	return stats_out(call, out);
+}
+
+UFP_API int ufp_stats_print(const struct ufp_stats *stats, FILE *out)
+{
+	return stats_print_with("ufp_stats_print", stats, out, ufp_stats_print_text);
 }
 
 UFP_API int ufp_stats_json(const struct ufp_stats *stats, FILE *out)
 {
-	struct ufp_stats full;
-	int err;
-
-	ufp_clear_error();
-	if ((err = stats_copy_in("ufp_stats_json", stats, out, &full)))
-		return err;
-	ufp_stats_print_json(out, &full);
-	return stats_out("ufp_stats_json", out);
+	return stats_print_with("ufp_stats_json", stats, out, ufp_stats_print_json);
 }
 
 /* ======================================================================

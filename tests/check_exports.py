@@ -32,30 +32,27 @@ def map_functions(path):
     return set(re.findall(r"(\w+)\s*;", glob.group(1))) if glob else set()
 
 
+def differ(want, have, where):
+    """Print each name in one set only; 1 if any."""
+    for name in sorted(want - have):
+        print("declared in the header, not %s: %s" % (where, name))
+    for name in sorted(have - want):
+        print("%s, not declared in the header: %s" % (where, name))
+    return 1 if want != have else 0
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
         return 2
     want = header_functions(sys.argv[1])
     have = library_functions(sys.argv[2])
-    bad = 0
     if not want:
         print("no UFP_API function found in", sys.argv[1])
         return 1
-    for name in sorted(want - have):
-        print("declared in the header, not exported:", name)
-        bad = 1
-    for name in sorted(have - want):
-        print("exported, not declared in the header:", name)
-        bad = 1
+    bad = differ(want, have, "exported by the library")
     if len(sys.argv) > 3:
-        listed = map_functions(sys.argv[3])
-        for name in sorted(want - listed):
-            print("declared in the header, missing from the version script:", name)
-            bad = 1
-        for name in sorted(listed - want):
-            print("in the version script, not declared in the header:", name)
-            bad = 1
+        bad |= differ(want, map_functions(sys.argv[3]), "listed in the version script")
     if not bad:
         print("%d functions: header, library and version script agree" % len(want))
     return bad
