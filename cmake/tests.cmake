@@ -4,7 +4,7 @@ set(UFP_TEST_TIMEOUT 300)
 function(ufp_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LABEL" ${ARGN})
   add_executable(${name} tests/${name}.c ${T_SOURCES})
-  target_include_directories(${name} PRIVATE tests tools/ufpagerctl)
+  target_include_directories(${name} PRIVATE tests tools/ufpagerctl tools/ufpagerctl/bench)
   target_link_libraries(${name} PRIVATE ufpager_internal PkgConfig::CHECK)
   add_test(NAME ${name} COMMAND ${name})
   if(NOT T_LABEL)
@@ -26,6 +26,41 @@ add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
          --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
 add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
 set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)
+
+# The CLI's contract (exit status, messages, --help on every command,
+# --version) and bench --json that parses even when a ratio's denominator
+# is 0 (UFPAGERCTL_BENCH_ZERO_DEN forces one): tests/cli_test.sh.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  add_test(NAME ufpagerctl_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli_test.sh
+           $<TARGET_FILE:ufpagerctl> ${Python3_EXECUTABLE})
+  set_tests_properties(ufpagerctl_cli PROPERTIES LABELS bench TIMEOUT 120)
+  # libufpager.so exports exactly the functions include/ufpager.h declares.
+  add_test(NAME check_exports COMMAND ${Python3_EXECUTABLE}
+           ${CMAKE_CURRENT_SOURCE_DIR}/tests/check_exports.py
+           ${CMAKE_CURRENT_SOURCE_DIR}/include/ufpager.h $<TARGET_FILE:ufpager>
+           ${CMAKE_CURRENT_SOURCE_DIR}/src/libufpager.map)
+  set_tests_properties(check_exports PROPERTIES LABELS unit TIMEOUT 60)
+  # The one JSON writer refuses non-finite numbers: null plus a reason.
+  add_executable(json_emit_test tests/json_emit_test.c tools/ufpagerctl/json.c)
+  target_include_directories(json_emit_test PRIVATE tools/ufpagerctl)
+  target_link_libraries(json_emit_test PRIVATE m)
+  add_test(NAME json_emitter COMMAND sh -c "\"$1\" | \"$2\" -c \"$3\"" sh
+           $<TARGET_FILE:json_emit_test> ${Python3_EXECUTABLE}
+           "import json,sys; d=json.load(sys.stdin); r=d['rows'][0]; assert r['zero_den'] is None and r['zero_den_null_reason']=='kernel faults/s is 0', r; assert r['inf'] is None and 'inf' in r['inf_null_reason'] and r['nan'] is None and r['ratio']==0.25 and r['big']==123456789012 and r['u64']==2**64-1 and r['esc'].startswith('quote'), r; assert d['rows'][1] is None; s=d['summary']['headline.per_region_over_global']; assert s['value'] is None and s['value_null_reason'] and s['text'], s; print('ok')")
+  set_tests_properties(json_emitter PROPERTIES LABELS bench TIMEOUT 30)
+endif()
+
+# The lock protocol and the region tree on the library's internals (no
+# userfaultfd, no API): a test-side program, since ufpagerctl links only
+# the public library. A short smoke here; run it by hand for figures.
+add_executable(bench_proto tests/bench_proto.c tools/ufpagerctl/bench/bench_crew.c
+               tools/ufpagerctl/bench/bench_rows.c tools/ufpagerctl/json.c
+               tools/ufpagerctl/bench/kbase.c)
+target_include_directories(bench_proto PRIVATE tools/ufpagerctl tools/ufpagerctl/bench)
+target_link_libraries(bench_proto PRIVATE ufpager_internal m)
+add_test(NAME bench_proto_smoke COMMAND bench_proto --quick)
+set_tests_properties(bench_proto_smoke PROPERTIES LABELS bench TIMEOUT 300)
 # The soak, briefly: every operation, fork and injected fault kind of the
 # soak for 6 seconds. Label "soak", not in the default suite: it still hangs
 # within seconds (threads waiting on io_uring completions and on uffd
@@ -67,8 +102,8 @@ set_tests_properties(stress_soak PROPERTIES LABELS stress TIMEOUT 1500 SKIP_RETU
 # one entry per group so a missing prerequisite skips only that group.
 foreach(g hist touch swapfile zram)
   if(NOT TARGET test_kbase)
-    add_executable(test_kbase tests/test_kbase.c tools/ufpagerctl/kbase.c)
-    target_include_directories(test_kbase PRIVATE tests tools/ufpagerctl)
+    add_executable(test_kbase tests/test_kbase.c tools/ufpagerctl/bench/kbase.c)
+    target_include_directories(test_kbase PRIVATE tests tools/ufpagerctl/bench)
     target_link_libraries(test_kbase PRIVATE ufpager_internal PkgConfig::CHECK m)
   endif()
   add_test(NAME kbase_${g} COMMAND test_kbase)

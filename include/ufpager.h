@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,16 @@ extern "C" {
 #endif
 
 typedef struct ufp_pager ufp_pager;
+
+/* The library's version: these macros for the header a program was built
+ * against, ufp_version() for the library it runs with. */
+#define UFP_VERSION_MAJOR 0
+#define UFP_VERSION_MINOR 1
+#define UFP_VERSION_PATCH 0
+
+/* "MAJOR.MINOR.PATCH" of the running library; a static string. Any
+ * context, never fails. */
+UFP_API const char *ufp_version(void);
 
 /* Lock modes. DEFAULT picks UFPAGER_LOCK_MODE from the environment, else
  * PER_REGION. */
@@ -289,6 +300,82 @@ struct ufp_stats {
  * size smaller than the version-2 fields).
  */
 UFP_API int ufp_stats_get(ufp_pager *pager, struct ufp_stats *out);
+
+/*
+ * Print *stats to out: ufp_stats_print one line per counter and per
+ * latency ("name value description"), ufp_stats_json one JSON object
+ * {"version":N,"counters":{...},"latency_ns":{"fault_lat":{"count",
+ * "p50","p99","p999","max","sum"},...}} and a newline. stats->size and
+ * stats->version are checked as ufp_stats_get checks them; the counters a
+ * version-2 struct lacks print as 0. Normal context (stdio). Returns 0,
+ * or -EINVAL (NULL arguments, a bad size or version; ufp_last_error()
+ * says which), or -EIO when writing to out failed.
+ */
+UFP_API int ufp_stats_print(const struct ufp_stats *stats, FILE *out);
+UFP_API int ufp_stats_json(const struct ufp_stats *stats, FILE *out);
+
+/* ---- reading another process's statistics ------------------------------- */
+
+/*
+ * A pager exports its statistics in a shared-memory segment,
+ * /dev/shm/ufpager.<pid>.<pager id> (unless UFP_PF_NO_EXPORT or
+ * UFPAGER_EXPORT_STATS=0), updated every 0.2 s. ufp_snapshot_read copies
+ * one consistently. `ufpagerctl stats` and `top` are built on it.
+ */
+#define UFP_SNAPSHOT_VERSION 1
+#define UFP_SNAPSHOT_REGIONS 32
+#define UFP_SNAPSHOT_PATTERN "/dev/shm/ufpager.%d.*"   /* printf with a pid: a glob */
+
+#define UFP_REGION_ALLOC (1u << 0)   /* ufp_region_stats.flags: an allocator object */
+
+/* One region of a snapshot: the busiest by faults. */
+struct ufp_region_stats {
+	uint64_t start, end;       /* [start, end) */
+	uint32_t prot;             /* UFP_PROT_* */
+	uint32_t flags;            /* UFP_REGION_* */
+	uint64_t faults;
+	uint64_t lock_success, lock_abort, lock_retry, lock_miss;
+};
+
+struct ufp_snapshot {
+	uint32_t size;             /* sizeof(struct ufp_snapshot), set by the caller */
+	uint32_t version;          /* UFP_SNAPSHOT_VERSION, set by the caller */
+	uint64_t pid;              /* the exporting process */
+	uint64_t pager_id;
+	uint32_t lock_mode;        /* enum ufp_lock_mode in effect */
+	uint32_t delivery;         /* enum ufp_delivery in effect */
+	uint64_t budget;           /* bytes, 0: unlimited */
+	uint64_t update_ns;        /* CLOCK_MONOTONIC of the exporter's last update */
+	uint32_t nregions;         /* valid entries of regions[] */
+	uint32_t pad;
+	struct ufp_stats stats;    /* size and version filled in */
+	struct ufp_region_stats regions[UFP_SNAPSHOT_REGIONS];
+	uint64_t reserved[8];
+};
+
+/*
+ * Validate the segment at path and copy a consistent snapshot into *out.
+ * Never blocks on the path (a FIFO is refused, not waited on), never
+ * follows a symbolic link, and refuses a file that is not the caller's
+ * (unless root) or whose layout differs from this library's. Normal
+ * context; may sleep briefly while the exporter writes. Returns 0, or
+ * -EINVAL (NULL arguments, a bad size or version, not a regular file),
+ * -ENOENT, -EPERM, -EBADMSG (malformed or foreign), -EPROTO (another
+ * layout version), -EAGAIN (the writer never finished an update); the
+ * sentence is in ufp_last_error().
+ */
+UFP_API int ufp_snapshot_read(const char *path, struct ufp_snapshot *out);
+
+/* ---- configuration ------------------------------------------------------- */
+
+/*
+ * Print every option's effective value for params (NULL: the environment
+ * alone) and where it came from, one line per option after a header line:
+ * "UFPAGER_<NAME>  value  default|environment|API  meaning". Normal
+ * context. Returns 0, or -EINVAL (NULL out, a bad params struct or value,
+ * a bad UFPAGER_* variable; ufp_last_error() says which), or -EIO.
+ */
+UFP_API int ufp_config_print(const struct ufp_params *params, FILE *out);
 
 /* ---- machine probe ------------------------------------------------------- */
 

@@ -255,6 +255,16 @@ START_TEST(live_process_is_read_through_its_segment)
 	ck_assert_uint_eq(e.stats.faults, 64);
 	ck_assert_uint_eq(e.nrows, 1);
 	ck_assert_uint_eq(e.rows[0].faults, 64);
+	/* the public reader sees the same */
+	static struct ufp_snapshot snap = { .size = sizeof(snap), .version = UFP_SNAPSHOT_VERSION };
+	ck_assert_int_eq(ufp_snapshot_read(g.gl_pathv[0], &snap), 0);
+	ck_assert_uint_eq(snap.pid, (uint64_t)c);
+	ck_assert_uint_eq(snap.stats.faults, 64);
+	ck_assert_uint_eq(snap.stats.version, UFP_STATS_VERSION);
+	ck_assert_uint_eq(snap.nregions, 1);
+	ck_assert_uint_eq(snap.regions[0].faults, 64);
+	ck_assert_uint_eq(snap.regions[0].prot, UFP_PROT_ALL);
+	ck_assert_uint_eq(snap.regions[0].end - snap.regions[0].start, 64 * PAGE);
 	globfree(&g);
 
 	/* the CLI against the same live process */
@@ -444,7 +454,7 @@ START_TEST(cli_refuses_bad_numbers_and_extra_arguments)
 		{ "top %d -n 99999999999999999999", "--count" },
 		{ "top %d --interval nan", "--interval" },
 		{ "top %d --interval inf", "--interval" },
-		{ "top %d --interval abc", "--interval" },
+		{ "top %d --interval abc", "--interval: 'abc' is not a number" },
 		{ "top %d --interval -1", "--interval" },
 		{ "top %d --interval 0", "--interval" },
 		{ "top %d -d 1e300", "--interval" },
@@ -482,6 +492,117 @@ START_TEST(cli_refuses_bad_numbers_and_extra_arguments)
 }
 END_TEST
 
+/* Run fn(stats, f) on a memory stream; returns its result, *text the output. */
+static int print_to_string(int (*fn)(const struct ufp_stats *, FILE *),
+			   const struct ufp_stats *s, char **text)
+{
+	size_t len = 0;
+	FILE *f = open_memstream(text, &len);
+	int r = fn(s, f);
+
+	fclose(f);
+	return r;
+}
+
+START_TEST(public_stats_printers_check_their_arguments)
+{
+	int (*fns[2])(const struct ufp_stats *, FILE *) = { ufp_stats_print, ufp_stats_json };
+	ufp_pager *p = ufp_test_pager(0, 0, 0);
+	struct ufp_stats s = get(p), bad;
+	char *text = NULL;
+
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(fns[i](NULL, stdout), -EINVAL);
+		ck_assert_msg(strstr(ufp_last_error(), "stats is NULL"), "%s", ufp_last_error());
+		ck_assert_int_eq(fns[i](&s, NULL), -EINVAL);
+		ck_assert_msg(strstr(ufp_last_error(), "out is NULL"), "%s", ufp_last_error());
+		bad = s;
+		bad.version = 99;
+		ck_assert_int_eq(fns[i](&bad, stdout), -EINVAL);
+		ck_assert_msg(strstr(ufp_last_error(), "version 99"), "%s", ufp_last_error());
+		bad = s;
+		bad.size = 8;
+		ck_assert_int_eq(fns[i](&bad, stdout), -EINVAL);
+		ck_assert_int_eq(print_to_string(fns[i], &s, &text), 0);
+		ck_assert_str_eq(ufp_last_error(), "");
+		ck_assert_msg(strstr(text, i ? "\"faults\":" : "faults ") &&
+			      strstr(text, "fault_lat") && strstr(text, "sandbox_kills"), "%s", text);
+		free(text);
+		/* a version-2 caller: accepted, the newer counters print as 0 */
+		bad = s;
+		bad.version = 2;
+		bad.size = offsetof(struct ufp_stats, UFP_STATS_FIRST_V3);
+		bad.sandbox_threads = 12345;   /* beyond its size: not read */
+		ck_assert_int_eq(print_to_string(fns[i], &bad, &text), 0);
+		ck_assert_msg(!strstr(text, "12345"), "%s", text);
+		free(text);
+	}
+	ck_assert_int_eq(print_to_string(ufp_stats_json, &s, &text), 0);
+	ck_assert_msg(text[0] == '{' && strstr(text, "\"version\":3"), "%s", text);
+	free(text);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+START_TEST(snapshot_reader_checks_its_arguments)
+{
+	static struct ufp_snapshot snap;
+
+	snap = (struct ufp_snapshot){ .size = sizeof(snap), .version = UFP_SNAPSHOT_VERSION };
+	ck_assert_int_eq(ufp_snapshot_read(NULL, &snap), -EINVAL);
+	ck_assert_msg(strstr(ufp_last_error(), "path is NULL"), "%s", ufp_last_error());
+	ck_assert_int_eq(ufp_snapshot_read("/dev/shm/x", NULL), -EINVAL);
+	snap.size = 16;
+	ck_assert_int_eq(ufp_snapshot_read("/dev/shm/x", &snap), -EINVAL);
+	ck_assert_msg(strstr(ufp_last_error(), "size 16"), "%s", ufp_last_error());
+	snap.size = sizeof(snap);
+	snap.version = 7;
+	ck_assert_int_eq(ufp_snapshot_read("/dev/shm/x", &snap), -EINVAL);
+	snap.version = UFP_SNAPSHOT_VERSION;
+	ck_assert_int_eq(ufp_snapshot_read("/dev/shm/ufpager.no.such.segment", &snap), -ENOENT);
+	ck_assert_msg(strstr(ufp_last_error(), "/dev/shm/ufpager.no.such.segment"), "%s",
+		      ufp_last_error());
+	ck_assert_int_lt(ufp_snapshot_read("/etc/passwd", &snap), 0);   /* foreign file */
+	ck_assert_str_ne(ufp_last_error(), "");
+}
+END_TEST
+
+START_TEST(config_print_checks_its_arguments)
+{
+	struct ufp_params bad = { .size = 4, .version = UFP_PARAMS_VERSION };
+	struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+				 .lock_mode = UFP_LOCK_GLOBAL };
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	ck_assert_int_eq(ufp_config_print(NULL, NULL), -EINVAL);
+	ck_assert_msg(strstr(ufp_last_error(), "out is NULL"), "%s", ufp_last_error());
+	ck_assert_int_eq(ufp_config_print(&bad, stdout), -EINVAL);
+	ck_assert_msg(strstr(ufp_last_error(), "struct ufp_params"), "%s", ufp_last_error());
+	setenv("UFPAGER_LOCK_MODE", "bogus", 1);
+	ck_assert_int_eq(ufp_config_print(NULL, stdout), -EINVAL);
+	ck_assert_msg(strstr(ufp_last_error(), "UFPAGER_LOCK_MODE=bogus"), "%s", ufp_last_error());
+	unsetenv("UFPAGER_LOCK_MODE");
+	f = open_memstream(&text, &len);
+	ck_assert_int_eq(ufp_config_print(&pr, f), 0);
+	fclose(f);
+	ck_assert_msg(strstr(text, "VARIABLE") && strstr(text, "UFPAGER_LOCK_MODE") &&
+		      strstr(text, "global") && strstr(text, "API"), "%s", text);
+	free(text);
+}
+END_TEST
+
+START_TEST(version_call_matches_the_header)
+{
+	char want[32];
+
+	snprintf(want, sizeof(want), "%d.%d.%d", UFP_VERSION_MAJOR, UFP_VERSION_MINOR,
+		 UFP_VERSION_PATCH);
+	ck_assert_str_eq(ufp_version(), want);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -496,6 +617,10 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, stats_refuses_a_fifo_at_the_segment_path);
 	tcase_add_test(tc, stats_refuses_a_segment_of_the_wrong_size);
 	tcase_add_test(tc, cli_refuses_bad_numbers_and_extra_arguments);
+	tcase_add_test(tc, public_stats_printers_check_their_arguments);
+	tcase_add_test(tc, snapshot_reader_checks_its_arguments);
+	tcase_add_test(tc, config_print_checks_its_arguments);
+	tcase_add_test(tc, version_call_matches_the_header);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,17 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ufpagerctl - the command-line tool: check what this machine supports,
- * print the effective configuration, run the benchmarks.
+ * print the effective configuration, run the benchmarks, read a live
+ * process's statistics. A user of the library like any other: it links
+ * libufpager.so and includes only <ufpager.h>.
  */
 #include <errno.h>
+#include <getopt.h>
+#include <linux/userfaultfd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <ufpager.h>
 
-#include "ufp_internal.h"
 #include "bench.h"
+#include "cli.h"
 #include "observe.h"
+
+/* The newest userfaultfd bits by their UAPI values (older kernel headers
+ * lack the names); ufp_probe_machine reports what the running kernel has. */
+#define FEATURE_WP_UNPOPULATED (1ull << 13)
+#define FEATURE_POISON (1ull << 14)
+#define FEATURE_WP_ASYNC (1ull << 15)
+#define FEATURE_MOVE (1ull << 16)
+#define IOCTL_MOVE 0x05
 
 static void usage(FILE *f)
 {
@@ -26,6 +40,7 @@ static void usage(FILE *f)
 		"                   (ufpagerctl bench --help lists the suites and options)\n"
 		"  stats PID        statistics of a live process's pagers (--json for JSON)\n"
 		"  top PID          a refreshing screen of a live pager: rates, latencies, regions\n"
+		"  version          the library's version (also: ufpagerctl --version)\n"
 		"  help [COMMAND]   this text, or a command's own help\n"
 		"\n"
 		"Every command takes --help.\n");
@@ -36,14 +51,35 @@ static bool is_help(const char *a)
 	return !strcmp(a, "--help") || !strcmp(a, "-h");
 }
 
-/* check and config take no arguments but --help. */
-static int no_args(int argc, char **argv, const char *use)
+/*
+ * The options of a command that takes none but --help, with getopt_long
+ * like every command. Returns -1 to go on, else the exit status: 0 after
+ * printing use and help on stdout (--help), 2 after saying what was wrong.
+ */
+static int no_args(const char *cmd, int argc, char **argv, const char *use, const char *help)
 {
-	if (argc > 1 && !is_help(argv[1])) {
-		fprintf(stderr, "ufpagerctl %s: unexpected argument '%s'\n%s", argv[0], argv[1], use);
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0;    /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("%s\n%s", use, help);
+			return 0;
+		}
+		cli_bad_option(cmd, argc, argv);
+		fputs(use, stderr);
 		return 2;
 	}
-	return 0;
+	if (optind < argc) {
+		fprintf(stderr, "ufpagerctl %s: unexpected argument '%s'\n%s", cmd, argv[optind], use);
+		return 2;
+	}
+	return -1;
 }
 
 static const struct {
@@ -58,28 +94,27 @@ static const struct {
 	{ UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP", "foreign munmap keeps the tree right" },
 	{ UFFD_FEATURE_SIGBUS, "SIGBUS", "self-paging delivery (the default)" },
 	{ UFFD_FEATURE_THREAD_ID, "THREAD_ID", "handler self-fault check" },
-	{ UFFD_FEATURE_WP_UNPOPULATED, "WP_UNPOPULATED", "dirty tracking of never-touched pages" },
-	{ UFFD_FEATURE_POISON, "POISON", "poison a page after an I/O or checksum error" },
-	{ UFFD_FEATURE_WP_ASYNC, "WP_ASYNC", "dirty tracking with PAGEMAP_SCAN" },
-	{ UFFD_FEATURE_MOVE, "MOVE", "realloc without copies; atomic eviction" },
+	{ FEATURE_WP_UNPOPULATED, "WP_UNPOPULATED", "dirty tracking of never-touched pages" },
+	{ FEATURE_POISON, "POISON", "poison a page after an I/O or checksum error" },
+	{ FEATURE_WP_ASYNC, "WP_ASYNC", "dirty tracking with PAGEMAP_SCAN" },
+	{ FEATURE_MOVE, "MOVE", "realloc without copies; atomic eviction" },
 };
 
 static int cmd_check(int argc, char **argv)
 {
-	struct ufp_probe pr = { .size = sizeof(pr), .version = 1 };
-	int problems = 0;
+	struct ufp_probe pr = { .size = sizeof(pr), .version = UFP_PROBE_VERSION };
+	int problems = 0, rc;
 
 	static const char use[] = "usage: ufpagerctl check\n";
 
-	if (no_args(argc, argv, use))
-		return 2;
-	if (argc > 1) {
-		printf("%s\nProbe userfaultfd (features, ioctls, privileges), "
-		       "io_uring and swap on this machine.\nExit status: 0 if ufpager can run "
-		       "here, 1 if not.\n", use);
-		return 0;
+	if ((rc = no_args("check", argc, argv, use, "Probe userfaultfd (features, ioctls, "
+			  "privileges), io_uring and swap on this machine.\nExit status: 0 if "
+			  "ufpager can run here, 1 if not.\n")) >= 0)
+		return rc;
+	if (ufp_probe_machine(&pr)) {
+		fprintf(stderr, "ufpagerctl check: %s\n", ufp_last_error());
+		return 1;
 	}
-	ufp_probe_machine(&pr);
 	printf("userfaultfd:\n");
 	if (pr.uffd_errno && !pr.user_mode_only) {
 		printf("  UNAVAILABLE: %s\n", strerror(pr.uffd_errno));
@@ -108,7 +143,7 @@ static int cmd_check(int argc, char **argv)
 	       pr.uffd_ioctls & (1ull << _UFFDIO_COPY) ? "yes" : "no",
 	       pr.uffd_ioctls & (1ull << _UFFDIO_ZEROPAGE) ? "yes" : "no",
 	       pr.uffd_ioctls & (1ull << _UFFDIO_WAKE) ? "yes" : "no",
-	       pr.uffd_ioctls & (1ull << _UFFDIO_MOVE) ? "yes" : "no");
+	       pr.uffd_ioctls & (1ull << IOCTL_MOVE) ? "yes" : "no");
 	printf("fault delivery:\n"
 	       "  sigbus (default): the faulting thread serves itself; no cross-thread wakeup and\n"
 	       "    no mmap_lock on the retry. Limit: a system call that touches a never-touched\n"
@@ -141,23 +176,33 @@ static int cmd_check(int argc, char **argv)
 
 static int cmd_config(int argc, char **argv)
 {
-	struct ufp_options o;
-
 	static const char use[] = "usage: ufpagerctl config\n";
+	int rc;
 
-	if (no_args(argc, argv, use))
-		return 2;
-	if (argc > 1) {
-		printf("%s\nPrint each option's effective value in this environment and its source\n"
-		       "(default, or environment: UFPAGER_<NAME>). A non-zero value an application\n"
-		       "passes in struct ufp_params wins over both for that pager; `ufpagerctl stats\n"
-		       "PID` shows a live pager's lock mode, delivery and budget.\n", use);
-		return 0;
-	}
-	if (options_resolve(NULL, &o))
+	if ((rc = no_args("config", argc, argv, use, "Print each option's effective value in "
+			  "this environment and its source\n(default, or environment: "
+			  "UFPAGER_<NAME>). A non-zero value an application\npasses in struct "
+			  "ufp_params wins over both for that pager; `ufpagerctl stats\nPID` shows "
+			  "a live pager's lock mode, delivery and budget.\n")) >= 0)
+		return rc;
+	if (ufp_config_print(NULL, stdout)) {
+		fprintf(stderr, "ufpagerctl config: %s\n", ufp_last_error());
 		return 1;
-	printf("%-26s %-14s %-12s %s\n", "VARIABLE", "VALUE", "SOURCE", "MEANING");
-	options_print(stdout, &o);
+	}
+	return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	static const char use[] = "usage: ufpagerctl version   (or: ufpagerctl --version)\n";
+	int rc;
+
+	if ((rc = no_args("version", argc, argv, use, "Print the version of the ufpager "
+			  "library this tool runs with\n(ufp_version()) and of the header it was "
+			  "built against.\n")) >= 0)
+		return rc;
+	printf("ufpagerctl %d.%d.%d, libufpager %s\n", UFP_VERSION_MAJOR, UFP_VERSION_MINOR,
+	       UFP_VERSION_PATCH, ufp_version());
 	return 0;
 }
 
@@ -166,7 +211,7 @@ static const struct {
 	int (*run)(int argc, char **argv);
 } commands[] = {
 	{ "check", cmd_check }, { "config", cmd_config }, { "bench", cmd_bench },
-	{ "stats", cmd_stats }, { "top", cmd_top },
+	{ "stats", cmd_stats }, { "top", cmd_top }, { "version", cmd_version },
 };
 
 int main(int argc, char **argv)
@@ -175,6 +220,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+		return cmd_version(1, argv + 1);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);

@@ -2,7 +2,7 @@
 /*
  * observe.c - `ufpagerctl stats PID [--json]` and `ufpagerctl top PID`:
  * read a live process's statistics segments (/dev/shm/ufpager.<pid>.<id>)
- * through the validating reader in src/export.c.
+ * through the library's validating reader, ufp_snapshot_read().
  */
 #include <getopt.h>
 #include <glob.h>
@@ -12,8 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
-#include "ufp_export.h"
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ufpager.h>
+
+#include "cli.h"
+#include "json.h"
 #include "observe.h"
 
 /* ======================================================================
@@ -34,45 +41,6 @@ static int parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
-/* A strictly positive integer no larger than max; says which option was
- * wrong and returns -1 otherwise. */
-static int parse_positive_int(const char *cmd, const char *opt, const char *s, uint64_t max,
-			      uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	/* strtoull accepts a sign ("-3" wraps): digits only */
-	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > max) {
-		fprintf(stderr, "ufpagerctl %s: %s wants a whole number from 1 to %llu, not '%s'\n",
-			cmd, opt, (unsigned long long)max, s);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-/* A strictly positive finite number of seconds no larger than max (nan,
- * inf, 0, negatives and trailing junk refused); -1 after saying why. */
-static int parse_positive_seconds(const char *cmd, const char *opt, const char *s, double max,
-				  double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (!*s || *end || errno || !isfinite(v) || !(v > 0) || v > max) {
-		fprintf(stderr, "ufpagerctl %s: %s wants a number of seconds above 0 and at most "
-			"%g, not '%s'\n", cmd, opt, max, s);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
 /* After getopt_long: the one PID operand, else a message and -1. */
 static int parse_pid_operand(const char *cmd, int argc, char **argv, pid_t *pid)
 {
@@ -90,20 +58,6 @@ static int parse_pid_operand(const char *cmd, int argc, char **argv, pid_t *pid)
 		return -1;
 	}
 	return 0;
-}
-
-/* getopt_long's error for argument argv[optind - 1] (opterr is off so the
- * message can name the command). */
-static void bad_option(const char *cmd, int argc, char **argv)
-{
-	const char *a = optind - 1 < argc ? argv[optind - 1] : "?";
-
-	if (optopt && strncmp(a, "--", 2))
-		fprintf(stderr, "ufpagerctl %s: bad option '-%c' (unknown, or missing its value)\n",
-			cmd, optopt);
-	else
-		fprintf(stderr, "ufpagerctl %s: bad option '%s' (unknown, or missing its value)\n",
-			cmd, a);
 }
 
 /* Whether pid has exited (a zombie has too: its pagers are gone). */
@@ -134,7 +88,7 @@ static int find_segments(pid_t pid, glob_t *g)
 	char pat[64];
 	bool gone = process_gone(pid);
 
-	snprintf(pat, sizeof(pat), "/dev/shm/ufpager.%d.*", (int)pid);
+	snprintf(pat, sizeof(pat), UFP_SNAPSHOT_PATTERN, (int)pid);
 	if (glob(pat, 0, NULL, g) != 0) {
 		if (gone)
 			fprintf(stderr, "ufpagerctl: no process %d\n", (int)pid);
@@ -159,61 +113,89 @@ static const char *mode_name(uint64_t m)
 	       "per-region";
 }
 
-/* Regions, busiest first (the exporter keeps the UFP_EXPORT_ROWS with the
+/* Regions, busiest first (the exporter keeps the UFP_SNAPSHOT_REGIONS with the
  * most faults). With prev (top), a faults/s column from the same region
  * (same start and end) in the previous sample, dt seconds earlier. */
-static void print_regions_text(const struct ufp_export *e, const struct ufp_export *prev,
+static void print_regions_text(const struct ufp_snapshot *e, const struct ufp_snapshot *prev,
 			       double dt)
 {
 	printf("%-18s %-18s %5s %10s", "region start", "end", "prot", "faults");
 	if (prev)
 		printf(" %10s", "faults/s");
 	printf(" %10s %8s %8s %8s\n", "lock ok", "abort", "retry", "miss");
-	for (unsigned i = 0; i < e->nrows; i++) {
-		const struct ufp_export_region *r = &e->rows[i];
+	for (unsigned i = 0; i < e->nregions; i++) {
+		const struct ufp_region_stats *r = &e->regions[i];
 
 		printf("0x%016llx 0x%016llx %c%c%c%c %10llu", (unsigned long long)r->start,
 		       (unsigned long long)r->end, r->prot & UFP_PROT_READ ? 'r' : '-',
-		       r->prot & UFP_PROT_WRITE ? 'w' : '-', r->flags & UFP_RF_ALLOC ? 'a' : '-', ' ',
+		       r->prot & UFP_PROT_WRITE ? 'w' : '-', r->flags & UFP_REGION_ALLOC ? 'a' : '-', ' ',
 		       (unsigned long long)r->faults);
 		if (prev) {
-			const struct ufp_export_region *q = NULL;
+			const struct ufp_region_stats *q = NULL;
 
-			for (unsigned j = 0; j < prev->nrows && !q; j++)
-				if (prev->rows[j].start == r->start && prev->rows[j].end == r->end)
-					q = &prev->rows[j];
+			for (unsigned j = 0; j < prev->nregions && !q; j++)
+				if (prev->regions[j].start == r->start && prev->regions[j].end == r->end)
+					q = &prev->regions[j];
 			if (q && dt > 0 && r->faults >= q->faults)
 				printf(" %10.0f", (double)(r->faults - q->faults) / dt);
 			else
 				printf(" %10s", "new");
 		}
-		printf(" %10llu %8llu %8llu %8llu\n", (unsigned long long)r->lock[0],
-		       (unsigned long long)r->lock[1], (unsigned long long)r->lock[2],
-		       (unsigned long long)r->lock[3]);
+		printf(" %10llu %8llu %8llu %8llu\n", (unsigned long long)r->lock_success,
+		       (unsigned long long)r->lock_abort, (unsigned long long)r->lock_retry,
+		       (unsigned long long)r->lock_miss);
 	}
 }
 
-static void print_json(const struct ufp_export *e)
+static int write_stats_json(const void *stats, FILE *f)
 {
-	printf("{\"pid\":%llu,\"pager\":%llu,\"lock_mode\":\"%s\",\"delivery\":\"%s\","
-	       "\"budget\":%llu,\"stats\":", (unsigned long long)e->pid,
-	       (unsigned long long)e->pager_id, mode_name(e->lock_mode),
-	       e->delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus",
-	       (unsigned long long)e->budget);
-	ufp_stats_print_json(stdout, &e->stats);
-	printf(",\"regions\":[");
-	for (unsigned i = 0; i < e->nrows; i++) {
-		const struct ufp_export_region *r = &e->rows[i];
+	return ufp_stats_json(stats, f);
+}
 
-		printf("%s{\"start\":%llu,\"end\":%llu,\"prot\":%llu,\"faults\":%llu,"
-		       "\"lock_success\":%llu,\"lock_abort\":%llu,\"lock_retry\":%llu,"
-		       "\"lock_miss\":%llu}", i ? "," : "", (unsigned long long)r->start,
-		       (unsigned long long)r->end, (unsigned long long)r->prot,
-		       (unsigned long long)r->faults, (unsigned long long)r->lock[0],
-		       (unsigned long long)r->lock[1], (unsigned long long)r->lock[2],
-		       (unsigned long long)r->lock[3]);
+static void print_json(struct json *j, const struct ufp_snapshot *e)
+{
+	json_object_begin(j, NULL);
+	json_uint(j, "pid", e->pid);
+	json_uint(j, "pager", e->pager_id);
+	json_str(j, "lock_mode", mode_name(e->lock_mode));
+	json_str(j, "delivery", e->delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus");
+	json_uint(j, "budget", e->budget);
+	json_value_from(j, "stats", write_stats_json, &e->stats);
+	json_array_begin(j, "regions");
+	for (unsigned i = 0; i < e->nregions; i++) {
+		const struct ufp_region_stats *r = &e->regions[i];
+
+		json_object_begin(j, NULL);
+		json_uint(j, "start", r->start);
+		json_uint(j, "end", r->end);
+		json_uint(j, "prot", r->prot);
+		json_uint(j, "faults", r->faults);
+		json_uint(j, "lock_success", r->lock_success);
+		json_uint(j, "lock_abort", r->lock_abort);
+		json_uint(j, "lock_retry", r->lock_retry);
+		json_uint(j, "lock_miss", r->lock_miss);
+		json_object_end(j);
 	}
-	printf("]}\n");
+	json_array_end(j);
+	json_object_end(j);
+}
+
+/* Read the segment at path into *e (size and version set here); 0, or -1
+ * after saying why it was rejected. */
+static int read_segment(const char *path, pid_t pid, struct ufp_snapshot *e)
+{
+	e->size = sizeof(*e);
+	e->version = UFP_SNAPSHOT_VERSION;
+	if (ufp_snapshot_read(path, e)) {
+		fprintf(stderr, "ufpagerctl: rejected: %s\n", ufp_last_error());
+		return -1;
+	}
+	if (e->pid != (uint64_t)pid) {
+		fprintf(stderr, "ufpagerctl: rejected %s: it names pid %llu (foreign)\n", path,
+			(unsigned long long)e->pid);
+		return -1;
+	}
+	return 0;
 }
 
 static void stats_usage(FILE *f)
@@ -229,6 +211,7 @@ int cmd_stats(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool json = false;
+	struct json j;
 	pid_t pid = 0;
 	glob_t g;
 	int rc = 0, c;
@@ -253,7 +236,7 @@ int cmd_stats(int argc, char **argv)
 			       "           lock_abort, lock_retry, lock_miss}]\n");
 			return 0;
 		default:
-			bad_option("stats", argc, argv);
+			cli_bad_option("stats", argc, argv);
 			stats_usage(stderr);
 			return 2;
 		}
@@ -264,26 +247,18 @@ int cmd_stats(int argc, char **argv)
 	}
 	if (find_segments(pid, &g))
 		return 1;
+	json_init(&j, stdout);
 	if (json)
-		printf("[");
+		json_array_begin(&j, NULL);
 	for (size_t i = 0; i < g.gl_pathc; i++) {
-		static struct ufp_export e;
-		char why[256];
+		static struct ufp_snapshot e;
 
-		if (ufp_export_read(g.gl_pathv[i], &e, why, sizeof(why))) {
-			fprintf(stderr, "ufpagerctl: rejected: %s\n", why);
-			rc = 1;
-			continue;
-		}
-		if (e.pid != (uint64_t)pid) {
-			fprintf(stderr, "ufpagerctl: rejected %s: it names pid %llu (foreign)\n",
-				g.gl_pathv[i], (unsigned long long)e.pid);
+		if (read_segment(g.gl_pathv[i], pid, &e)) {
 			rc = 1;
 			continue;
 		}
 		if (json) {
-			printf("%s", shown++ ? "," : "");
-			print_json(&e);
+			print_json(&j, &e);
 			continue;
 		}
 		printf("%spid %llu pager %llu: lock mode %s, delivery %s, budget %llu bytes\n",
@@ -291,11 +266,13 @@ int cmd_stats(int argc, char **argv)
 		       (unsigned long long)e.pager_id, mode_name(e.lock_mode),
 		       e.delivery == UFP_DELIVERY_HANDLER ? "handler" : "sigbus",
 		       (unsigned long long)e.budget);
-		ufp_stats_print_text(stdout, &e.stats);
+		ufp_stats_print(&e.stats, stdout);
 		print_regions_text(&e, NULL, 0);
 	}
-	if (json)
-		printf("]\n");
+	if (json) {
+		json_array_end(&j);
+		printf("\n");
+	}
 	globfree(&g);
 	return rc;
 }
@@ -303,24 +280,17 @@ int cmd_stats(int argc, char **argv)
 /* Read pager `want` of pid (0: the first that validates) into *e; *n gets
  * the number of pagers the process exports. Returns 0, or an exit status
  * after saying why. */
-static int read_pager(pid_t pid, uint64_t want, struct ufp_export *e, unsigned *n)
+static int read_pager(pid_t pid, uint64_t want, struct ufp_snapshot *e, unsigned *n)
 {
-	char why[256];
 	glob_t g;
 	int rc = 1;
 
 	if (find_segments(pid, &g))
 		return 1;
 	*n = (unsigned)g.gl_pathc;
-	for (size_t i = 0; i < g.gl_pathc && rc; i++) {
-		if (ufp_export_read(g.gl_pathv[i], e, why, sizeof(why)))
-			fprintf(stderr, "ufpagerctl: rejected: %s\n", why);
-		else if (e->pid != (uint64_t)pid)
-			fprintf(stderr, "ufpagerctl: rejected %s: it names pid %llu (foreign)\n",
-				g.gl_pathv[i], (unsigned long long)e->pid);
-		else if (!want || e->pager_id == want)
+	for (size_t i = 0; i < g.gl_pathc && rc; i++)
+		if (!read_segment(g.gl_pathv[i], pid, e) && (!want || e->pager_id == want))
 			rc = 0;
-	}
 	globfree(&g);
 	if (rc && want)
 		fprintf(stderr, "ufpagerctl: process %d has no pager %llu (ufpagerctl stats %d "
@@ -345,7 +315,7 @@ int cmd_top(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct ufp_export prev, cur;
+	static struct ufp_snapshot prev, cur;
 	double interval = 1.0;
 	uint64_t count = 0, want = 0;   /* count 0: until interrupted */
 	pid_t pid = 0;
@@ -358,16 +328,16 @@ int cmd_top(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "d:n:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
-			if (parse_positive_seconds("top", "--interval", optarg, TOP_MAX_INTERVAL,
-						   &interval))
+			if (cli_parse_positive("top", "--interval", optarg, TOP_MAX_INTERVAL,
+					       &interval))
 				return 2;
 			break;
 		case 'n':
-			if (parse_positive_int("top", "--count", optarg, LONG_MAX, &count))
+			if (cli_parse_uint("top", "--count", optarg, 1, LONG_MAX, &count))
 				return 2;
 			break;
 		case 'p':
-			if (parse_positive_int("top", "--pager", optarg, UINT64_MAX, &want))
+			if (cli_parse_uint("top", "--pager", optarg, 1, UINT64_MAX, &want))
 				return 2;
 			break;
 		case 'h':
@@ -387,7 +357,7 @@ int cmd_top(int argc, char **argv)
 			       "                    first)\n");
 			return 0;
 		default:
-			bad_option("top", argc, argv);
+			cli_bad_option("top", argc, argv);
 			top_usage(stderr);
 			return 2;
 		}

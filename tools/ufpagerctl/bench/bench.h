@@ -8,27 +8,33 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include "ufp_internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <time.h>
+#include <ufpager.h>
+
+#include "json.h"
+#include "kbase.h"
 
 int cmd_bench(int argc, char **argv);
 
-/* A per-thread latency histogram (same buckets as the library's). */
-struct lat {
-	uint64_t b[UFP_HIST_BUCKETS];
-	uint64_t max, sum, n;
-};
+/* The page size the library manages (it refuses to run on any other). */
+#define BENCH_PAGE 4096ul
 
-static inline void lat_add(struct lat *l, uint64_t ns)
+static inline uint64_t now_ns(void)
 {
-	l->b[stats_hist_bucket(ns)]++;
-	l->sum += ns;
-	l->n++;
-	if (ns > l->max)
-		l->max = ns;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void lat_merge(struct lat *dst, const struct lat *src);
-void lat_summary(const struct lat *l, struct ufp_latency *out);
+/* Latency samples are recorded in the kernel baselines' histogram
+ * (kbase.h: one per thread, merged after join), so that ufpager and the
+ * kernel are measured with the same buckets; this gives its summary in
+ * the library's struct. */
+void lat_summary(const struct kb_hist *h, struct ufp_latency *out);
 
 struct plot_state;
 
@@ -40,19 +46,21 @@ struct bench_opts {
 	unsigned writers[4], nwriters;
 	unsigned delivery;        /* for churn */
 	size_t writer_mb;         /* populated MiB the mmap_lock writer mprotects */
-	FILE *json;
-	bool json_first;
+	struct json *json;        /* --json FILE; NULL without */
 	const char *plot_dir;     /* --plot DIR: data files, plots.gp, PNGs */
 	struct plot_state *plot;  /* what this run plots (bench_plot.c); NULL without --plot */
-	struct { char name[96]; double v; } summary[32];
+	struct { char key[64], text[96]; double v; } summary[32];
 	unsigned nsummary;
 	double soak_seconds;      /* soak: --minutes / --seconds (default 60) */
 	unsigned soak_threads;    /* soak: first value of --threads (default 4) */
 	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
 };
 
-/* The closing table of key ratios. */
-void summary_add(struct bench_opts *o, const char *name, double v);
+/* The closing table of key ratios: num / den under a machine-readable key
+ * ("faults.sigbus_over_kernel") with its sentence for people. A zero den
+ * gives no number: "n/a" in the table, null plus a reason in the JSON. */
+void summary_add(struct bench_opts *o, const char *key, const char *text, double num,
+		 double den);
 
 /* ---- plots (--plot DIR; every call is a no-op without it) --------------
  * bench_plot.c; main thread only. Data files are truncated on their first
@@ -69,8 +77,8 @@ void plots_finish(struct bench_opts *o);
  * FIGURE-cdf.png as the fraction of samples at least as slow as x
  * (1 - CDF; log x, log y). plot_cdf() adds to the "headline" figure. */
 void plot_cdf_series(struct bench_opts *o, const char *figure, const char *series,
-		     const struct lat *l);
-void plot_cdf(struct bench_opts *o, const char *series, const struct lat *l);
+		     const struct kb_hist *l);
+void plot_cdf(struct bench_opts *o, const char *series, const struct kb_hist *l);
 /* Title of a latency figure (the suite and what was measured; the machine
  * is added). */
 void plot_figure_title(struct bench_opts *o, const char *figure, const char *title);
@@ -83,12 +91,36 @@ void plot_script(struct bench_opts *o, const char *png, const char *fmt, ...)
 /* "N CPUs, Linux X.Y.Z": the machine, for plot titles. */
 const char *plot_machine(void);
 
-/* JSON rows: {"suite":..., fields...}. */
+/* JSON rows: {"suite":..., fields...} through the one writer (json.h);
+ * no-ops without --json. json_kv_ratio writes num / den, or null and the
+ * reason "<den_name> is 0". */
 void json_row_begin(struct bench_opts *o, const char *suite);
 void json_kv_str(struct bench_opts *o, const char *k, const char *v);
 void json_kv_num(struct bench_opts *o, const char *k, double v);
+void json_kv_ratio(struct bench_opts *o, const char *k, double num, double den,
+		   const char *den_name);
 void json_kv_lat(struct bench_opts *o, const char *k, const struct ufp_latency *l);
 void json_row_end(struct bench_opts *o);
+
+/* ---- readers against writers, per lock mode (bench_rows.c) -------------
+ * locks_crew_run: run nt readers (array readers, elements of rsize bytes,
+ * each beginning with its struct crew_member, filled in by the caller)
+ * and nw writers for o->seconds; fills the rates and the readers'
+ * latency in *res. locks_table: print what, then for every T and W of o
+ * and both lock modes a row from run() (which fills res, stats included),
+ * with JSON rows (suite "locks", "<ops>_per_s", "latency"). 0 or 1. */
+struct locks_res {
+	double rops_s, wops_s;
+	struct ufp_latency lat;
+	struct ufp_stats st;
+};
+
+int locks_crew_run(struct bench_opts *o, unsigned nt, void *readers, size_t rsize,
+		   void *(*reader)(void *), unsigned nw, void *writers, size_t wsize,
+		   void *(*writer)(void *), struct locks_res *res);
+int locks_table(struct bench_opts *o, const char *what, const char *ops,
+		int (*run)(struct bench_opts *o, enum ufp_lock_mode mode, unsigned nt,
+			   unsigned nw, struct locks_res *res));
 
 int bench_faults(struct bench_opts *o);
 int bench_churn(struct bench_opts *o);
@@ -112,7 +144,7 @@ struct bench_crew;
 
 struct crew_member {
 	struct bench_crew *crew;
-	struct lat lat;          /* one sample per timed operation */
+	struct kb_hist lat;          /* one sample per timed operation */
 	uint64_t ops;            /* operations done */
 };
 
@@ -143,7 +175,7 @@ static inline bool crew_stopping(const struct crew_member *m)
 int crew_run_for(struct bench_crew *c, double seconds);
 int crew_run_to_deadline(struct bench_crew *c, double seconds);
 /* Merge the samples and sum the ops of members [first, first + n). */
-void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct lat *lat,
+void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct kb_hist *lat,
 		  uint64_t *ops);
 
 /* ufp_pager_create, saying why on stderr when it fails. */
@@ -163,7 +195,13 @@ uint64_t mmap_writer_stop(struct mmap_writer *w);
 
 static inline double now_s(void)
 {
-	return (double)ufp_now_ns() / 1e9;
+	return (double)now_ns() / 1e9;
 }
+
+/* Progress on stderr: on a terminal one line rewritten in place ("\r"),
+ * otherwise one line per step, so a log of stdout and stderr keeps the
+ * tables whole. progress_done() clears the terminal line. */
+void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void progress_done(void);
 
 #endif

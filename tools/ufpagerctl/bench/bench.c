@@ -14,71 +14,51 @@
  * crews start, which touch only their own struct and the crew's flags.
  */
 #include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli.h"
 
 /* ======================================================================
  * Helpers: histograms, JSON rows, the summary, pager creation.
  * ====================================================================== */
 
-void lat_merge(struct lat *dst, const struct lat *src)
-{
-	for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++)
-		dst->b[i] += src->b[i];
-	dst->sum += src->sum;
-	dst->n += src->n;
-	if (src->max > dst->max)
-		dst->max = src->max;
-}
-
-void lat_summary(const struct lat *l, struct ufp_latency *out)
-{
-	ufp_hist_summary(l->b, l->max, l->sum, out);
-}
-
-void json_row_begin(struct bench_opts *o, const char *suite)
-{
-	if (!o->json)
-		return;
-	fprintf(o->json, "%s\n  {\"suite\":\"%s\"", o->json_first ? "" : ",", suite);
-	o->json_first = false;
-}
-
-void json_kv_str(struct bench_opts *o, const char *k, const char *v)
-{
-	if (o->json)
-		fprintf(o->json, ",\"%s\":\"%s\"", k, v);
-}
-
-void json_kv_num(struct bench_opts *o, const char *k, double v)
-{
-	if (o->json)
-		fprintf(o->json, ",\"%s\":%.6g", k, v);
-}
-
-void json_kv_lat(struct bench_opts *o, const char *k, const struct ufp_latency *l)
-{
-	if (o->json)
-		fprintf(o->json, ",\"%s\":{\"count\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu,"
-			"\"p999_ns\":%llu,\"max_ns\":%llu}", k, (unsigned long long)l->count,
-			(unsigned long long)l->p50, (unsigned long long)l->p99,
-			(unsigned long long)l->p999, (unsigned long long)l->max);
-}
-
-void json_row_end(struct bench_opts *o)
-{
-	if (o->json)
-		fprintf(o->json, "}");
-}
-
-void summary_add(struct bench_opts *o, const char *name, double v)
+void summary_add(struct bench_opts *o, const char *key, const char *text, double num,
+		 double den)
 {
 	if (o->nsummary < 32) {
-		snprintf(o->summary[o->nsummary].name, sizeof(o->summary[0].name), "%s", name);
-		o->summary[o->nsummary++].v = v;
+		snprintf(o->summary[o->nsummary].key, sizeof(o->summary[0].key), "%s", key);
+		snprintf(o->summary[o->nsummary].text, sizeof(o->summary[0].text), "%s", text);
+		o->summary[o->nsummary++].v = den != 0 ? num / den : NAN;
 	}
+}
+
+/* The summary table on stdout and, with --json, as "summary": {key:
+ * {"value", "text"}}. */
+static void summary_print(struct bench_opts *o)
+{
+	if (o->nsummary) {
+		printf("\n== summary: ratios measured side by side in this run\n");
+		for (unsigned i = 0; i < o->nsummary; i++)
+			if (isfinite(o->summary[i].v))
+				printf("  %-58s %8.2fx\n", o->summary[i].text, o->summary[i].v);
+			else
+				printf("  %-58s %9s\n", o->summary[i].text, "n/a");
+	}
+	if (!o->json)
+		return;
+	json_object_begin(o->json, "summary");
+	for (unsigned i = 0; i < o->nsummary; i++) {
+		json_object_begin(o->json, o->summary[i].key);
+		json_num_why(o->json, "value", o->summary[i].v, isfinite(o->summary[i].v) ? NULL :
+			     "the ratio's denominator was 0 (nothing measured on that side)");
+		json_str(o->json, "text", o->summary[i].text);
+		json_object_end(o->json);
+	}
+	json_object_end(o->json);
 }
 
 int bench_pager_create(const struct ufp_params *pr, ufp_pager **p)
@@ -148,10 +128,10 @@ static void *toucher_main(void *arg)
 	ufp_thread_register();
 	crew_ready(&t->m);
 	for (size_t i = 0; i < t->pages; i++) {
-		uint64_t t0 = ufp_now_ns();
+		uint64_t t0 = now_ns();
 
-		*(volatile char *)(t->base + i * UFP_PAGE_SIZE) = 1;
-		lat_add(&t->m.lat, ufp_now_ns() - t0);
+		*(volatile char *)(t->base + i * BENCH_PAGE) = 1;
+		kb_hist_record(&t->m.lat, now_ns() - t0);
 		t->m.ops++;
 		if ((i & 63) == 63 && now_s() > t->m.crew->deadline)
 			break;
@@ -178,19 +158,19 @@ struct fault_res {
  * until o->seconds), optionally beside the mmap_lock writer. The merged
  * histogram goes to *hist for the plots. */
 static int run_fault_cfg(struct bench_opts *o, const struct fault_cfg *c, unsigned nt,
-			 bool writer, struct fault_res *res, struct lat *hist)
+			 bool writer, struct fault_res *res, struct kb_hist *hist)
 {
 	struct toucher t[2];
 	struct bench_crew crew;
 	struct mmap_writer mw;
 	ufp_pager *p = NULL;
 	uint64_t total = 0;
-	size_t len = (size_t)o->pages * UFP_PAGE_SIZE;
+	size_t len = (size_t)o->pages * BENCH_PAGE;
 	char *mem[2];
 	int err;
 
 	memset(res, 0, sizeof(*res));
-	memset(hist, 0, sizeof(*hist));
+	kb_hist_init(hist);
 	if (nt > 2)
 		return -EINVAL;
 	if (!c->kernel) {
@@ -252,7 +232,7 @@ int bench_faults(struct bench_opts *o)
 	};
 	const size_t ncfg = sizeof(cfgs) / sizeof(cfgs[0]);
 	struct fault_res res[2][2][sizeof(cfgs) / sizeof(cfgs[0])];
-	struct lat hist;
+	struct kb_hist hist;
 	char title[160];
 
 	printf("\n== faults: first-touch fault service, %u pages/thread, <= %.1fs per run, "
@@ -271,13 +251,13 @@ int bench_faults(struct bench_opts *o)
 				struct fault_res *r = &res[w][ti][c];
 				unsigned nt = ti + 1;
 
-				fprintf(stderr, "\r[faults] %s threads=%u writer=%s ...        ",
-					cfgs[c].name, nt, w ? "on" : "off");
+				progress("[faults] %s threads=%u writer=%s", cfgs[c].name, nt,
+					 w ? "on" : "off");
 				if (run_fault_cfg(o, &cfgs[c], nt, w, r, &hist)) {
 					fprintf(stderr, "\nbench faults: %s failed\n", cfgs[c].name);
 					return 1;
 				}
-				fprintf(stderr, "\r%70s\r", "");
+				progress_done();
 				printf("%-18s %3u %6s %12.0f %8.1fus %8.1fus %8.1fus %8.2fx\n",
 				       cfgs[c].name, nt, w ? "on" : "off", r->faults_s,
 				       (double)r->lat.p50 / 1e3, (double)r->lat.p99 / 1e3,
@@ -286,12 +266,15 @@ int bench_faults(struct bench_opts *o)
 					plot_cdf_series(o, w ? "faults-writer" : "faults", cfgs[c].name,
 							&hist);
 				if (c == 1 && ti == 0)
-					summary_add(o, w ? "faults, mprotect writer: sigbus / kernel faults/s" :
+					summary_add(o, w ? "faults_writer.sigbus_over_kernel" :
+						    "faults.sigbus_over_kernel",
+						    w ? "faults, mprotect writer: sigbus / kernel faults/s" :
 						    "faults: sigbus / kernel faults/s (1 thread)",
-						    r->faults_s / res[w][ti][0].faults_s);
+						    r->faults_s, res[w][ti][0].faults_s);
 				if (c == 2 && ti == 0 && w)
-					summary_add(o, "faults, mprotect writer: handler / kernel faults/s",
-						    r->faults_s / res[w][ti][0].faults_s);
+					summary_add(o, "faults_writer.handler_over_kernel",
+						    "faults, mprotect writer: handler / kernel faults/s",
+						    r->faults_s, res[w][ti][0].faults_s);
 				json_row_begin(o, "faults");
 				json_kv_str(o, "mode", cfgs[c].name);
 				json_kv_num(o, "threads", nt);
@@ -299,7 +282,8 @@ int bench_faults(struct bench_opts *o)
 				json_kv_num(o, "fault_around", cfgs[c].fault_around);
 				json_kv_num(o, "faults_per_s", r->faults_s);
 				json_kv_lat(o, "fault_latency", &r->lat);
-				json_kv_num(o, "ratio_vs_kernel", r->faults_s / res[w][ti][0].faults_s);
+				json_kv_ratio(o, "ratio_vs_kernel", r->faults_s, res[w][ti][0].faults_s,
+					      "the kernel's faults/s");
 				json_kv_num(o, "writer_ops", (double)r->writer_ops);
 				json_kv_num(o, "handler_spins_hit", (double)r->spins_hit);
 				json_kv_num(o, "handler_blocks", (double)r->blocks);
@@ -325,7 +309,7 @@ struct churn_fault {
 static void *churn_fault_main(void *arg)
 {
 	struct churn_fault *f = arg;
-	size_t len = (size_t)CHURN_FAULT_PAGES * UFP_PAGE_SIZE;
+	size_t len = (size_t)CHURN_FAULT_PAGES * BENCH_PAGE;
 
 	ufp_thread_register();
 	crew_ready(&f->m);
@@ -337,10 +321,10 @@ static void *churn_fault_main(void *arg)
 			break;
 		f->objs[f->nobjs++] = m;
 		for (size_t i = 0; i < CHURN_FAULT_PAGES; i++) {
-			uint64_t t0 = ufp_now_ns();
+			uint64_t t0 = now_ns();
 
-			*(volatile char *)(m + i * UFP_PAGE_SIZE) = 1;
-			lat_add(&f->m.lat, ufp_now_ns() - t0);
+			*(volatile char *)(m + i * BENCH_PAGE) = 1;
+			kb_hist_record(&f->m.lat, now_ns() - t0);
 			f->m.ops++;
 			if ((i & 63) == 63 && crew_stopping(&f->m))
 				break;
@@ -363,14 +347,14 @@ static void *churn_writer_main(void *arg)
 	struct churn_writer *w = arg;
 	ufp_pager *p = w->p;
 	char *obj[CW_OBJS];
-	size_t len = CW_PAGES * UFP_PAGE_SIZE;
+	size_t len = CW_PAGES * BENCH_PAGE;
 
 	ufp_thread_register();
 	for (int i = 0; i < CW_OBJS; i++) {
 		ufp_map(p, NULL, len, UFP_PROT_ALL, 0, (void **)&obj[i]);
 		memset(obj[i], 1, len);
 		/* keep neighbours apart: a one-page read-only guard after each */
-		ufp_protect(p, obj[i] + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
+		ufp_protect(p, obj[i] + len - BENCH_PAGE, BENCH_PAGE, UFP_PROT_READ);
 	}
 	crew_ready(&w->m);
 	for (uint64_t it = 0; !crew_stopping(&w->m); it++) {
@@ -388,7 +372,7 @@ static void *churn_writer_main(void *arg)
 
 			ufp_unmap(p, o, len);
 			ufp_map(p, NULL, len, UFP_PROT_ALL, 0, (void **)&n);
-			ufp_protect(p, n + len - UFP_PAGE_SIZE, UFP_PAGE_SIZE, UFP_PROT_READ);
+			ufp_protect(p, n + len - BENCH_PAGE, BENCH_PAGE, UFP_PROT_READ);
 			obj[it % CW_OBJS] = n;
 			break;
 		}
@@ -429,7 +413,7 @@ static int run_churn(struct bench_opts *o, unsigned mode, unsigned nt, unsigned 
 	struct churn_fault *f = calloc(nt ? nt : 1, sizeof(*f));
 	struct churn_writer *w = calloc(nw ? nw : 1, sizeof(*w));
 	struct bench_crew crew;
-	struct lat all = { 0 };
+	struct kb_hist all = KB_HIST_INIT;
 	uint64_t faults = 0, wops = 0;
 	ufp_pager *p = NULL;
 	int err = -ENOMEM;
@@ -548,10 +532,10 @@ int bench_churn(struct bench_opts *o)
 				unsigned T = o->threads[ti], W = o->writers[wi];
 				struct churn_res *x = &r[m][ti][wi];
 
-				fprintf(stderr, "\r[churn] %s T=%u W=%u ...        ", mname[m], T, W);
+				progress("[churn] %s T=%u W=%u", mname[m], T, W);
 				if (run_churn(o, modes[m], T, W, x))
 					return 1;
-				fprintf(stderr, "\r%60s\r", "");
+				progress_done();
 				printf("%-10s %3u %3u %11.0f %7.1fus %7.1fus %7.1fms %8.1fus %9.0f %8llu %8llu\n",
 				       mname[m], T, W, x->faults_s, (double)x->lat.p50 / 1e3,
 				       (double)x->lat.p99 / 1e3, (double)x->lat.max / 1e6,
@@ -587,15 +571,20 @@ int bench_churn(struct bench_opts *o)
 			       (double)a->lat.p99 / (double)(b->lat.p99 ? b->lat.p99 : 1),
 			       a->faults_s / a0->faults_s, b->faults_s / b0->faults_s);
 			if (o->threads[ti] == 2 && o->writers[wi] == 2)
-				summary_add(o, "churn T=2 W=2: faults/s per-region / global",
-					    a->faults_s / b->faults_s);
+				summary_add(o, "churn.t2_w2.per_region_over_global",
+					    "churn T=2 W=2: faults/s per-region / global",
+					    a->faults_s, b->faults_s);
 			json_row_begin(o, "churn_ratio");
 			json_kv_num(o, "T", o->threads[ti]);
 			json_kv_num(o, "W", o->writers[wi]);
-			json_kv_num(o, "throughput_ratio", a->faults_s / b->faults_s);
-			json_kv_num(o, "p99_ratio", (double)a->lat.p99 / (double)(b->lat.p99 ? b->lat.p99 : 1));
-			json_kv_num(o, "per_region_vs_w0", a->faults_s / a0->faults_s);
-			json_kv_num(o, "global_vs_w0", b->faults_s / b0->faults_s);
+			json_kv_ratio(o, "throughput_ratio", a->faults_s, b->faults_s,
+				      "global faults/s");
+			json_kv_ratio(o, "p99_ratio", (double)a->lat.p99, (double)b->lat.p99,
+				      "global p99");
+			json_kv_ratio(o, "per_region_vs_w0", a->faults_s, a0->faults_s,
+				      "per-region faults/s at W=0");
+			json_kv_ratio(o, "global_vs_w0", b->faults_s, b0->faults_s,
+				      "global faults/s at W=0");
 			json_row_end(o);
 		}
 	return 0;
@@ -629,9 +618,10 @@ static void bench_usage(FILE *f)
 		"           fault, 1 and 2 threads, with and without a real mmap_lock writer\n"
 		"  churn    faulting threads vs structural-op threads, per-region vs global lock\n"
 		"           mode, T in --threads, W in --writers\n"
-		"  locks    the lock protocol alone (no userfaultfd): lookups+trylock vs\n"
-		"           split/merge writers, per mode\n"
-		"  tree     region lookup ns and structural update us at 1,000 and 100,000 regions\n"
+		"  locks    first-touch faults on own regions vs threads splitting and merging\n"
+		"           other regions with ufp_protect, per lock mode\n"
+		"  tree     lookup, first touch, split/merge and insert cost through the API at\n"
+		"           1,000 and 100,000 regions (the internals alone: tests/bench_proto)\n"
 		"  swap     refault after eviction (seq / random / zipf, text / random data):\n"
 		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
 		"           (the kernel baselines need root)\n"
@@ -666,24 +656,30 @@ static void bench_usage(FILE *f)
 		"  -h, --help         this text\n");
 }
 
-/* A comma-separated list of at most max numbers in [lo, 64]. Returns the
- * count, or -1. */
-static int parse_list(const char *s, unsigned *out, unsigned max, unsigned lo)
+/* A comma-separated list of at most max numbers in [lo, 64] for option
+ * opt. Returns the count, or -1 after saying what is wrong. */
+static int parse_list(const char *opt, const char *arg, unsigned *out, unsigned max,
+		      unsigned lo)
 {
+	const char *s = arg;
 	unsigned n = 0;
 	char *end;
 
 	while (*s) {
 		unsigned long v = strtoul(s, &end, 10);
 
-		if (end == s || v < lo || v > 64 || n == max)
-			return -1;
+		if (*s < '0' || *s > '9' || v < lo || v > 64 || n == max ||
+		    (*end && *end != ','))
+			goto bad;
 		out[n++] = (unsigned)v;
 		s = *end == ',' ? end + 1 : end;
-		if (*end && *end != ',')
-			return -1;
 	}
-	return n ? (int)n : -1;
+	if (n)
+		return (int)n;
+bad:
+	fprintf(stderr, "ufpagerctl bench: %s: '%s' is not a list of up to %u numbers from %u "
+		"to 64\n", opt, arg, max, lo);
+	return -1;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -700,48 +696,69 @@ int cmd_bench(int argc, char **argv)
 	struct bench_opts o = {
 		.seconds = 0, .pages = 20000, .threads = { 1, 2, 4, 8 }, .nthreads = 4,
 		.writers = { 0, 1, 2 }, .nwriters = 3, .delivery = UFP_DELIVERY_SIGBUS,
-		.writer_mb = 512, .json_first = true,
+		.writer_mb = 512,
 	};
 	bool want[NSUITES] = { false }, named = false, soak = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
+	struct json js;
+	uint64_t u;
+	double d;
 
-	optind = 1;
+	optind = 0;    /* glibc: full re-initialisation */
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'q': o.quick = true; break;
-		case 's': o.seconds = o.soak_seconds = atof(optarg); break;
+		case 's':
+			if (cli_parse_positive("bench", "--seconds", optarg, 86400 * 7, &d))
+				return 2;
+			o.seconds = o.soak_seconds = d;
+			break;
 		case 'I': o.soak_inject = optarg; break;
 		case 'M':
-			o.soak_seconds = atof(optarg) * 60;
-			if (o.soak_seconds <= 0)
-				goto bad;
+			if (cli_parse_positive("bench", "--minutes", optarg, 60 * 24 * 7, &d))
+				return 2;
+			o.soak_seconds = d * 60;
 			break;
-		case 'p': o.pages = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'm': o.writer_mb = strtoul(optarg, NULL, 10); break;
+		case 'p':
+			if (cli_parse_uint("bench", "--pages", optarg, 1, 1u << 24, &u))
+				return 2;
+			o.pages = (unsigned)u;
+			break;
+		case 'm':
+			if (cli_parse_uint("bench", "--writer-mb", optarg, 1, 1u << 20, &u))
+				return 2;
+			o.writer_mb = (size_t)u;
+			break;
 		case 't':
-			if ((n = parse_list(optarg, o.threads, 8, 1)) < 0)
-				goto bad;
+			if ((n = parse_list("--threads", optarg, o.threads, 8, 1)) < 0)
+				return 2;
 			o.nthreads = (unsigned)n;
 			o.soak_threads = o.threads[0];
 			break;
 		case 'w':
-			if ((n = parse_list(optarg, o.writers, 4, 0)) < 0)
-				goto bad;
+			if ((n = parse_list("--writers", optarg, o.writers, 4, 0)) < 0)
+				return 2;
 			o.nwriters = (unsigned)n;
 			break;
 		case 'd':
-			if (!strcmp(optarg, "sigbus"))
+			if (!strcmp(optarg, "sigbus")) {
 				o.delivery = UFP_DELIVERY_SIGBUS;
-			else if (!strcmp(optarg, "handler"))
+			} else if (!strcmp(optarg, "handler")) {
 				o.delivery = UFP_DELIVERY_HANDLER;
-			else
-				goto bad;
+			} else {
+				fprintf(stderr, "ufpagerctl bench: --delivery: '%s' is not sigbus or "
+					"handler\n", optarg);
+				return 2;
+			}
 			break;
 		case 'j': json = optarg; break;
 		case 'P': o.plot_dir = optarg; break;
 		case 'h': bench_usage(stdout); return 0;
-		default: goto bad;
+		default:
+			cli_bad_option("bench", argc, argv);
+			goto bad;
 		}
 	}
 	if (o.seconds <= 0)
@@ -778,13 +795,20 @@ int cmd_bench(int argc, char **argv)
 	if (o.plot_dir && plots_start(&o))
 		return 1;
 	if (json) {
-		o.json = fopen(json, "w");
-		if (!o.json) {
+		FILE *f = fopen(json, "w");
+
+		if (!f) {
 			fprintf(stderr, "ufpagerctl bench: cannot write %s: %s\n", json, strerror(errno));
 			return 1;
 		}
-		fprintf(o.json, "{\"ufpager_bench\":1,\"cpus\":%ld,\"rows\":[",
-			sysconf(_SC_NPROCESSORS_ONLN));
+		json_init(&js, f);
+		js.newline_rows = true;
+		o.json = &js;
+		json_object_begin(o.json, NULL);
+		json_uint(o.json, "ufpager_bench", 2);
+		json_str(o.json, "library_version", ufp_version());
+		json_uint(o.json, "cpus", (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+		json_array_begin(o.json, "rows");
 	}
 	printf("ufpager bench: %ld CPUs; every ratio compares rows of this run\n",
 	       sysconf(_SC_NPROCESSORS_ONLN));
@@ -796,19 +820,18 @@ int cmd_bench(int argc, char **argv)
 			o.soak_seconds = 60;
 		rc = bench_soak(&o);
 	}
-	if (o.nsummary) {
-		printf("\n== summary: ratios measured side by side in this run\n");
-		for (unsigned i = 0; i < o.nsummary; i++)
-			printf("  %-58s %8.2fx\n", o.summary[i].name, o.summary[i].v);
-	}
+	if (o.json)
+		json_array_end(o.json);
+	summary_print(&o);
 	plots_finish(&o);
 	if (o.json) {
-		fprintf(o.json, "\n],\"summary\":{");
-		for (unsigned i = 0; i < o.nsummary; i++)
-			fprintf(o.json, "%s\"%s\":%.4g", i ? "," : "", o.summary[i].name,
-				o.summary[i].v);
-		fprintf(o.json, "}}\n");
-		fclose(o.json);
+		json_object_end(o.json);
+		fputc('\n', js.f);
+		if (fclose(js.f)) {
+			fprintf(stderr, "ufpagerctl bench: writing %s failed: %s\n", json,
+				strerror(errno));
+			rc = rc ? rc : 1;
+		}
 	}
 	return rc;
 bad:

@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "inject.h"
 
 #define SOAK_OBJS 16
 #define SOAK_MAX_PAGES 32
@@ -273,24 +272,36 @@ static void soak_fork(struct soak_run *r)
 
 /* ---- the run -------------------------------------------------------------- */
 
+/* The kinds of injected fault, as struct ufp_stats counts them. */
+enum { INJ_EIO, INJ_SHORT, INJ_ENOSPC, INJ_EAGAIN, INJ_DELAY, INJ_CSUM, INJ_KILL, INJ_NR };
+
 struct soak_total {
 	uint64_t ops, structural, bytes, lost, forks, fork_bad, injected, survived;
 	uint64_t poisoned, stalls, swapins, swapouts, swap_full, eagain;
 	uint64_t kinds[INJ_NR];
 };
 
-static uint64_t injected_now(uint64_t kinds[INJ_NR])
+/* Faults injected so far in this process, by kind, from the inject_*
+ * counters of struct ufp_stats (process-wide). Returns the sum. */
+static uint64_t injected_now(ufp_pager *p, uint64_t kinds[INJ_NR])
 {
+	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
 	uint64_t n = 0;
 
-	for (unsigned k = 0; k < INJ_NR; k++) {
-		kinds[k] = inject_count(k);
+	ufp_stats_get(p, &s);
+	kinds[INJ_EIO] = s.inject_eio;
+	kinds[INJ_SHORT] = s.inject_short;
+	kinds[INJ_ENOSPC] = s.inject_enospc;
+	kinds[INJ_EAGAIN] = s.inject_eagain;
+	kinds[INJ_DELAY] = s.inject_delay;
+	kinds[INJ_CSUM] = s.inject_csum;
+	kinds[INJ_KILL] = s.inject_kill;
+	for (unsigned k = 0; k < INJ_NR; k++)
 		n += kinds[k];
-	}
 	return n;
 }
 
-static void progress(const struct soak_total *t, struct soak_run *r, double el, double total,
+static void soak_progress(const struct soak_total *t, struct soak_run *r, double el, double total,
 		     uint64_t inj0, bool tty)
 {
 	uint64_t ops = t->ops, bytes = t->bytes, lost = t->lost + t->fork_bad, k[INJ_NR];
@@ -302,7 +313,7 @@ static void progress(const struct soak_total *t, struct soak_run *r, double el, 
 	}
 	printf("soak: %6.0f/%.0f s  ops %llu  verified %.2f GiB  injected %llu  forks %llu  lost %llu%s",
 	       el, total, (unsigned long long)ops, (double)bytes / (1 << 30),
-	       (unsigned long long)(injected_now(k) - inj0 + t->injected),
+	       (unsigned long long)(injected_now(r->p, k) - inj0 + t->injected),
 	       (unsigned long long)(t->forks + r->forks), (unsigned long long)lost,
 	       tty ? "   \r" : "\n");
 	fflush(stdout);
@@ -319,11 +330,16 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
 	struct soak_run r = { .nw = nthreads, .next_key = 1 };
 	struct soak_arg *args;
-	uint64_t t0 = ufp_now_ns(), last = t0, next_fork, inj0, k0[INJ_NR], k1[INJ_NR];
+	uint64_t t0 = now_ns(), last = t0, next_fork, inj0, k0[INJ_NR], k1[INJ_NR];
 	uint64_t phase_lost = 0;
 	bool tty = isatty(1);
-	int err = ufp_pager_create(&pr, &r.p);
+	int err;
 
+	/* the public route to injection: the option is read when the pager
+	 * is created (an empty value: none) */
+	if (setenv("UFPAGER_INJECT", spec, 1))
+		return 1;
+	err = ufp_pager_create(&pr, &r.p);
 	if (err) {
 		fprintf(stderr, "soak: ufp_pager_create: %d %s\n", err, ufp_last_error());
 		return err == -EPERM || err == -ENOSYS || err == -EACCES ? 77 : 1;
@@ -331,8 +347,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	pthread_rwlock_init(&r.forklock, NULL);
 	r.w = calloc(nthreads, sizeof(*r.w));
 	args = calloc(nthreads, sizeof(*args));
-	inj0 = injected_now(k0);
-	inject_configure(spec, NULL);
+	inj0 = injected_now(r.p, k0);
 	for (unsigned i = 0; i < nthreads; i++) {
 		r.w[i].id = i;
 		r.w[i].seed = 1234 + i * 7919 + delivery;
@@ -341,7 +356,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	}
 	next_fork = t0 + 2000000000ull;
 	for (;;) {
-		uint64_t now = ufp_now_ns();
+		uint64_t now = now_ns();
 
 		if (now - t0 >= (uint64_t)(seconds * 1e9))
 			break;
@@ -351,7 +366,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 		}
 		if (now - last >= 5000000000ull) {
 			last = now;
-			progress(t, &r, *elapsed + (double)(now - t0) / 1e9, total, inj0, tty);
+			soak_progress(t, &r, *elapsed + (double)(now - t0) / 1e9, total, inj0, tty);
 		}
 		usleep(20000);
 	}
@@ -359,7 +374,6 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	atomic_store(&r.stop, true);
 	for (unsigned i = 0; i < nthreads; i++)
 		pthread_join(r.w[i].th, NULL);
-	inject_disarm();
 	ufp_stats_get(r.p, &s);
 	for (unsigned i = 0; i < nthreads; i++) {
 		t->ops += r.w[i].ops;
@@ -371,7 +385,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	t->lost += phase_lost;
 	t->forks += r.forks;
 	t->fork_bad += r.fork_bad;
-	uint64_t inj = injected_now(k1) - inj0;
+	uint64_t inj = injected_now(r.p, k1) - inj0;
 	for (unsigned k = 0; k < INJ_NR; k++)
 		t->kinds[k] += k1[k] - k0[k];
 	t->injected += inj;
@@ -387,7 +401,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	pthread_rwlock_destroy(&r.forklock);
 	free(r.w);
 	free(args);
-	*elapsed += (double)(ufp_now_ns() - t0) / 1e9;
+	*elapsed += (double)(now_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -402,21 +416,15 @@ int bench_soak(struct bench_opts *o)
 	int rc;
 
 	snprintf(spec, sizeof(spec), spec_fmt, (unsigned)time(NULL));
-	if (o->soak_inject) {
-		const char *bad = NULL;
-
+	if (o->soak_inject)   /* its syntax is checked by the library at ufp_pager_create */
 		snprintf(spec, sizeof(spec), "%s", strcmp(o->soak_inject, "off") ? o->soak_inject : "");
-		if (inject_configure(spec, &bad)) {
-			fprintf(stderr, "soak: bad --inject at \"%s\"\n", bad);
-			return 2;
-		}
-		inject_disarm();
-	}
+	unsetenv("UFPAGER_INJECT");   /* the phases set it */
 	printf("\n== soak: %u threads, %.0f s, 2 MiB budget, sigbus then handler delivery\n"
 	       "   injecting %s\n", nthreads, total, spec);
 	rc = soak_phase(UFP_DELIVERY_SIGBUS, nthreads, total / 2, total, &elapsed, spec, &t);
 	if (!rc)
 		rc = soak_phase(UFP_DELIVERY_HANDLER, nthreads, total / 2, total, &elapsed, spec, &t);
+	unsetenv("UFPAGER_INJECT");
 	if (rc == 77) {
 		printf("soak: SKIP: userfaultfd unavailable here (%s)\n", ufp_last_error());
 		return 0;

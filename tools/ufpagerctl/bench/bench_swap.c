@@ -13,7 +13,6 @@
 
 #include "bench.h"
 #include "kbase.h"
-#include "ufp_internal.h"
 
 /*
  * The kernel rows refault with no memory pressure (everything was pushed
@@ -41,7 +40,7 @@ static void sw_fill(uint64_t *w, uint64_t idx, bool compressible)
 	uint64_t x = idx * 0x9E3779B97F4A7C15ull + 1;
 
 	w[0] = idx;
-	for (unsigned i = 1; i < UFP_PAGE_SIZE / 8; i++) {
+	for (unsigned i = 1; i < BENCH_PAGE / 8; i++) {
 		if (compressible) {
 			memcpy(&w[i], text + (i * 8) % (sizeof(text) - 9), 8);
 			if (i % 64 == 0)
@@ -99,17 +98,17 @@ static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pat
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
-		.budget = (uint64_t)pages * UFP_PAGE_SIZE / (no_evict ? 1 : 4) +
+		.budget = (uint64_t)pages * BENCH_PAGE / (no_evict ? 1 : 4) +
 			  (no_evict ? 1ull << 20 : 0),
 		.fault_around = 1,
-		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2,
-		.ztier_size = lz4 ? (uint64_t)pages * UFP_PAGE_SIZE : 4096,
+		.swap_size = (uint64_t)pages * BENCH_PAGE * 2,
+		.ztier_size = lz4 ? (uint64_t)pages * BENCH_PAGE : 4096,
 		.flags = UFP_PF_NO_EXPORT,
 	};
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION }, s0;
 	size_t n, *order = malloc(pages * sizeof(size_t));
 	uint8_t *seen = calloc(pages, 1);
-	struct lat lat = { 0 };
+	struct kb_hist lat = KB_HIST_INIT;
 	uint64_t cnt = 0, bad = 0;
 	ufp_pager *p;
 	char *m;
@@ -126,21 +125,21 @@ static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pat
 		free(seen);
 		return err;
 	}
-	ufp_map(p, NULL, pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&m);
+	ufp_map(p, NULL, pages * BENCH_PAGE, UFP_PROT_ALL, 0, (void **)&m);
 	for (size_t i = 0; i < pages; i++)
-		sw_fill((uint64_t *)(m + i * UFP_PAGE_SIZE), i, compr);
-	ufp_advise(p, m, pages * UFP_PAGE_SIZE, UFP_ADV_PAGEOUT);
+		sw_fill((uint64_t *)(m + i * BENCH_PAGE), i, compr);
+	ufp_advise(p, m, pages * BENCH_PAGE, UFP_ADV_PAGEOUT);
 	s0 = st;
 	ufp_stats_get(p, &s0);
 	n = sw_order(pat, pages, order, pages);
 	t0 = now_s();
 	for (size_t k = 0; k < n; k++) {
 		size_t i = order[k];
-		uint64_t a = ufp_now_ns();
-		uint64_t v = *(volatile uint64_t *)(m + i * UFP_PAGE_SIZE);
+		uint64_t a = now_ns();
+		uint64_t v = *(volatile uint64_t *)(m + i * BENCH_PAGE);
 
 		if (!seen[i]) {
-			lat_add(&lat, ufp_now_ns() - a);
+			kb_hist_record(&lat, now_ns() - a);
 			seen[i] = 1;
 			cnt++;
 		}
@@ -149,7 +148,7 @@ static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pat
 	el = now_s() - t0;
 	ufp_stats_get(p, &st);
 	for (size_t i = 0; i < pages; i++)   /* verify every page */
-		bad += *(uint64_t *)(m + i * UFP_PAGE_SIZE) != i;
+		bad += *(uint64_t *)(m + i * BENCH_PAGE) != i;
 	struct ufp_latency l;
 
 	lat_summary(&lat, &l);
@@ -179,8 +178,8 @@ static int sw_kernel(bool zram, enum kb_pattern pat, bool compr, size_t pages,
 	};
 	int err;
 
-	err = zram ? kb_zram_setup((uint64_t)pages * UFP_PAGE_SIZE * 2, "lz4", &sw) :
-		     kb_swap_file_setup("/var/tmp", (uint64_t)pages * UFP_PAGE_SIZE * 2, &sw);
+	err = zram ? kb_zram_setup((uint64_t)pages * BENCH_PAGE * 2, "lz4", &sw) :
+		     kb_swap_file_setup("/var/tmp", (uint64_t)pages * BENCH_PAGE * 2, &sw);
 	if (err) {
 		snprintf(why, sizeof(why), "skipped: %s", sw.why);
 		res->why = why;
@@ -219,17 +218,26 @@ struct pol_res {
 	const char *why;
 };
 
+/* Whether the kernel offers UFFD_FEATURE_WP_ASYNC (bit 15 of the UAPI),
+ * which dirty tracking needs (the pager asks for it when it exists). */
+static bool machine_has_wp_async(void)
+{
+	struct ufp_probe pr = { .size = sizeof(pr), .version = UFP_PROBE_VERSION };
+
+	return !ufp_probe_machine(&pr) && (pr.uffd_features & (1ull << 15));
+}
+
 static void pol_run(int pol, size_t pages, struct pol_res *res)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
-		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
-		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2, .ztier_size = 4096,
+		.budget = (uint64_t)pages * BENCH_PAGE / 4, .fault_around = 1,
+		.swap_size = (uint64_t)pages * BENCH_PAGE * 2, .ztier_size = 4096,
 		.flags = UFP_PF_NO_EXPORT,
 	};
 	struct ufp_stats s0 = { .size = sizeof(s0), .version = UFP_STATS_VERSION }, s1 = s0;
 	size_t n = pages * 8, *order = malloc(n * sizeof(size_t));
-	struct lat lat = { 0 };
+	struct kb_hist lat = KB_HIST_INIT;
 	uint64_t bad = 0;
 	struct ufp_latency l;
 	ufp_pager *p;
@@ -251,34 +259,34 @@ static void pol_run(int pol, size_t pages, struct pol_res *res)
 		free(order);
 		return;
 	}
-	if (pol == POL_CLOCK_WP && !(((struct ufp_pager *)p)->features & UFFD_FEATURE_WP_ASYNC)) {
+	if (pol == POL_CLOCK_WP && !machine_has_wp_async()) {
 		res->why = "skipped: no UFFD_FEATURE_WP_ASYNC / PAGEMAP_SCAN here";
 		ufp_pager_destroy(p);
 		free(order);
 		return;
 	}
 	res->ran = true;
-	ufp_map(p, NULL, pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&m);
+	ufp_map(p, NULL, pages * BENCH_PAGE, UFP_PROT_ALL, 0, (void **)&m);
 	for (size_t i = 0; i < pages; i++)
-		sw_fill((uint64_t *)(m + i * UFP_PAGE_SIZE), i, false);
+		sw_fill((uint64_t *)(m + i * BENCH_PAGE), i, false);
 	sw_order(KB_ZIPF, pages, order, n);
 	for (size_t k = 0; k < n / 4; k++)           /* warm-up: settle the resident set */
-		bad += *(volatile uint64_t *)(m + order[k] * UFP_PAGE_SIZE) != order[k];
+		bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
 	ufp_stats_get(p, &s0);
 	t0 = now_s();
 	for (size_t k = 0; k < n; k++) {
-		uint64_t *w = (uint64_t *)(m + order[k] * UFP_PAGE_SIZE), a = ufp_now_ns();
+		uint64_t *w = (uint64_t *)(m + order[k] * BENCH_PAGE), a = now_ns();
 
 		if (k % 4 == 3)
 			w[1 + k % 500] = k;                    /* a write (word 0 is the tag) */
 		else
 			bad += *(volatile uint64_t *)w != order[k];
-		lat_add(&lat, ufp_now_ns() - a);
+		kb_hist_record(&lat, now_ns() - a);
 	}
 	el = now_s() - t0;
 	ufp_stats_get(p, &s1);
 	for (size_t i = 0; i < pages; i++)
-		bad += *(uint64_t *)(m + i * UFP_PAGE_SIZE) != i;
+		bad += *(uint64_t *)(m + i * BENCH_PAGE) != i;
 	lat_summary(&lat, &l);
 	res->ok = bad == 0;
 	res->why = bad ? "CONTENT MISMATCH" : NULL;
@@ -297,13 +305,13 @@ static void bench_policy(struct bench_opts *o, size_t pages)
 
 	printf("\n== swap: victim policy; zipf 0.99 over %zu MiB, budget 1/4, 8 accesses per page,\n"
 	       "   1 in 4 a write; misses = swap-ins per 1000 accesses\n",
-	       pages * UFP_PAGE_SIZE >> 20);
+	       pages * BENCH_PAGE >> 20);
 	printf("%-14s %12s %10s %14s %14s %9s\n", "policy", "accesses/s", "misses/k",
 	       "page writes/k", "clean drops/k", "p99");
 	for (int k = 0; k < POL_NR; k++) {
-		fprintf(stderr, "\r[swap] policy %s ...        ", pol_name[k]);
+		progress("[swap] policy %s", pol_name[k]);
 		pol_run(k, pages, &r[k]);
-		fprintf(stderr, "\r%60s\r", "");
+		progress_done();
 		if (!r[k].ran) {
 			printf("%-14s %s\n", pol_name[k], r[k].why ? r[k].why : "-");
 			continue;
@@ -323,12 +331,31 @@ static void bench_policy(struct bench_opts *o, size_t pages)
 		json_row_end(o);
 	}
 	if (r[POL_FIFO].ran && r[POL_CLOCK].ran && r[POL_CLOCK].miss_per_k > 0)
-		summary_add(o, "victim policy: fifo misses / clock misses (zipf)",
-			    r[POL_FIFO].miss_per_k / r[POL_CLOCK].miss_per_k);
+		summary_add(o, "policy.fifo_misses_over_clock", "victim policy: fifo misses / "
+			    "clock misses (zipf)", r[POL_FIFO].miss_per_k, r[POL_CLOCK].miss_per_k);
 	if (r[POL_CLOCK_WP].ran && r[POL_CLOCK].ran && r[POL_CLOCK_WP].miss_per_k > 0)
-		summary_add(o, "victim policy: clock misses / clock+wp-scan misses (zipf)",
-			    r[POL_CLOCK].miss_per_k / r[POL_CLOCK_WP].miss_per_k);
+		summary_add(o, "policy.clock_misses_over_clock_wp", "victim policy: clock misses / "
+			    "clock+wp-scan misses (zipf)", r[POL_CLOCK].miss_per_k,
+			    r[POL_CLOCK_WP].miss_per_k);
 }
+
+/* The summary's swap ratios: num / den pages/s for data (0 text, 1
+ * random) and pattern index pat. */
+static const struct sw_sum {
+	int data, pat, num, den;
+	const char *key, *text;
+} sw_sums[] = {
+	{ 1, 0, SW_UFP_FILE, SW_KFILE, "swap.seq.file_over_kernel_file",
+	  "swap seq refault: ufpager file / kernel file" },
+	{ 0, 0, SW_UFP_LZ4, SW_ZRAM, "swap.seq.lz4_over_zram",
+	  "swap seq refault: ufpager lz4 / kernel zram-lz4" },
+	{ 0, 0, SW_UFP_LZ4_NE, SW_ZRAM, "swap.seq_no_eviction.lz4_over_zram",
+	  "swap seq refault, no eviction: ufpager lz4 / zram-lz4" },
+	{ 1, 0, SW_UFP_FILE_NE, SW_KFILE, "swap.seq_no_eviction.file_over_kernel_file",
+	  "swap seq refault, no eviction: ufpager file / kernel file" },
+	{ 1, 1, SW_UFP_FILE, SW_KFILE, "swap.random.file_over_kernel_file",
+	  "swap random refault: ufpager file / kernel file" },
+};
 
 int bench_swap(struct bench_opts *o)
 {
@@ -337,7 +364,7 @@ int bench_swap(struct bench_opts *o)
 
 	printf("\n== swap: refault after eviction; working set %zu MiB, ufpager budget 1/4 of it;\n"
 	       "   everything pushed out first (PAGEOUT / MADV_PAGEOUT); first access timed\n",
-	       pages * UFP_PAGE_SIZE >> 20);
+	       pages * BENCH_PAGE >> 20);
 	if (geteuid() != 0)
 		printf("   (not root: the kernel swap baselines are skipped)\n");
 	kb_swap_reap_stale();
@@ -348,14 +375,14 @@ int bench_swap(struct bench_opts *o)
 			struct sw_res r[SW_NR] = { { 0 } };
 
 			for (int s = 0; s < SW_NR; s++) {
-				fprintf(stderr, "\r[swap] %s %s %s ...        ", kb_pattern_name(pats[pi]),
+				progress("[swap] %s %s %s", kb_pattern_name(pats[pi]),
 					c ? "random" : "text", sw_name[s]);
 				if (s <= SW_UFP_LZ4_NE)
 					sw_ufpager(o, s == SW_UFP_LZ4 || s == SW_UFP_LZ4_NE,
 						   s >= SW_UFP_FILE_NE, pats[pi], !c, pages, &r[s]);
 				else
 					sw_kernel(s == SW_ZRAM, pats[pi], !c, pages, &r[s]);
-				fprintf(stderr, "\r%60s\r", "");
+				progress_done();
 			}
 			for (int s = 0; s < SW_NR; s++) {
 				if (!r[s].pages_s) {
@@ -379,21 +406,13 @@ int bench_swap(struct bench_opts *o)
 				json_kv_num(o, "verified", r[s].ok);
 				json_row_end(o);
 			}
-			if (c == 1 && pi == 0 && r[SW_KFILE].pages_s && r[SW_UFP_FILE].pages_s)
-				summary_add(o, "swap seq refault: ufpager file / kernel file",
-					    r[SW_UFP_FILE].pages_s / r[SW_KFILE].pages_s);
-			if (c == 0 && pi == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
-				summary_add(o, "swap seq refault: ufpager lz4 / kernel zram-lz4",
-					    r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
-			if (c == 0 && pi == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4_NE].pages_s)
-				summary_add(o, "swap seq refault, no eviction: ufpager lz4 / zram-lz4",
-					    r[SW_UFP_LZ4_NE].pages_s / r[SW_ZRAM].pages_s);
-			if (c == 1 && pi == 0 && r[SW_KFILE].pages_s && r[SW_UFP_FILE_NE].pages_s)
-				summary_add(o, "swap seq refault, no eviction: ufpager file / kernel file",
-					    r[SW_UFP_FILE_NE].pages_s / r[SW_KFILE].pages_s);
-			if (c == 1 && pi == 1 && r[SW_KFILE].pages_s && r[SW_UFP_FILE].pages_s)
-				summary_add(o, "swap random refault: ufpager file / kernel file",
-					    r[SW_UFP_FILE].pages_s / r[SW_KFILE].pages_s);
+			for (size_t k = 0; k < sizeof(sw_sums) / sizeof(sw_sums[0]); k++) {
+				const struct sw_sum *u = &sw_sums[k];
+
+				if (u->data == c && u->pat == pi && r[u->num].pages_s && r[u->den].pages_s)
+					summary_add(o, u->key, u->text, r[u->num].pages_s,
+						    r[u->den].pages_s);
+			}
 			if (c == 0 && r[SW_ZRAM].pages_s && r[SW_UFP_LZ4].pages_s)
 				/* random data: ufpager's tier sends incompressible
 				 * pages to the file by design, zram keeps them in RAM */

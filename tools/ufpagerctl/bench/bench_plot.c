@@ -106,30 +106,30 @@ void plot_figure_title(struct bench_opts *o, const char *figure, const char *tit
 }
 
 void plot_cdf_series(struct bench_opts *o, const char *figure, const char *series,
-		     const struct lat *l)
+		     const struct kb_hist *l)
 {
 	struct plot_fig *fg;
 	char file[128];
 	uint64_t below = 0;
 
-	if (!o->plot || !l->n || !(fg = plot_fig_get(o, figure)) || fg->nseries == PLOT_SERIES)
+	if (!o->plot || !l->count || !(fg = plot_fig_get(o, figure)) || fg->nseries == PLOT_SERIES)
 		return;
 	snprintf(fg->series[fg->nseries++], sizeof(fg->series[0]), "%s", series);
 	snprintf(file, sizeof(file), "%s-cdf-%s.dat", figure, series);
 	plot_row(o, file, "# %s %s: %llu samples\n# bucket_low_ns bucket_high_ns cdf "
-		 "fraction_at_least_low\n", figure, series, (unsigned long long)l->n);
-	for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++) {
+		 "fraction_at_least_low\n", figure, series, (unsigned long long)l->count);
+	for (unsigned i = 0; i < KB_HIST_BUCKETS; i++) {
 		if (!l->b[i])
 			continue;
-		plot_row(o, file, "%llu %llu %.6f %.6g\n", (unsigned long long)stats_hist_bucket_low(i),
-			 (unsigned long long)stats_hist_bucket_low(i + 1),
-			 (double)(below + l->b[i]) / (double)l->n,
-			 (double)(l->n - below) / (double)l->n);
+		plot_row(o, file, "%llu %llu %.6f %.6g\n", (unsigned long long)kb_hist_bucket_lo(i),
+			 (unsigned long long)kb_hist_bucket_hi(i) + 1,
+			 (double)(below + l->b[i]) / (double)l->count,
+			 (double)(l->count - below) / (double)l->count);
 		below += l->b[i];
 	}
 }
 
-void plot_cdf(struct bench_opts *o, const char *series, const struct lat *l)
+void plot_cdf(struct bench_opts *o, const char *series, const struct kb_hist *l)
 {
 	plot_cdf_series(o, "headline", series, l);
 }

@@ -50,6 +50,8 @@ struct kb_cdf_point {
 	double frac;
 };
 
+/* An empty histogram: kb_hist_init() or this initializer. */
+#define KB_HIST_INIT { .min = UINT64_MAX }
 void kb_hist_init(struct kb_hist *h);
 /* Bucket of a value, and a bucket's inclusive bounds: lo <= v <= hi. */
 unsigned kb_hist_bucket(uint64_t v);

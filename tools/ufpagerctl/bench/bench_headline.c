@@ -31,7 +31,7 @@ struct hl_res {
 	struct ufp_latency lat, lock_wait;
 	uint64_t swapins;
 	char why[320];
-	struct lat hist;          /* for the CDF plot */
+	struct kb_hist hist;          /* for the CDF plot */
 };
 
 struct hl_thread {
@@ -54,14 +54,14 @@ static void *hl_access(void *arg)
 			x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 			/* 80% of accesses to a hot quarter, 20% anywhere */
 			size_t i = (x % 5) ? (x >> 8) % (t->pages / 4) : (x >> 8) % t->pages;
-			uint64_t *w = (uint64_t *)(t->base + i * UFP_PAGE_SIZE) + (x >> 40) % 512;
-			uint64_t a = ufp_now_ns(), d;
+			uint64_t *w = (uint64_t *)(t->base + i * BENCH_PAGE) + (x >> 40) % 512;
+			uint64_t a = now_ns(), d;
 
 			*w += 1;
-			d = ufp_now_ns() - a;
+			d = now_ns() - a;
 			t->m.ops++;
 			if (d >= HL_FAULT_NS) {
-				lat_add(&t->m.lat, d);
+				kb_hist_record(&t->m.lat, d);
 				t->faults++;
 			}
 		}
@@ -78,7 +78,7 @@ struct hl_churn {
 static void *hl_ufp_churn(void *arg)
 {
 	struct hl_churn *c = arg;
-	size_t len = 64 * UFP_PAGE_SIZE;
+	size_t len = 64 * BENCH_PAGE;
 	char *m;
 
 	ufp_thread_register();
@@ -100,7 +100,7 @@ static void *hl_ufp_churn(void *arg)
 static void hl_fill_at(char *m, size_t first, size_t n)
 {
 	for (size_t i = first; i < first + n; i++) {
-		uint64_t *w = (uint64_t *)(m + (i - first) * UFP_PAGE_SIZE);
+		uint64_t *w = (uint64_t *)(m + (i - first) * BENCH_PAGE);
 
 		for (unsigned k = 0; k < 512; k += 8)   /* half-compressible content */
 			w[k] = i * 0x9E3779B97F4A7C15ull + k;
@@ -129,8 +129,8 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
-		.budget = (uint64_t)pages * UFP_PAGE_SIZE / 4, .fault_around = 1,
-		.swap_size = (uint64_t)pages * UFP_PAGE_SIZE * 2, .ztier_size = 4096,
+		.budget = (uint64_t)pages * BENCH_PAGE / 4, .fault_around = 1,
+		.swap_size = (uint64_t)pages * BENCH_PAGE * 2, .ztier_size = 4096,
 		.flags = UFP_PF_NO_EXPORT,
 	};
 	struct hl_thread t[8];
@@ -151,7 +151,7 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	}
 	for (unsigned i = 0; i < nt; i++) {
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
-		ufp_map(p, NULL, t[i].pages * UFP_PAGE_SIZE, UFP_PROT_ALL, 0, (void **)&t[i].base);
+		ufp_map(p, NULL, t[i].pages * BENCH_PAGE, UFP_PROT_ALL, 0, (void **)&t[i].base);
 		hl_fill_at(t[i].base, 0, t[i].pages);
 	}
 	ufp_advise(p, t[0].base, 1, UFP_ADV_NORMAL);
@@ -235,23 +235,23 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 		goto out;
 	for (unsigned i = 0; i < nt; i++) {
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
-		t[i].base = mmap(NULL, t[i].pages * UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		t[i].base = mmap(NULL, t[i].pages * BENCH_PAGE, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		madvise(t[i].base, t[i].pages * UFP_PAGE_SIZE, MADV_NOHUGEPAGE);
+		madvise(t[i].base, t[i].pages * BENCH_PAGE, MADV_NOHUGEPAGE);
 		/* Fill in 4 MiB steps, each pushed to swap at once: filling
 		 * the whole set first can outrun reclaim and OOM-kill us in
 		 * the cgroup (ufpager's fill is throttled by its budget). */
 		for (size_t at = 0; at < t[i].pages; at += 1024) {
 			size_t np = t[i].pages - at < 1024 ? t[i].pages - at : 1024;
-			char *c = t[i].base + at * UFP_PAGE_SIZE;
+			char *c = t[i].base + at * BENCH_PAGE;
 
 			hl_fill_at(c, at, np);
-			madvise(c, np * UFP_PAGE_SIZE, MADV_PAGEOUT);
+			madvise(c, np * BENCH_PAGE, MADV_PAGEOUT);
 		}
 	}
 	for (unsigned i = 0; i < nt; i++)
 		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
-	kb_churn_start(&churn, 1, 64 * UFP_PAGE_SIZE);
+	kb_churn_start(&churn, 1, 64 * BENCH_PAGE);
 	err = crew_run_for(&crew, o->seconds * 2);
 	kb_churn_stop(&churn);
 	if (!err) {
@@ -271,7 +271,7 @@ static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_
 {
 	/* the budget plus 4 MiB for what the cgroup charges besides the data
 	 * (page tables, thread stacks, the churn mappings) */
-	uint64_t limit = (uint64_t)pages * UFP_PAGE_SIZE / 4 + (4ull << 20);
+	uint64_t limit = (uint64_t)pages * BENCH_PAGE / 4 + (4ull << 20);
 	struct kb_swap sw = { 0 };
 	int pfd[2], st;
 	pid_t c;
@@ -280,7 +280,7 @@ static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_
 		snprintf(r->why, sizeof(r->why), "skipped: needs root (swap and a memory cgroup)");
 		return -EPERM;
 	}
-	if (kb_swap_file_setup("/var/tmp", (uint64_t)pages * UFP_PAGE_SIZE * 2, &sw)) {
+	if (kb_swap_file_setup("/var/tmp", (uint64_t)pages * BENCH_PAGE * 2, &sw)) {
 		snprintf(r->why, sizeof(r->why), "skipped: %s", sw.why);
 		return -ENOTSUP;
 	}
@@ -325,16 +325,16 @@ int bench_headline(struct bench_opts *o)
 	printf("\n== headline: %u threads randomly access %zu MiB (80%% to a hot quarter) under a\n"
 	       "   %zu MiB budget while a thread splits, merges, protects and unmaps other memory\n"
 	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn)\n",
-	       nt, pages * UFP_PAGE_SIZE >> 20, pages * UFP_PAGE_SIZE / 4 >> 20);
-	fprintf(stderr, "[headline] per-region ...");
+	       nt, pages * BENCH_PAGE >> 20, pages * BENCH_PAGE / 4 >> 20);
+	progress("[headline] per-region");
 	hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, &r[0]);
-	fprintf(stderr, "\r[headline] global ...    ");
+	progress("[headline] global");
 	hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, &r[1]);
-	fprintf(stderr, "\r[headline] kernel ...    ");
+	progress("[headline] kernel");
 	if (hl_kernel(o, pages, nt, &r[2]) == -EIO)   /* a memcg OOM kill: once more */
 		hl_kernel(o, pages, nt, &r[2]);
 	kb_swap_teardown_all();
-	fprintf(stderr, "\r%40s\r", "");
+	progress_done();
 	printf("%-11s %11s %12s %9s %9s %9s %11s %9s\n", "system", "faults/s", "accesses/s",
 	       "p50", "p99", "max", "lockwait99", "struct/s");
 	for (int i = 0; i < 3; i++) {
@@ -356,15 +356,18 @@ int bench_headline(struct bench_opts *o)
 		json_row_end(o);
 		plot_cdf(o, name[i], &r[i].hist);
 	}
-	if (r[0].ok && r[1].ok) {
-		summary_add(o, "headline: accesses/s per-region / global", r[0].accesses_s / r[1].accesses_s);
-		summary_add(o, "headline: fault p99 global / per-region",
-			    (double)r[1].lat.p99 / (double)(r[0].lat.p99 ? r[0].lat.p99 : 1));
-	}
-	if (r[0].ok && r[2].ok) {
-		summary_add(o, "headline: accesses/s per-region / kernel", r[0].accesses_s / r[2].accesses_s);
-		summary_add(o, "headline: fault p99 kernel / per-region",
-			    (double)r[2].lat.p99 / (double)(r[0].lat.p99 ? r[0].lat.p99 : 1));
+	for (int i = 1; i < 3; i++) {   /* per-region against global, then the kernel */
+		const char *other = i == 1 ? "global" : "kernel";
+		char key[64], text[96];
+
+		if (!r[0].ok || !r[i].ok)
+			continue;
+		snprintf(key, sizeof(key), "headline.per_region_over_%s", other);
+		snprintf(text, sizeof(text), "headline: accesses/s per-region / %s", other);
+		summary_add(o, key, text, r[0].accesses_s, r[i].accesses_s);
+		snprintf(key, sizeof(key), "headline.p99_%s_over_per_region", other);
+		snprintf(text, sizeof(text), "headline: fault p99 %s / per-region", other);
+		summary_add(o, key, text, (double)r[i].lat.p99, (double)r[0].lat.p99);
 	}
 	return 0;
 }

@@ -117,13 +117,21 @@ int crew_run_to_deadline(struct bench_crew *c, double seconds)
 	return crew_join(c, crew_open(c, seconds));
 }
 
-void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct lat *lat,
+void crew_collect(const struct bench_crew *c, unsigned first, unsigned n, struct kb_hist *lat,
 		  uint64_t *ops)
 {
 	for (unsigned i = first; i < first + n && i < c->spawned; i++) {
 		if (lat)
-			lat_merge(lat, &c->m[i]->lat);
+			kb_hist_merge(lat, &c->m[i]->lat);
 		if (ops)
 			*ops += c->m[i]->ops;
 	}
+}
+
+void lat_summary(const struct kb_hist *h, struct ufp_latency *out)
+{
+	*out = (struct ufp_latency){
+		.count = h->count, .p50 = kb_hist_p50(h), .p99 = kb_hist_p99(h),
+		.p999 = kb_hist_p999(h), .max = h->max, .sum = h->sum,
+	};
 }
