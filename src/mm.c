@@ -252,6 +252,31 @@ undo_mmap:
 }
 
 /*
+ * The kernel's side of an unmap: unregister [s, e) (so our own MAP_FIXED
+ * raises no UNMAP event for the event worker to misread) and re-reserve it
+ * PROT_NONE. On failure the range is registered again and still mapped:
+ * -ENOMEM (the map count limit), with the detail. A range that can be
+ * neither replaced nor registered again would hand its missing pages to
+ * the kernel's zero fill: that one stays a BUG.
+ */
+static int unmap_range(struct ufp_pager *p, uintptr_t s, uintptr_t e)
+{
+	int err = uffd_unregister(p, s, e - s);
+
+	if (!err && mmap((void *)s, e - s, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) ==
+			MAP_FAILED)
+		err = -errno;
+	if (!err)
+		return 0;
+	/* unregistering may have split and cleared part of the range */
+	UFP_BUG_ON(uffd_register(p, s, e - s) != 0);
+	return ufp_error(err, "ufpager: cannot unmap [%#lx, %#lx): %s (splitting its "
+			 "mapping needs more VMAs than vm.max_map_count allows?)",
+			 (unsigned long)s, (unsigned long)e, strerror(-err));
+}
+
+/*
  * Remove [s, e) from the tree: split at the edges, detach what is inside.
  * kernel_done: the kernel already unmapped it (a foreign UNMAP/REMAP
  * event): only re-reserve the hole, never MAP_FIXED over it blindly.
@@ -273,6 +298,17 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 	if (err)
 		return err;
 	lock_sorted(v, n);
+	/* The kernel's part first, while it can still be undone: unmapping
+	 * inside a region splits its VMA, which fails with ENOMEM at
+	 * vm.max_map_count. Then nothing has changed (the pages are still
+	 * there, still served by us) and the caller gets -ENOMEM. */
+	if (!kernel_done) {
+		err = unmap_range(p, s, e);
+		if (err) {
+			free(v);
+			return err;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct ufp_region *r = v[i];
 
@@ -290,14 +326,12 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 		region_detach(p, r);
 	}
 	free(v);
+	/* out of memory for a tree node (the kernel range is gone already:
+	 * an access there faults as PROT_NONE memory would) */
 	if (err)
-		return err;
-	if (!kernel_done) {
-		uffd_unregister(p, s, e - s);
-		if (mmap((void *)s, e - s, PROT_NONE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
-			UFP_BUG_ON("re-reserving an unmapped range failed");
-	} else if (mmap((void *)s, e - s, PROT_NONE,
+		return ufp_error(err, "ufpager: out of memory splitting regions to unmap "
+				 "[%#lx, %#lx)", (unsigned long)s, (unsigned long)e);
+	if (kernel_done && mmap((void *)s, e - s, PROT_NONE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
 			-1, 0) == MAP_FAILED) {
 		/* something else lives there now: keep the range out of use */
