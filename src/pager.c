@@ -469,11 +469,19 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		 * handler. (A thread racing the discard with its own accesses may
 		 * get a page the kernel zero-fills without us: still zeros.)
 		 */
-		uffd_unregister(p, s, len);
-		if (madvise((void *)s, len, MADV_DONTNEED))
+		err = uffd_unregister(p, s, len);
+		/* never on a range still registered: the REMOVE event would
+		 * wait for a handler that may wait for our lock */
+		if (!err && madvise((void *)s, len, MADV_DONTNEED))
 			err = -errno;
+		/* unregistering split at most the range's own edges: this
+		 * needs no new mapping, it merges them back */
 		UFP_BUG_ON(uffd_register(p, s, len) != 0);
-		mm_clear_ptes(p, s, e);
+		if (err)
+			ufp_set_error("ufpager: DONTNEED of [%#lx, %#lx): %s (at vm.max_map_count?)",
+				      (unsigned long)s, (unsigned long)e, strerror(-err));
+		else
+			mm_clear_ptes(p, s, e);
 	}
 	STAT_INC(thread_stats(p, true), advises);
 out:
