@@ -41,6 +41,13 @@ if(Python3_FOUND)
            ${CMAKE_CURRENT_SOURCE_DIR}/include/ufpager.h $<TARGET_FILE:ufpager>
            ${CMAKE_CURRENT_SOURCE_DIR}/src/libufpager.map)
   set_tests_properties(check_exports PROPERTIES LABELS unit TIMEOUT 60)
+  # src/ is layered: no circle among the library's files, no call up
+  # (src/README.md lists the layers).
+  add_test(NAME check_layers COMMAND ${Python3_EXECUTABLE}
+           ${CMAKE_CURRENT_SOURCE_DIR}/tests/check_layers.py
+           ${CMAKE_BINARY_DIR}/CMakeFiles/ufpager.dir
+           ${CMAKE_CURRENT_SOURCE_DIR}/src/README.md)
+  set_tests_properties(check_layers PROPERTIES LABELS unit TIMEOUT 60)
   # The one JSON writer refuses non-finite numbers: null plus a reason.
   add_executable(json_emit_test tests/json_emit_test.c tools/ufpagerctl/json.c)
   target_include_directories(json_emit_test PRIVATE tools/ufpagerctl)
