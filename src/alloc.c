@@ -13,7 +13,14 @@
  */
 #include <sys/mman.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "mm.h"
 
 static size_t page_round(size_t n)
 {

@@ -6,7 +6,11 @@
  */
 #include <stdarg.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "pager.h"
+#include "reclaim.h"
 
 /* ======================================================================
  * Entry and exit of public calls.

@@ -9,6 +9,7 @@
 #ifndef UFP_BASE_H
 #define UFP_BASE_H
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "thread.h"
+#include "ufpager.h"
 
 /* ======================================================================
  * Error detail (ufp_last_error): the one error channel. The detail lives

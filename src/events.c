@@ -11,8 +11,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
 #include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "reclaim.h"
+#include "mm.h"
+#include "delivery.h"
 #include "inject.h"
 #include "sandbox.h"
 

@@ -19,8 +19,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
 #include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "export.h"
 #include "ufp_export.h"
 #include "sandbox.h"
 

@@ -23,7 +23,18 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "pte.h"
+#include "reclaim.h"
+#include "mm.h"
+#include "fault.h"
 #include "swap_backend.h"
 
 #define ZERO_BUF_PAGES 512

@@ -13,7 +13,13 @@
  */
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "pager.h"
+#include "pagers.h"
+#include "reclaim.h"
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 

@@ -5,7 +5,9 @@
  * the order written at the top of vma_locks.c. Per thread, in two small
  * TLS arrays of debug builds only. Calls only log.c.
  */
-#include "ufp_internal.h"
+#include "base.h"
+#include "thread.h"
+#include "vma_locks.h"
 
 /* ======================================================================
  * Lock-order checker (debug builds). Per thread: the levels held, and the

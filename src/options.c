@@ -11,7 +11,9 @@
 #include <ctype.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "options.h"
+#include "thread.h"
 
 enum opt_kind { OK_SIZE, OK_UINT, OK_INT, OK_STR, OK_LOCK, OK_DELIVERY, OK_BOOL };
 

@@ -15,7 +15,20 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "options.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "pagers.h"
+#include "reclaim.h"
+#include "mm.h"
+#include "fault.h"
+#include "delivery.h"
+#include "export.h"
 #include "inject.h"
 #include "swap_backend.h"
 

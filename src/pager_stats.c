@@ -5,7 +5,14 @@
  * watchdog, injection), written at most out->size bytes. The export
  * thread (export.c) publishes the same view.
  */
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "delivery.h"
+#include "export.h"
 #include "inject.h"
 #include "swap_backend.h"
 

@@ -6,7 +6,13 @@
  * exists and hands it a dying thread's counter block; fork.c walks it at
  * fork. Calls region.c (counter spill), stats.c and the swap backend.
  */
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "pagers.h"
 #include "swap_backend.h"
 
 static pthread_mutex_t pagers_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -7,8 +7,12 @@
  * reclaim.c and remap.c, which all wait on or wake pages; calls only the
  * swap backend. Async-signal-safe: atomics and futex(2).
  */
-#include "ufp_internal.h"
+#include "base.h"
 #include "futex.h"
+#include "thread.h"
+#include "region.h"
+#include "pager.h"
+#include "pte.h"
 #include "swap_backend.h"
 
 /* ======================================================================

@@ -29,8 +29,17 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "rcu.h"
 #include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "pte.h"
+#include "reclaim.h"
 #include "inject.h"
 #include "swap_backend.h"
 #include "sandbox.h"

@@ -17,7 +17,14 @@
  *  - a published node is immutable; a node allocated in the current update
  *    (node->gen == tree->gen) is private to the writer until commit.
  */
-#include "ufp_internal.h"
+#include "base.h"
+#include "rcu.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
 #include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 #if defined(__SANITIZE_THREAD__)

@@ -29,8 +29,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
 #include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "pte.h"
+#include "reclaim.h"
+#include "mm.h"
 #include "swap_backend.h"
 
 #define SLOT_CLAIMED 1

@@ -41,7 +41,12 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "pager.h"
 #include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 #include "sandbox.h"
 #include "swap_backend.h"

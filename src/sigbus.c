@@ -10,7 +10,16 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
+#include "mm.h"
+#include "fault.h"
+#include "delivery.h"
 
 /* ======================================================================
  * Self-paging: the SIGBUS handler.

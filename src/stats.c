@@ -13,7 +13,13 @@
  */
 #include <stdarg.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
 
 /* A new counter block for the calling thread, on the pager's list.
  * Normal context (allocates). NULL when out of memory. */

@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "options.h"
+#include "stats.h"
+#include "thread.h"
+#include "region.h"
 #include "ufp_export.h"
 
 #define UFP_STR2(x) #x

@@ -26,7 +26,11 @@
 #include <stdarg.h>
 #include <sys/mman.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "stats.h"
+#include "thread.h"
+#include "region.h"
+#include "pager.h"
 #include <urcu/static/urcu-memb.h>   /* the reader's registered flag */
 
 struct thread_ts {

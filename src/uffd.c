@@ -11,7 +11,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "pager.h"
+#include "uffd.h"
 #include "inject.h"
 
 /* ======================================================================

@@ -18,7 +18,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "region.h"
+#include "pager.h"
+#include "uffd.h"
+#include "reclaim.h"
+#include "fault.h"
+#include "delivery.h"
 #include "inject.h"
 #include "sandbox.h"
 

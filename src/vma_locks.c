@@ -33,8 +33,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
+#include "rcu.h"
 #include "futex.h"
+#include "stats.h"
+#include "thread.h"
+#include "vma_locks.h"
+#include "region.h"
+#include "pager.h"
 
 uint32_t region_readers_max = REGION_READERS_MASK - 1;
 

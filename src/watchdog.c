@@ -14,8 +14,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "ufp_internal.h"
+#include "base.h"
 #include "futex.h"
+#include "thread.h"
+#include "region.h"
+#include "pager.h"
 #include "sandbox.h"
 
 _Atomic uint32_t watchdog_stall_ms = 2000;
