@@ -6,11 +6,54 @@
 #ifndef UFP_DELIVERY_H
 #define UFP_DELIVERY_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
 #include "base.h"
+#include "rcu.h"
+#include "watchdog.h"
 #include "uffd_compat.h"
 
 struct ufp_pager;
 struct uffd_msg;
+
+struct ufp_pager;
+
+struct ufp_handler {
+	struct ufp_pager *pager;
+	pthread_t thread;
+	pid_t tid;
+	/* odd from before a read of the uffd until the events it returned
+	 * are published and queued (events.c ordering, see remap.c) */
+	_Atomic uint64_t section ufp_cacheline_aligned;
+	struct wd_beat wd;             /* heartbeat (watchdog.h) */
+};
+
+/* uffd_loop.c's part of the pager */
+struct pager_service {
+	struct ufp_handler *handlers;
+	unsigned nhandlers;
+	int wake_fd;                    /* eventfd: stop the handlers */
+	_Atomic bool stopping;
+	_Atomic bool spinner;           /* a handler is spinning (at most one) */
+};
+
+struct ufp_event {                  /* a foreign event for the event worker */
+	struct cds_wfcq_node node;
+	struct uffd_msg msg;
+	unsigned slot;                  /* REMAP: the published range (remap.c) */
+};
+
+/* events.c's part of the pager */
+struct pager_events {
+	pthread_t thread;
+	bool started;
+	struct cds_wfcq_head head;
+	struct cds_wfcq_tail tail;
+	_Atomic uint32_t futex;
+	_Atomic uint32_t reading;       /* SIGBUS delivery: the event reader is between
+					 * reading messages and publishing them */
+};
 
 /* uffd_loop.c: the handler pool (handler delivery) or the event reader */
 int uffd_start_threads(struct ufp_pager *p);

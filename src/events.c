@@ -74,13 +74,13 @@ static void *event_worker(void *arg)
 	sandbox_enter(p, SB_EVENT_WORKER);
 	for (;;) {
 		struct cds_wfcq_node *node;
-		uint32_t w = atomic_load_explicit(&p->evq_futex, memory_order_acquire);
+		uint32_t w = atomic_load_explicit(&p->ev.futex, memory_order_acquire);
 
-		wd_beat(&p->wd_events);
+		wd_beat(&p->wd.events);
 		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_EVENTS))
 			break;             /* injected death: the watchdog must see it */
 
-		node = cds_wfcq_dequeue_blocking(&p->evq_head, &p->evq_tail);
+		node = cds_wfcq_dequeue_blocking(&p->ev.head, &p->ev.tail);
 		if (node) {
 			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
 
@@ -88,11 +88,11 @@ static void *event_worker(void *arg)
 			free(ev);
 			continue;
 		}
-		if (atomic_load_explicit(&p->stopping, memory_order_acquire))
+		if (atomic_load_explicit(&p->svc.stopping, memory_order_acquire))
 			break;
-		wd_idle(&p->wd_events, true);
-		futex_wait(&p->evq_futex, w, NULL);
-		wd_idle(&p->wd_events, false);
+		wd_idle(&p->wd.events, true);
+		futex_wait(&p->ev.futex, w, NULL);
+		wd_idle(&p->wd.events, false);
 	}
 	thread_unmark_service();
 	return NULL;
@@ -111,9 +111,9 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned 
 	cds_wfcq_node_init(&ev->node);
 	ev->msg = *m;
 	ev->slot = slot;
-	cds_wfcq_enqueue(&p->evq_head, &p->evq_tail, &ev->node);
+	cds_wfcq_enqueue(&p->ev.head, &p->ev.tail, &ev->node);
 	/* release: pairs with the acquire load in event_worker */
-	futex_bump_wake(&p->evq_futex, 1);
+	futex_bump_wake(&p->ev.futex, 1);
 }
 
 /* Returns true if the message was an event (handled or queued). */
@@ -139,21 +139,21 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 
 int events_start(struct ufp_pager *p)
 {
-	cds_wfcq_init(&p->evq_head, &p->evq_tail);
-	if (sandbox_thread_create(&p->event_thread, event_worker, p))
+	cds_wfcq_init(&p->ev.head, &p->ev.tail);
+	if (sandbox_thread_create(&p->ev.thread, event_worker, p))
 		return -EAGAIN;
-	p->event_thread_started = true;
+	p->ev.started = true;
 	return 0;
 }
 
-/* After p->stopping is set and every reader has ended. */
+/* After p->svc.stopping is set and every reader has ended. */
 void events_stop(struct ufp_pager *p)
 {
-	if (p->event_thread_started) {
+	if (p->ev.started) {
 		/* release: pairs with the acquire load of evq_futex in event_worker */
-		futex_bump_wake(&p->evq_futex, INT_MAX);
-		pthread_join(p->event_thread, NULL);
-		p->event_thread_started = false;
+		futex_bump_wake(&p->ev.futex, INT_MAX);
+		pthread_join(p->ev.thread, NULL);
+		p->ev.started = false;
 	}
-	cds_wfcq_destroy(&p->evq_head, &p->evq_tail);
+	cds_wfcq_destroy(&p->ev.head, &p->ev.tail);
 }

@@ -114,7 +114,7 @@ static void top_region(struct ufp_region *r, void *arg)
 
 static void export_once(struct ufp_pager *p)
 {
-	struct ufp_export *e = p->export_seg;
+	struct ufp_export *e = p->exp.seg;
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
 	struct top_ctx top = { .n = 0 };
 
@@ -150,12 +150,12 @@ static void *export_main(void *arg)
 	thread_mark_service(true);   /* ours: no I/O context, RCU registered */
 	thread_enter(p);             /* its counter block, before the filter */
 	sandbox_enter(p, SB_EXPORTER);
-	while (!atomic_load_explicit(&p->export_stop, memory_order_acquire)) {
-		uint32_t w = atomic_load_explicit(&p->export_futex, memory_order_acquire);
+	while (!atomic_load_explicit(&p->exp.stop, memory_order_acquire)) {
+		uint32_t w = atomic_load_explicit(&p->exp.futex, memory_order_acquire);
 		struct timespec ts = { 0, UFP_EXPORT_MS * 1000000L };
 
 		export_once(p);
-		futex_wait(&p->export_futex, w, &ts);
+		futex_wait(&p->exp.futex, w, &ts);
 	}
 	export_once(p);
 	return NULL;
@@ -168,13 +168,13 @@ int export_start(struct ufp_pager *p)
 
 	if (!p->opt.export_stats)
 		return 0;
-	snprintf(p->export_name, sizeof(p->export_name), "/ufpager.%d.%llu", (int)getpid(),
+	snprintf(p->exp.name, sizeof(p->exp.name), "/ufpager.%d.%llu", (int)getpid(),
 		 (unsigned long long)p->id);
-	fd = shm_open(p->export_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	fd = shm_open(p->exp.name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		/* observability must not stop the pager: run without it and say so */
 		ufp_set_error("ufpager: no stats export (/dev/shm%s: %s); running without "
-			      "live stats", p->export_name, strerror(errno));
+			      "live stats", p->exp.name, strerror(errno));
 		ufp_log("%s\n", ufp_last_error());
 		return 0;
 	}
@@ -186,16 +186,16 @@ int export_start(struct ufp_pager *p)
 	int ferr = posix_fallocate(fd, 0, sizeof(*e));
 	if (ferr) {
 		close(fd);
-		shm_unlink(p->export_name);
+		shm_unlink(p->exp.name);
 		ufp_set_error("ufpager: no stats export (/dev/shm%s: %s); running without "
-			      "live stats", p->export_name, strerror(ferr));
+			      "live stats", p->exp.name, strerror(ferr));
 		ufp_log("%s\n", ufp_last_error());
 		return 0;
 	}
 	e = mmap(NULL, sizeof(*e), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (e == MAP_FAILED) {
-		shm_unlink(p->export_name);
+		shm_unlink(p->exp.name);
 		return 0;
 	}
 	memset(e, 0, sizeof(*e));
@@ -211,31 +211,31 @@ int export_start(struct ufp_pager *p)
 	e->lock_mode = p->lock_mode;
 	e->delivery = p->delivery;
 	e->budget = p->opt.budget;
-	p->export_seg = e;
-	if (sandbox_thread_create(&p->export_thread, export_main, p)) {
+	p->exp.seg = e;
+	if (sandbox_thread_create(&p->exp.thread, export_main, p)) {
 		munmap(e, sizeof(*e));
-		shm_unlink(p->export_name);
-		p->export_seg = NULL;
+		shm_unlink(p->exp.name);
+		p->exp.seg = NULL;
 		return 0;
 	}
-	p->export_started = true;
-	seg_note(p->export_name, true);
+	p->exp.started = true;
+	seg_note(p->exp.name, true);
 	return 0;
 }
 
 void export_stop(struct ufp_pager *p)
 {
-	if (p->export_started) {
-		atomic_store_explicit(&p->export_stop, true, memory_order_release);
-		futex_bump_wake(&p->export_futex, 1);
-		pthread_join(p->export_thread, NULL);
-		p->export_started = false;
+	if (p->exp.started) {
+		atomic_store_explicit(&p->exp.stop, true, memory_order_release);
+		futex_bump_wake(&p->exp.futex, 1);
+		pthread_join(p->exp.thread, NULL);
+		p->exp.started = false;
 	}
-	if (p->export_seg) {
-		munmap(p->export_seg, sizeof(struct ufp_export));
-		shm_unlink(p->export_name);
-		seg_note(p->export_name, false);
-		p->export_seg = NULL;
+	if (p->exp.seg) {
+		munmap(p->exp.seg, sizeof(struct ufp_export));
+		shm_unlink(p->exp.name);
+		seg_note(p->exp.name, false);
+		p->exp.seg = NULL;
 	}
 }
 

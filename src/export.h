@@ -6,6 +6,9 @@
 #ifndef UFP_EXPORT_CALLS_H
 #define UFP_EXPORT_CALLS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include "ufpager.h"
 
 struct ufp_pager;
@@ -13,6 +16,17 @@ struct ufp_pager;
 /* pager_stats.c: what ufp_stats_get returns, without the public-call
  * guard (the exporter's thread). */
 int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out);
+
+/* export.c's part of the pager */
+struct ufp_export;
+struct pager_export {
+	struct ufp_export *seg;
+	char name[64];
+	pthread_t thread;
+	bool started;
+	_Atomic bool stop;
+	_Atomic uint32_t futex;
+};
 
 /* export.c */
 struct ufp_export;

@@ -348,7 +348,7 @@ int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		uint64_t v;
 		int ret;
 
-		if (p->budget_pages)
+		if (p->reclaim.budget_pages)
 			reclaim_throttle(p, ts);
 		r = fault_lock_region(p, page, ts, rcu_ok, &fl);
 		if (!r)

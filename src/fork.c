@@ -43,7 +43,7 @@ static void atfork_parent(void)
 		struct ufp_pager *p = pagers_at(i);
 
 		if (p) {
-			stats_add(&p->shared_ts, UFP_C_events_fork, 1);
+			stats_add(&p->stats.shared, UFP_C_events_fork, 1);
 			pager_write_unlock(p);
 			reclaim_resume(p);
 		}

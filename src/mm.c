@@ -127,7 +127,7 @@ struct ufp_region *mm_split(struct ufp_pager *p, struct ufp_region *r, uintptr_t
 		return NULL;
 	n->alloc_size = r->alloc_size;
 	/* the new half is invisible until commit, and locked with r */
-	atomic_store_explicit(&n->lock_seq, atomic_load(&p->lock_seq), memory_order_relaxed);
+	atomic_store_explicit(&n->lock_seq, atomic_load(&p->lock.seq), memory_order_relaxed);
 	atomic_store_explicit(&r->end, addr, memory_order_relaxed);
 	if (region_tree_insert(&p->tree, n)) {
 		atomic_store_explicit(&r->end, region_end(n), memory_order_relaxed);

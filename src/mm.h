@@ -5,6 +5,7 @@
 #ifndef UFP_MM_H
 #define UFP_MM_H
 
+#include <stdatomic.h>
 #include "base.h"
 
 struct ufp_pager;
@@ -36,6 +37,19 @@ int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e, struct ufp_region *
 	      size_t *n);
 /* Write-lock every region overlapping [s, e) (pager write lock held). */
 void mm_lock_range(struct ufp_pager *p, uintptr_t s, uintptr_t e);
+
+/* remap.c's part of the pager: mremapped ranges being carried over */
+#define UFP_REMAP_SLOTS 4
+#define UFP_REMAP_POISON (~0ull)    /* remap.c: a poisoned page moved */
+struct pager_remap {
+	struct {
+		_Atomic uintptr_t to, end;
+		uintptr_t from;             /* set before end is published */
+		_Atomic bool carried;       /* event worker: done early (an UNMAP of
+					     * the old range came first) */
+	} slots[UFP_REMAP_SLOTS];
+	_Atomic uint32_t futex;          /* bumped when a range is done */
+};
 
 /* remap.c: a program's mremap of managed memory. */
 bool remap_covers(struct ufp_pager *p, uintptr_t addr);

@@ -69,7 +69,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		return -ENOMEM;
 	p->uffd = -1;
 	p->pagemap_fd = -1;
-	p->wake_fd = -1;
+	p->svc.wake_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
 	err = options_resolve(params, &p->opt);
 	/* a bad UFPAGER_INJECT fails here, like any bad option (process-wide:
@@ -88,8 +88,8 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	p->lock_mode = (enum ufp_lock_mode)p->opt.lock_mode;
 	p->delivery = (enum ufp_delivery)p->opt.delivery;
 	p->id = atomic_fetch_add(&next_pager_id, 1);
-	p->shared_ts.shared = true;
-	pthread_mutex_init(&p->stats_lock, NULL);
+	p->stats.shared.shared = true;
+	pthread_mutex_init(&p->stats.lock, NULL);
 	pager_lock_init(p, 0);
 	region_tree_init(&p->tree);
 
@@ -144,7 +144,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	err = reclaim_start(p);
 	if (err)
 		goto fail_threads;
-	/* before the exporter: it reads p->watchdog (its thread's start
+	/* before the exporter: it reads p->wd.dog (its thread's start
 	 * orders this write before its reads) */
 	watchdog_start(p);
 	export_start(p);
@@ -169,7 +169,7 @@ fail_pte:
 fail_arena:
 	munmap(a, p->opt.arena_size);
 fail_free:
-	pthread_mutex_destroy(&p->stats_lock);
+	pthread_mutex_destroy(&p->stats.lock);
 	free(p);
 	return err;
 }
@@ -207,7 +207,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
 	stats_free_all(p);
-	pthread_mutex_destroy(&p->stats_lock);
+	pthread_mutex_destroy(&p->stats.lock);
 	free(p);
 	return 0;
 }
@@ -567,9 +567,9 @@ struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mo
 	p->lock_mode = mode;
 	p->uffd = -1;
 	p->pagemap_fd = -1;
-	p->wake_fd = -1;
-	p->shared_ts.shared = true;
-	pthread_mutex_init(&p->stats_lock, NULL);
+	p->svc.wake_fd = -1;
+	p->stats.shared.shared = true;
+	pthread_mutex_init(&p->stats.lock, NULL);
 	p->id = atomic_fetch_add(&next_pager_id, 1);
 	return p;
 }
@@ -579,6 +579,6 @@ void pager_free_bare(struct ufp_pager *p)
 	urcu_memb_barrier();
 	region_tree_destroy(&p->tree, free_region_cb);
 	stats_free_all(p);
-	pthread_mutex_destroy(&p->stats_lock);
+	pthread_mutex_destroy(&p->stats.lock);
 	free(p);
 }

@@ -18,6 +18,10 @@
 #include "stats.h"
 #include "vma_locks.h"
 #include "region.h"
+#include "reclaim.h"
+#include "delivery.h"
+#include "mm.h"
+#include "export.h"
 
 /* ======================================================================
  * The pager.
@@ -50,33 +54,14 @@
 
 #define UFP_RA_MAX 16               /* readahead window, pages */
 #define UFP_PWAIT_WORDS 256         /* page wait futexes (hashed) */
-#define UFP_STAGING_BATCH 32        /* pages per eviction batch */
-#define UFP_STAGING_SETS 4          /* concurrent eviction batches */
 
-struct ufp_handler {
-	struct ufp_pager *pager;
-	pthread_t thread;
-	pid_t tid;
-	/* odd from before a read of the uffd until the events it returned
-	 * are published and queued (events.c ordering, see remap.c) */
-	_Atomic uint64_t section ufp_cacheline_aligned;
-	struct wd_beat wd;             /* heartbeat (watchdog.h) */
-};
 
-struct ufp_event {                  /* a foreign event for the event worker */
-	struct cds_wfcq_node node;
-	struct uffd_msg msg;
-	unsigned slot;                  /* REMAP: the published range (remap.c) */
-};
 
-#define UFP_REMAP_SLOTS 4
-#define UFP_REMAP_POISON (~0ull)    /* remap.c: a poisoned page moved */
 
 struct ufp_pager {
 	/* read-mostly */
 	uintptr_t arena_base, arena_end;
 	int uffd;
-	int wake_fd;                   /* eventfd: stop the handlers */
 	uint64_t features;             /* enabled uffd features */
 	int pagemap_fd;                /* /proc/self/pagemap (WP_ASYNC dirty tracking) */
 	enum ufp_lock_mode lock_mode;
@@ -86,81 +71,23 @@ struct ufp_pager {
 	_Atomic uint64_t *slots;       /* backend handle per page (SWAPPED/CLEAN) */
 	_Atomic uint64_t *chash;       /* hash of the stored copy (CLEAN) */
 	size_t npages;
-	_Atomic uint32_t pwait[UFP_PWAIT_WORDS];  /* page wait futexes */
-
-	/* swap (reclaim.c); budget_pages == 0: no budget, no swap */
-	struct swb *swb;
-	uint64_t budget_pages, high_pages, low_pages;
-	_Atomic uint64_t resident_est;  /* reclaim thread: from the counters; direct
-					 * reclaim: lowered by what it freed */
-	_Atomic uint32_t reclaim_futex; /* wakes the reclaim thread */
-	_Atomic uint32_t reclaimed_futex; /* wakes throttled faults */
-	_Atomic bool reclaim_paused;
-	_Atomic uint32_t evicting;     /* evictions in progress */
-	_Atomic bool swap_full;
-	_Atomic bool swap_full_said;   /* logged once */
-	int swap_full_err;             /* errno of the last failed store (a hint) */
-	_Atomic uint64_t reclaim_stuck_until;  /* ns: sweeps found nothing evictable */
-	_Atomic uintptr_t clock_hand;
-	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
-	pthread_t reclaim_thread;
-	bool reclaim_started;
-	_Atomic bool reclaim_stop;
-	uintptr_t staging;             /* UFP_STAGING_SETS x BATCH registered pages */
-	_Atomic bool staging_busy[UFP_STAGING_SETS];
-	struct swb_ctx *ctx_pool[4];   /* for threads without their own */
-	_Atomic bool ctx_pool_busy[4];
+	_Atomic uint32_t pwait[UFP_PWAIT_WORDS];  /* page wait futexes (pte.c) */
+	struct swb *swb;               /* the swap backend; NULL: no budget, no swap */
 	unsigned slot;                 /* index in the SIGBUS pager table */
 	bool forked_child;
-
-	/* the mmap_lock image and its sequence */
-	struct pager_lock lock ufp_cacheline_aligned;
-	_Atomic uint32_t lock_seq;     /* odd while write-locked */
-	_Atomic uint32_t writer_wait;  /* futex: region writer waits for readers */
-
-	struct region_tree tree ufp_cacheline_aligned;
-	uintptr_t bump;                /* next-fit arena cursor (writer) */
-
-	/* service threads */
-	struct ufp_handler *handlers;
-	unsigned nhandlers;
-	_Atomic bool stopping;
-	_Atomic bool spinner;          /* a handler is spinning (at most one) */
-	pthread_t event_thread;
-	bool event_thread_started;
-	struct cds_wfcq_head evq_head;
-	struct cds_wfcq_tail evq_tail;
-	_Atomic uint32_t evq_futex;
-	_Atomic uint32_t ev_reading;   /* SIGBUS delivery: the event reader is between
-					* reading messages and publishing them */
-	struct {                       /* mremapped ranges being carried over */
-		_Atomic uintptr_t to, end;
-		uintptr_t from;            /* set before end is published */
-		_Atomic bool carried;      /* event worker: done early (an UNMAP of
-					    * the old range came first) */
-	} remaps[UFP_REMAP_SLOTS];
-	_Atomic uint32_t remap_futex;  /* bumped when a range is done */
-
-	/* statistics */
-	pthread_mutex_t stats_lock;
-	struct ufp_tstats *tstats;     /* list of per-thread blocks */
-	struct ufp_tstats shared_ts;   /* unregistered threads (signal ctx) */
-	struct ufp_tstats exited_ts;   /* folded blocks of exited threads */
-	uint64_t merge_buckets[UFP_L_NR][UFP_HIST_BUCKETS];  /* merge scratch, stats_lock */
 	uint64_t id;                   /* unique per pager in the process */
 
-	/* live stats export (export.c) */
-	struct ufp_export *export_seg;
-	char export_name[64];
-	pthread_t export_thread;
-	bool export_started;
-	_Atomic bool export_stop;
-	_Atomic uint32_t export_futex;
-
-	/* the watchdog (watchdog.c): heartbeats of the threads above */
-	struct wd_beat wd_reclaim, wd_events;
-	_Atomic bool reclaim_dead;     /* reclaim stalled: faults stop waiting */
-	struct ufp_watchdog *watchdog;
+	/* one part per subsystem, each written by its own file */
+	struct pager_lock lock;        /* vma_locks.c: the mmap_lock image */
+	struct region_tree tree ufp_cacheline_aligned;   /* region.c */
+	uintptr_t bump;                /* mm.c: next-fit arena cursor (writer) */
+	struct pager_reclaim reclaim;  /* reclaim.c */
+	struct pager_service svc;      /* uffd_loop.c */
+	struct pager_events ev;        /* events.c */
+	struct pager_remap remap;      /* remap.c */
+	struct pager_counters stats;   /* stats.c */
+	struct pager_export exp;       /* export.c */
+	struct pager_watchdog wd;      /* watchdog.c */
 
 	/* test hooks (UFP_INTERNAL_TESTING) */
 	void (*hook_after_lookup)(struct ufp_pager *, uintptr_t addr);
@@ -174,7 +101,7 @@ struct ufp_pager {
 static inline bool region_is_write_locked(struct ufp_region *r)
 {
 	return atomic_load_explicit(&r->lock_seq, memory_order_acquire) ==
-	       atomic_load_explicit(&r->pager->lock_seq, memory_order_acquire);
+	       atomic_load_explicit(&r->pager->lock.seq, memory_order_acquire);
 }
 /* Does this thread hold p's lock for write? Inline like the kernel's
  * mmap_assert_write_locked, so lower layers can assert it. relaxed: only

@@ -49,14 +49,14 @@ int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out)
 		st.ztier_bytes_out = u.ztier_bytes_used;
 	}
 	/* a call that succeeds may leave a note: over budget for want of swap */
-	if (p->swb && atomic_load_explicit(&p->swap_full, memory_order_relaxed) &&
-	    st.resident_pages > p->budget_pages)
+	if (p->swb && atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed) &&
+	    st.resident_pages > p->reclaim.budget_pages)
 		ufp_set_error("ufpager: swap is full (%s): %llu pages resident against a "
 			      "budget of %llu; nothing is lost, eviction resumes when swap "
 			      "frees (swap_full_events %llu)",
-			      strerror(p->swap_full_err ?: ENOSPC),
+			      strerror(p->reclaim.swap_full_err ?: ENOSPC),
 			      (unsigned long long)st.resident_pages,
-			      (unsigned long long)p->budget_pages,
+			      (unsigned long long)p->reclaim.budget_pages,
 			      (unsigned long long)st.swap_full_events);
 	/* never more than the caller's struct holds */
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));

@@ -81,13 +81,13 @@ void pagers_thread_exit(uint64_t id, struct ufp_tstats *ts)
 		if (!p || p->id != id || p->forked_child)
 			continue;
 		region_counts_spill(p, ts);   /* RCU, not stats_lock */
-		ufp_mutex_lock(&p->stats_lock, LL_STATS);
+		ufp_mutex_lock(&p->stats.lock, LL_STATS);
 		if (ts->swb_ctx) {
 			swb_ctx_destroy(ts->swb_ctx);
 			ts->swb_ctx = NULL;
 		}
 		stats_block_retire(p, ts);
-		ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+		ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 	}
 	ufp_mutex_unlock(&pagers_lock, LL_PAGERS);
 }

@@ -57,10 +57,10 @@ struct swb_ctx *reclaim_ctx_get(struct ufp_pager *p, struct ufp_tstats *ts)
 		bool f = false;
 
 		/* acquire: pairs with the release in reclaim_ctx_put */
-		if (p->ctx_pool[k] &&
-		    atomic_compare_exchange_strong_explicit(&p->ctx_pool_busy[k], &f, true,
+		if (p->reclaim.ctx_pool[k] &&
+		    atomic_compare_exchange_strong_explicit(&p->reclaim.ctx_pool_busy[k], &f, true,
 				memory_order_acquire, memory_order_relaxed))
-			return p->ctx_pool[k];
+			return p->reclaim.ctx_pool[k];
 	}
 	return NULL;
 }
@@ -70,8 +70,8 @@ void reclaim_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx 
 	if (ts && !ts->shared && ts->swb_ctx == c)
 		return;
 	for (unsigned k = 0; k < 4; k++)
-		if (p->ctx_pool[k] == c)
-			atomic_store_explicit(&p->ctx_pool_busy[k], false, memory_order_release);
+		if (p->reclaim.ctx_pool[k] == c)
+			atomic_store_explicit(&p->reclaim.ctx_pool_busy[k], false, memory_order_release);
 }
 
 void reclaim_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
@@ -89,16 +89,16 @@ void reclaim_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
  */
 static bool evict_enter(struct ufp_pager *p)
 {
-	atomic_fetch_add(&p->evicting, 1);         /* seq_cst: see above */
-	if (!atomic_load(&p->reclaim_paused))      /* seq_cst: pairs with reclaim_pause */
+	atomic_fetch_add(&p->reclaim.evicting, 1);         /* seq_cst: see above */
+	if (!atomic_load(&p->reclaim.paused))      /* seq_cst: pairs with reclaim_pause */
 		return true;
-	atomic_fetch_sub(&p->evicting, 1);
+	atomic_fetch_sub(&p->reclaim.evicting, 1);
 	return false;
 }
 
 static void evict_exit(struct ufp_pager *p)
 {
-	atomic_fetch_sub(&p->evicting, 1);
+	atomic_fetch_sub(&p->reclaim.evicting, 1);
 }
 
 /* A caller that must evict (PAGEOUT) waits out a pause (a fork). */
@@ -110,7 +110,7 @@ static void evict_enter_wait(struct ufp_pager *p)
 
 bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 {
-	uintptr_t s = p->staging;
+	uintptr_t s = p->reclaim.staging;
 
 	return s && start >= s &&
 	       end <= s + (uintptr_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
@@ -129,7 +129,7 @@ struct victim {
 
 static uintptr_t staging_page(struct ufp_pager *p, unsigned set, unsigned k)
 {
-	return p->staging + ((uintptr_t)set * UFP_STAGING_BATCH + k) * UFP_PAGE_SIZE;
+	return p->reclaim.staging + ((uintptr_t)set * UFP_STAGING_BATCH + k) * UFP_PAGE_SIZE;
 }
 
 static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
@@ -228,7 +228,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 			      bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
 {
 	uintptr_t hand = range_hand ? *range_hand :
-			 atomic_load_explicit(&p->clock_hand, memory_order_relaxed);
+			 atomic_load_explicit(&p->reclaim.clock_hand, memory_order_relaxed);
 	struct ufp_region *r;
 	uintptr_t a, end;
 	unsigned n = 0;
@@ -238,7 +238,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		 * (it was not counted, and a full arena was swept forever) */
 		hand = p->arena_base;
 		*wrapped = true;
-		atomic_fetch_add_explicit(&p->clock_laps, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->reclaim.clock_laps, 1, memory_order_relaxed);
 	}
 	urcu_memb_read_lock();
 	r = region_tree_lookup(&p->tree, hand);
@@ -248,7 +248,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		r = region_tree_next(&p->tree, p->arena_base);
 		*wrapped = true;
 		/* laps of the shared hand, by any evictor (see evict) */
-		atomic_fetch_add_explicit(&p->clock_laps, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->reclaim.clock_laps, 1, memory_order_relaxed);
 	}
 	a = r ? (region_start(r) > hand || *wrapped ? region_start(r) : hand) : 0;
 	end = r ? region_end(r) : 0;
@@ -263,7 +263,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		if (range_hand)
 			*range_hand = end;
 		else
-			atomic_store_explicit(&p->clock_hand, end, memory_order_relaxed);
+			atomic_store_explicit(&p->reclaim.clock_hand, end, memory_order_relaxed);
 		return 0;
 	}
 	end = region_end(r);
@@ -296,7 +296,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	if (range_hand)
 		*range_hand = a >= end ? end : a;
 	else
-		atomic_store_explicit(&p->clock_hand, a >= end ? end : a, memory_order_relaxed);
+		atomic_store_explicit(&p->reclaim.clock_hand, a >= end ? end : a, memory_order_relaxed);
 	if (n && dirty_tracked(p))
 		n = victims_scan_written(p, ts, vs, n, !range_hand && p->opt.second_chance);
 	return n;
@@ -448,7 +448,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	}
 	stored = nd ? swb_store(ctx, pages, nd, handles) : 0;
 	if (stored < 0) {
-		p->swap_full_err = -stored;   /* why, for the stats' note (racy: a hint) */
+		p->reclaim.swap_full_err = -stored;   /* why, for the stats' note (racy: a hint) */
 		stored = 0;
 	}
 	for (unsigned d = 0; d < nd; d++) {
@@ -469,14 +469,14 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 			continue;
 		}
 		v->idx = SIZE_MAX;
-		if (!atomic_exchange(&p->swap_full, true)) {
+		if (!atomic_exchange(&p->reclaim.swap_full, true)) {
 			STAT_INC(ts, swap_full_events);
 			/* said once per pager (verbose), and on every stats read */
-			if (!atomic_exchange(&p->swap_full_said, true))
+			if (!atomic_exchange(&p->reclaim.swap_full_said, true))
 				ufp_log("ufpager: pager %llu: swap is full (%s): pages over the "
 					"budget stay resident; nothing is lost\n",
 					(unsigned long long)p->id,
-					strerror(p->swap_full_err ?: ENOSPC));
+					strerror(p->reclaim.swap_full_err ?: ENOSPC));
 		}
 	}
 	/* Publish. */
@@ -511,24 +511,24 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 {
 	uint64_t got = 0;
 	unsigned wraps = 0, set;
-	uint64_t laps0 = atomic_load_explicit(&p->clock_laps, memory_order_relaxed);
+	uint64_t laps0 = atomic_load_explicit(&p->reclaim.clock_laps, memory_order_relaxed);
 
 	for (set = 0; set < UFP_STAGING_SETS; set++) {
 		bool f = false;
 
 		/* acquire: pairs with the release at the end of evict */
-		if (atomic_compare_exchange_strong_explicit(&p->staging_busy[set], &f, true,
+		if (atomic_compare_exchange_strong_explicit(&p->reclaim.staging_busy[set], &f, true,
 				memory_order_acquire, memory_order_relaxed))
 			break;
 	}
 	if (set == UFP_STAGING_SETS)
 		return 0;
 	if (!evict_enter(p)) {
-		atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+		atomic_store_explicit(&p->reclaim.staging_busy[set], false, memory_order_release);
 		return 0;
 	}
-	while (got < want && wraps < 3 && !atomic_load(&p->reclaim_paused) &&
-	       !atomic_load_explicit(&p->swap_full, memory_order_relaxed)) {
+	while (got < want && wraps < 3 && !atomic_load(&p->reclaim.paused) &&
+	       !atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed)) {
 		bool wrapped = false;
 
 		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
@@ -537,21 +537,21 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 		 * them may never be the one that wraps it, and looped forever
 		 * over unevictable pages (found by the API fuzzer). relaxed: a
 		 * count, no data hangs on it. */
-		wraps = (unsigned)(atomic_load_explicit(&p->clock_laps, memory_order_relaxed) - laps0);
-		if (pthread_equal(pthread_self(), p->reclaim_thread))
-			wd_beat(&p->wd_reclaim);   /* a long eviction is progress */
+		wraps = (unsigned)(atomic_load_explicit(&p->reclaim.clock_laps, memory_order_relaxed) - laps0);
+		if (pthread_equal(pthread_self(), p->reclaim.thread))
+			wd_beat(&p->wd.reclaim);   /* a long eviction is progress */
 	}
 	evict_exit(p);
-	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
+	atomic_store_explicit(&p->reclaim.staging_busy[set], false, memory_order_release);
 	/* Three sweeps and nothing evictable (read-only or PROT_NONE pages,
 	 * pages shared with a fork child): stop throttling faults for a while,
 	 * waiting would not free anything. Relaxed: a hint, read by
 	 * reclaim_throttle. */
 	if (!got && wraps >= 3)
-		atomic_store_explicit(&p->reclaim_stuck_until, ufp_now_ns() + 100000000ull,
+		atomic_store_explicit(&p->reclaim.stuck_until, ufp_now_ns() + 100000000ull,
 				      memory_order_relaxed);
 	else if (got)
-		atomic_store_explicit(&p->reclaim_stuck_until, 0, memory_order_relaxed);
+		atomic_store_explicit(&p->reclaim.stuck_until, 0, memory_order_relaxed);
 	return got;
 }
 
@@ -569,30 +569,30 @@ static void *reclaim_main(void *arg)
 	ts = thread_stats(p, true);
 	reclaim_ctx_ensure(p, ts);
 	sandbox_enter(p, SB_RECLAIM);
-	while (!atomic_load_explicit(&p->reclaim_stop, memory_order_acquire)) {
-		uint32_t w = atomic_load_explicit(&p->reclaim_futex, memory_order_acquire);
+	while (!atomic_load_explicit(&p->reclaim.stop, memory_order_acquire)) {
+		uint32_t w = atomic_load_explicit(&p->reclaim.futex, memory_order_acquire);
 		int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
 		uint64_t now = ufp_now_ns();
 
-		wd_beat(&p->wd_reclaim);
+		wd_beat(&p->wd.reclaim);
 		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_RECLAIM))
 			break;             /* injected death: the watchdog must see it */
 
 		if (res < 0)
 			res = 0;
-		atomic_store_explicit(&p->resident_est, (uint64_t)res, memory_order_relaxed);
-		if ((uint64_t)res <= p->high_pages)
-			futex_bump_wake(&p->reclaimed_futex, INT32_MAX);
-		if (atomic_load(&p->swap_full) && now - last_full > 100000000ull) {
+		atomic_store_explicit(&p->reclaim.resident_est, (uint64_t)res, memory_order_relaxed);
+		if ((uint64_t)res <= p->reclaim.high_pages)
+			futex_bump_wake(&p->reclaim.done_futex, INT32_MAX);
+		if (atomic_load(&p->reclaim.swap_full) && now - last_full > 100000000ull) {
 			last_full = now;          /* retry after frees */
 			swb_maintain(p->swb);
-			atomic_store(&p->swap_full, false);
+			atomic_store(&p->reclaim.swap_full, false);
 		}
-		if (!atomic_load(&p->reclaim_paused) && ts->swb_ctx &&
-		    (uint64_t)res > p->high_pages && !atomic_load(&p->swap_full)) {
-			uint64_t got = evict(p, ts, ts->swb_ctx, (uint64_t)res - p->low_pages);
+		if (!atomic_load(&p->reclaim.paused) && ts->swb_ctx &&
+		    (uint64_t)res > p->reclaim.high_pages && !atomic_load(&p->reclaim.swap_full)) {
+			uint64_t got = evict(p, ts, ts->swb_ctx, (uint64_t)res - p->reclaim.low_pages);
 
-			futex_bump_wake(&p->reclaimed_futex, INT32_MAX);
+			futex_bump_wake(&p->reclaim.done_futex, INT32_MAX);
 			if (got)
 				continue;
 		}
@@ -600,7 +600,7 @@ static void *reclaim_main(void *arg)
 			last_maint = now;
 			swb_maintain(p->swb);
 		}
-		futex_wait_ms(&p->reclaim_futex, w, 1);
+		futex_wait_ms(&p->reclaim.futex, w, 1);
 	}
 	return NULL;
 }
@@ -612,10 +612,10 @@ static void *reclaim_main(void *arg)
  * API fuzzer found). */
 static void resident_est_sub(struct ufp_pager *p, uint64_t n)
 {
-	uint64_t v = atomic_load_explicit(&p->resident_est, memory_order_relaxed);
+	uint64_t v = atomic_load_explicit(&p->reclaim.resident_est, memory_order_relaxed);
 
 	/* relaxed: an estimate; saturates at 0 */
-	while (!atomic_compare_exchange_weak_explicit(&p->resident_est, &v, v > n ? v - n : 0,
+	while (!atomic_compare_exchange_weak_explicit(&p->reclaim.resident_est, &v, v > n ? v - n : 0,
 			memory_order_relaxed, memory_order_relaxed))
 		;
 }
@@ -624,19 +624,19 @@ static void resident_est_sub(struct ufp_pager *p, uint64_t n)
 
 void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 {
-	uint64_t limit = p->high_pages + p->high_pages / 8 + 64;
+	uint64_t limit = p->reclaim.high_pages + p->reclaim.high_pages / 8 + 64;
 	uint64_t deadline = 0;
 
 	for (int i = 0; i < 50; i++) {
-		uint32_t w = atomic_load_explicit(&p->reclaimed_futex, memory_order_acquire);
+		uint32_t w = atomic_load_explicit(&p->reclaim.done_futex, memory_order_acquire);
 		uint64_t now;
 
-		if (atomic_load_explicit(&p->resident_est, memory_order_relaxed) < limit ||
-		    atomic_load_explicit(&p->swap_full, memory_order_relaxed) ||
-		    atomic_load_explicit(&p->reclaim_paused, memory_order_relaxed))
+		if (atomic_load_explicit(&p->reclaim.resident_est, memory_order_relaxed) < limit ||
+		    atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed) ||
+		    atomic_load_explicit(&p->reclaim.paused, memory_order_relaxed))
 			return;
 		now = ufp_now_ns();
-		if (atomic_load_explicit(&p->reclaim_stuck_until, memory_order_relaxed) > now)
+		if (atomic_load_explicit(&p->reclaim.stuck_until, memory_order_relaxed) > now)
 			return;
 		if (!deadline)
 			deadline = now + THROTTLE_MAX_NS;
@@ -656,10 +656,10 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 		}
 		/* relaxed: set by the watchdog; a dead reclaim thread would
 		 * make every fault over the budget wait in vain */
-		if (atomic_load_explicit(&p->reclaim_dead, memory_order_relaxed))
+		if (atomic_load_explicit(&p->reclaim.dead, memory_order_relaxed))
 			return;
-		futex_bump_wake(&p->reclaim_futex, INT32_MAX);
-		futex_wait_ms(&p->reclaimed_futex, w, 1);
+		futex_bump_wake(&p->reclaim.futex, INT32_MAX);
+		futex_wait_ms(&p->reclaim.done_futex, w, 1);
 	}
 }
 
@@ -682,7 +682,7 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 		bool f = false;
 
 		for (set = 0; set < UFP_STAGING_SETS; set++)
-			if (atomic_compare_exchange_strong_explicit(&p->staging_busy[set], &f, true,
+			if (atomic_compare_exchange_strong_explicit(&p->reclaim.staging_busy[set], &f, true,
 					memory_order_acquire, memory_order_relaxed))
 				break;
 			else
@@ -692,10 +692,10 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 		sched_yield();
 	}
 	evict_enter_wait(p);
-	while (hand < e && !atomic_load(&p->swap_full)) {
+	while (hand < e && !atomic_load(&p->reclaim.swap_full)) {
 		bool wrapped = false;
 
-		if (atomic_load(&p->reclaim_paused)) {
+		if (atomic_load(&p->reclaim.paused)) {
 			/* a fork is bringing every page back: let it, and go
 			 * on from the same place afterwards */
 			evict_exit(p);
@@ -704,16 +704,16 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e);
 	}
 	evict_exit(p);
-	atomic_store_explicit(&p->staging_busy[set], false, memory_order_release);
-	return atomic_load(&p->swap_full) ? -ENOSPC : got;
+	atomic_store_explicit(&p->reclaim.staging_busy[set], false, memory_order_release);
+	return atomic_load(&p->reclaim.swap_full) ? -ENOSPC : got;
 }
 
 void reclaim_pause(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return;
-	atomic_store(&p->reclaim_paused, true);    /* seq_cst: pairs with evict_enter */
-	while (atomic_load(&p->evicting))
+	atomic_store(&p->reclaim.paused, true);    /* seq_cst: pairs with evict_enter */
+	while (atomic_load(&p->reclaim.evicting))
 		sched_yield();
 }
 
@@ -721,8 +721,8 @@ void reclaim_resume(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return;
-	atomic_store(&p->reclaim_paused, false);
-	futex_bump_wake(&p->reclaim_futex, INT32_MAX);
+	atomic_store(&p->reclaim.paused, false);
+	futex_bump_wake(&p->reclaim.futex, INT32_MAX);
 }
 
 /* Fork policy: bring every evicted page back (pager write lock held, so
@@ -816,15 +816,15 @@ int reclaim_init(struct ufp_pager *p)
 			      "pages away atomically; this kernel lacks it");
 		return -EOPNOTSUPP;
 	}
-	p->budget_pages = p->opt.budget >> UFP_PAGE_SHIFT;
-	if (p->budget_pages < 2 * UFP_STAGING_BATCH) {
+	p->reclaim.budget_pages = p->opt.budget >> UFP_PAGE_SHIFT;
+	if (p->reclaim.budget_pages < 2 * UFP_STAGING_BATCH) {
 		ufp_set_error("ufpager: budget must be at least %d KiB",
 			      2 * UFP_STAGING_BATCH * 4);
 		return -EINVAL;
 	}
-	p->high_pages = p->budget_pages;
-	p->low_pages = p->high_pages - (p->high_pages / 16 > UFP_STAGING_BATCH ?
-					p->high_pages / 16 : UFP_STAGING_BATCH);
+	p->reclaim.high_pages = p->reclaim.budget_pages;
+	p->reclaim.low_pages = p->reclaim.high_pages - (p->reclaim.high_pages / 16 > UFP_STAGING_BATCH ?
+					p->reclaim.high_pages / 16 : UFP_STAGING_BATCH);
 	p->slots = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	p->chash = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
@@ -837,15 +837,15 @@ int reclaim_init(struct ufp_pager *p)
 		return err;
 	}
 	for (unsigned k = 0; k < 4; k++)
-		if (swb_ctx_create(p->swb, &p->ctx_pool[k]))
-			p->ctx_pool[k] = NULL;
+		if (swb_ctx_create(p->swb, &p->reclaim.ctx_pool[k]))
+			p->reclaim.ctx_pool[k] = NULL;
 	/* Staging: registered with the same uffd (UFFDIO_MOVE needs it),
 	 * outside the arena, never handed to the application. */
 	st = mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (st == MAP_FAILED)
 		return -errno;
-	p->staging = (uintptr_t)st;
-	return uffd_register(p, p->staging, slen);
+	p->reclaim.staging = (uintptr_t)st;
+	return uffd_register(p, p->reclaim.staging, slen);
 }
 
 /* After the service threads run (eviction's uffd ioctls need them). */
@@ -853,20 +853,20 @@ int reclaim_start(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return 0;
-	if (sandbox_thread_create(&p->reclaim_thread, reclaim_main, p))
+	if (sandbox_thread_create(&p->reclaim.thread, reclaim_main, p))
 		return -EAGAIN;
-	p->reclaim_started = true;
+	p->reclaim.started = true;
 	return 0;
 }
 
 /* First step of pager destroy: the reclaim thread needs the handlers. */
 void reclaim_stop_thread(struct ufp_pager *p)
 {
-	if (p->reclaim_started) {
-		atomic_store_explicit(&p->reclaim_stop, true, memory_order_release);
-		futex_bump_wake(&p->reclaim_futex, INT32_MAX);
-		pthread_join(p->reclaim_thread, NULL);
-		p->reclaim_started = false;
+	if (p->reclaim.started) {
+		atomic_store_explicit(&p->reclaim.stop, true, memory_order_release);
+		futex_bump_wake(&p->reclaim.futex, INT32_MAX);
+		pthread_join(p->reclaim.thread, NULL);
+		p->reclaim.started = false;
 	}
 }
 
@@ -875,32 +875,32 @@ void reclaim_fini(struct ufp_pager *p)
 {
 	reclaim_stop_thread(p);
 	if (p->swb) {
-		ufp_mutex_lock(&p->stats_lock, LL_STATS);
-		for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+		ufp_mutex_lock(&p->stats.lock, LL_STATS);
+		for (struct ufp_tstats *ts = p->stats.blocks; ts; ts = ts->next)
 			if (ts->swb_ctx) {
 				swb_ctx_destroy(ts->swb_ctx);
 				ts->swb_ctx = NULL;
 			}
-		ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+		ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 		for (unsigned k = 0; k < 4; k++)
-			if (p->ctx_pool[k])
-				swb_ctx_destroy(p->ctx_pool[k]);
+			if (p->reclaim.ctx_pool[k])
+				swb_ctx_destroy(p->reclaim.ctx_pool[k]);
 		swb_destroy(p->swb);
 		p->swb = NULL;
 	}
-	if (p->staging) {
+	if (p->reclaim.staging) {
 		size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
 
 		/* unregister first: an UNMAP event with no reader left would
 		 * block munmap forever */
-		uffd_unregister(p, p->staging, slen);
-		munmap((void *)p->staging, slen);
+		uffd_unregister(p, p->reclaim.staging, slen);
+		munmap((void *)p->reclaim.staging, slen);
 	}
 	if (p->slots && p->slots != MAP_FAILED)
 		munmap(p->slots, p->npages * sizeof(uint64_t));
 	if (p->chash && p->chash != MAP_FAILED)
 		munmap(p->chash, p->npages * sizeof(uint64_t));
-	p->staging = 0;
+	p->reclaim.staging = 0;
 	p->slots = p->chash = NULL;
 }
 

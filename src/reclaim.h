@@ -5,11 +5,40 @@
 #ifndef UFP_RECLAIM_H
 #define UFP_RECLAIM_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include "base.h"
 
 struct ufp_pager;
 struct ufp_tstats;
 struct swb_ctx;
+
+/* The pager's reclaim state (reclaim.c; budget_pages == 0: no budget). */
+#define UFP_STAGING_BATCH 32        /* pages per eviction batch */
+#define UFP_STAGING_SETS 4          /* concurrent eviction batches */
+struct pager_reclaim {
+	uint64_t budget_pages, high_pages, low_pages;
+	_Atomic uint64_t resident_est;  /* reclaim thread: from the counters; direct
+					 * reclaim: lowered by what it freed */
+	_Atomic uint32_t futex;         /* wakes the reclaim thread */
+	_Atomic uint32_t done_futex;    /* wakes throttled faults */
+	_Atomic bool paused;            /* fork: no eviction starts */
+	_Atomic uint32_t evicting;      /* evictions in progress */
+	_Atomic bool swap_full;
+	_Atomic bool swap_full_said;    /* logged once */
+	int swap_full_err;              /* errno of the last failed store (a hint) */
+	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
+	_Atomic uintptr_t clock_hand;
+	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
+	pthread_t thread;
+	bool started;
+	_Atomic bool stop;
+	_Atomic bool dead;              /* the watchdog found it stalled: faults stop waiting */
+	uintptr_t staging;              /* UFP_STAGING_SETS x BATCH registered pages */
+	_Atomic bool staging_busy[UFP_STAGING_SETS];
+	struct swb_ctx *ctx_pool[4];    /* for threads without their own */
+	_Atomic bool ctx_pool_busy[4];
+};
 
 /* reclaim.c */
 int reclaim_init(struct ufp_pager *p);       /* budget, backend: before threads */

@@ -485,7 +485,7 @@ struct ufp_region *region_alloc(struct ufp_pager *p, uintptr_t start,
 	atomic_init(&r->readers, 0);
 	/* a sequence that cannot equal the pager's until it wraps: even values
 	 * are never a write section (open sections are odd) */
-	atomic_init(&r->lock_seq, atomic_load(&p->lock_seq) & ~1u);
+	atomic_init(&r->lock_seq, atomic_load(&p->lock.seq) & ~1u);
 	return r;
 }
 
@@ -595,11 +595,11 @@ size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
 	size_t n = 0, cap = 0;
 	struct rc_snap *v = NULL;
 
-	ufp_mutex_lock(&p->stats_lock, LL_STATS);
-	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+	ufp_mutex_lock(&p->stats.lock, LL_STATS);
+	for (struct ufp_tstats *ts = p->stats.blocks; ts; ts = ts->next)
 		cap += UFP_RC_SLOTS;
 	v = cap ? malloc(cap * sizeof(*v)) : NULL;
-	for (struct ufp_tstats *ts = p->tstats; v && ts; ts = ts->next)
+	for (struct ufp_tstats *ts = p->stats.blocks; v && ts; ts = ts->next)
 		for (unsigned i = 0; i < UFP_RC_SLOTS; i++) {
 			struct ufp_rc_slot *s = &ts->rc[i];
 			/* a seqlock read: acquire pairs with the release store
@@ -616,7 +616,7 @@ size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
 				continue;   /* taken over meanwhile: spilled to the region */
 			v[n++].rid = rid;
 		}
-	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+	ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 	*out = v;
 	return n;
 }

@@ -27,7 +27,7 @@ struct ufp_tstats;
  *  - regions in the tree never overlap; a tree node's key == region start
  *    for every region reachable from the current root;
  *  - start/end/prot/flags change only while the region is write-locked
- *    (lock_seq == pager.lock_seq), under the pager write lock;
+ *    (lock_seq == pager.lock.seq), under the pager write lock;
  *  - a detached region is never linked again and is freed only after an
  *    RCU grace period, with no reader holding it.
  */

@@ -48,10 +48,10 @@ bool remap_covers(struct ufp_pager *p, uintptr_t addr)
 {
 	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
 		/* acquire: pairs with the release store of end in remap_publish */
-		uintptr_t end = atomic_load_explicit(&p->remaps[k].end, memory_order_acquire);
+		uintptr_t end = atomic_load_explicit(&p->remap.slots[k].end, memory_order_acquire);
 
 		if (end > SLOT_CLAIMED && addr < end &&
-		    addr >= atomic_load_explicit(&p->remaps[k].to, memory_order_relaxed))
+		    addr >= atomic_load_explicit(&p->remap.slots[k].to, memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -65,14 +65,14 @@ unsigned remap_publish(struct ufp_pager *p, uintptr_t from, uintptr_t to, size_t
 		for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
 			uintptr_t free_end = 0;
 
-			if (!atomic_compare_exchange_strong_explicit(&p->remaps[k].end, &free_end,
+			if (!atomic_compare_exchange_strong_explicit(&p->remap.slots[k].end, &free_end,
 					SLOT_CLAIMED, memory_order_relaxed, memory_order_relaxed))
 				continue;
-			atomic_store_explicit(&p->remaps[k].to, to, memory_order_relaxed);
-			p->remaps[k].from = from;
-			atomic_store_explicit(&p->remaps[k].carried, false, memory_order_relaxed);
+			atomic_store_explicit(&p->remap.slots[k].to, to, memory_order_relaxed);
+			p->remap.slots[k].from = from;
+			atomic_store_explicit(&p->remap.slots[k].carried, false, memory_order_relaxed);
 			/* release: pairs with the acquire in remap_covers */
-			atomic_store_explicit(&p->remaps[k].end, to + len, memory_order_release);
+			atomic_store_explicit(&p->remap.slots[k].end, to + len, memory_order_release);
 			return k;
 		}
 		usleep(100);
@@ -81,10 +81,10 @@ unsigned remap_publish(struct ufp_pager *p, uintptr_t from, uintptr_t to, size_t
 
 void remap_end(struct ufp_pager *p, unsigned k)
 {
-	atomic_store_explicit(&p->remaps[k].end, 0, memory_order_release);
-	atomic_store_explicit(&p->remaps[k].to, 0, memory_order_relaxed);
+	atomic_store_explicit(&p->remap.slots[k].end, 0, memory_order_release);
+	atomic_store_explicit(&p->remap.slots[k].to, 0, memory_order_relaxed);
 	/* release: pairs with the acquire load in remap_wait */
-	futex_bump_wake(&p->remap_futex, INT32_MAX);
+	futex_bump_wake(&p->remap.futex, INT32_MAX);
 }
 
 /* Fault side (async-signal-safe): wait until addr is no longer in a range
@@ -94,11 +94,11 @@ void remap_wait(struct ufp_pager *p, uintptr_t addr)
 	struct timespec ts = { 0, 1000000 };
 
 	for (;;) {
-		uint32_t w = atomic_load_explicit(&p->remap_futex, memory_order_acquire);
+		uint32_t w = atomic_load_explicit(&p->remap.futex, memory_order_acquire);
 
 		if (!remap_covers(p, addr))
 			return;
-		futex_wait(&p->remap_futex, w, &ts);
+		futex_wait(&p->remap.futex, w, &ts);
 	}
 }
 
@@ -110,7 +110,7 @@ bool remap_wait_reader(struct ufp_pager *p)
 	bool waited = false;
 
 	/* acquire: pairs with the release decrement after publishing */
-	while (atomic_load_explicit(&p->ev_reading, memory_order_acquire)) {
+	while (atomic_load_explicit(&p->ev.reading, memory_order_acquire)) {
 		waited = true;
 		sched_yield();
 	}
@@ -172,7 +172,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	size_t n = len >> UFP_PAGE_SHIFT;
 
 	/* relaxed: only the event worker writes and reads `carried` */
-	if (atomic_load_explicit(&p->remaps[slot].carried, memory_order_relaxed))
+	if (atomic_load_explicit(&p->remap.slots[slot].carried, memory_order_relaxed))
 		return;                  /* an UNMAP of the old range came first */
 	uint64_t *handles = NULL;
 	struct swb_ctx *ctx = NULL;
@@ -245,7 +245,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	free(handles);
 	/* the program's own memory from now on; wakes faults held back */
 	uffd_unregister(p, to, len);
-	atomic_store_explicit(&p->remaps[slot].carried, true, memory_order_relaxed);
+	atomic_store_explicit(&p->remap.slots[slot].carried, true, memory_order_relaxed);
 }
 
 /*
@@ -261,21 +261,21 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 void remap_carry_before_unmap(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t s,
 			      uintptr_t e)
 {
-	for (unsigned i = 0; i < p->nhandlers; i++) {
+	for (unsigned i = 0; i < p->svc.nhandlers; i++) {
 		/* acquire: pairs with the release increment that ends a section */
-		uint64_t s0 = atomic_load_explicit(&p->handlers[i].section, memory_order_acquire);
+		uint64_t s0 = atomic_load_explicit(&p->svc.handlers[i].section, memory_order_acquire);
 
-		while ((s0 & 1) && atomic_load_explicit(&p->handlers[i].section,
+		while ((s0 & 1) && atomic_load_explicit(&p->svc.handlers[i].section,
 							memory_order_acquire) == s0)
 			sched_yield();
 	}
 	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
-		uintptr_t end = atomic_load_explicit(&p->remaps[k].end, memory_order_acquire);
-		uintptr_t to = atomic_load_explicit(&p->remaps[k].to, memory_order_relaxed);
-		uintptr_t from = p->remaps[k].from;
+		uintptr_t end = atomic_load_explicit(&p->remap.slots[k].end, memory_order_acquire);
+		uintptr_t to = atomic_load_explicit(&p->remap.slots[k].to, memory_order_relaxed);
+		uintptr_t from = p->remap.slots[k].from;
 
 		if (end <= SLOT_CLAIMED ||
-		    atomic_load_explicit(&p->remaps[k].carried, memory_order_relaxed))
+		    atomic_load_explicit(&p->remap.slots[k].carried, memory_order_relaxed))
 			continue;
 		if (from < e && from + (end - to) > s)
 			remap_carry(p, ts, from, to, end - to, k);

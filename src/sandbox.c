@@ -366,7 +366,7 @@ static void sandbox_kill(const siginfo_t *si, const void *ucv)
 	}
 	/* relaxed: a counter; the shared block takes atomic adds */
 	if (p)
-		atomic_fetch_add_explicit(&p->shared_ts.c[UFP_C_sandbox_kills], 1,
+		atomic_fetch_add_explicit(&p->stats.shared.c[UFP_C_sandbox_kills], 1,
 					  memory_order_relaxed);
 	if (sb->can_return) {
 		sb->can_return = false;
@@ -597,11 +597,11 @@ void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 		say_unavailable("seccomp_load", -err);
 		goto unavailable;
 	}
-	atomic_fetch_add_explicit(&p->shared_ts.c[UFP_C_sandbox_threads], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->stats.shared.c[UFP_C_sandbox_threads], 1, memory_order_relaxed);
 	goto test;
 unavailable:
 	/* relaxed: a counter; the shared block takes atomic adds */
-	atomic_fetch_add_explicit(&p->shared_ts.c[UFP_C_sandbox_unavailable], 1,
+	atomic_fetch_add_explicit(&p->stats.shared.c[UFP_C_sandbox_unavailable], 1,
 				  memory_order_relaxed);
 test:
 #ifdef UFP_INTERNAL_TESTING

@@ -29,10 +29,10 @@ struct ufp_tstats *stats_block_new(struct ufp_pager *p)
 
 	if (!ts)
 		return NULL;
-	ufp_mutex_lock(&p->stats_lock, LL_STATS);
-	ts->next = p->tstats;
-	p->tstats = ts;
-	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+	ufp_mutex_lock(&p->stats.lock, LL_STATS);
+	ts->next = p->stats.blocks;
+	p->stats.blocks = ts;
+	ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 	return ts;
 }
 
@@ -45,16 +45,16 @@ void stats_block_retire(struct ufp_pager *p, struct ufp_tstats *ts)
 {
 	struct ufp_tstats **pp;
 
-	for (pp = &p->tstats; *pp && *pp != ts; pp = &(*pp)->next)
+	for (pp = &p->stats.blocks; *pp && *pp != ts; pp = &(*pp)->next)
 		;
 	if (!*pp)
 		return;
 	*pp = ts->next;
 	for (unsigned i = 0; i < UFP_C_NR; i++)
-		atomic_fetch_add_explicit(&p->exited_ts.c[i],
+		atomic_fetch_add_explicit(&p->stats.exited.c[i],
 			atomic_load_explicit(&ts->c[i], memory_order_relaxed), memory_order_relaxed);
 	for (unsigned l = 0; l < UFP_L_NR; l++) {
-		struct ufp_hist *d = &p->exited_ts.h[l], *h = &ts->h[l];
+		struct ufp_hist *d = &p->stats.exited.h[l], *h = &ts->h[l];
 		uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
 
 		for (unsigned i = 0; i < UFP_HIST_BUCKETS; i++)
@@ -172,23 +172,23 @@ static void merge_block(struct ufp_tstats *ts, int64_t *c, uint64_t (*b)[UFP_HIS
 void stats_merge(struct ufp_pager *p, struct ufp_stats *out)
 {
 	int64_t c[UFP_C_NR] = { 0 };
-	uint64_t (*b)[UFP_HIST_BUCKETS] = p->merge_buckets;
+	uint64_t (*b)[UFP_HIST_BUCKETS] = p->stats.merge_buckets;
 	uint64_t max[UFP_L_NR] = { 0 }, sum[UFP_L_NR] = { 0 };
 
 	memset(out, 0, sizeof(*out));
 	out->size = sizeof(*out);
 	out->version = UFP_STATS_VERSION;
-	ufp_mutex_lock(&p->stats_lock, LL_STATS);
-	memset(p->merge_buckets, 0, sizeof(p->merge_buckets));
-	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+	ufp_mutex_lock(&p->stats.lock, LL_STATS);
+	memset(p->stats.merge_buckets, 0, sizeof(p->stats.merge_buckets));
+	for (struct ufp_tstats *ts = p->stats.blocks; ts; ts = ts->next)
 		merge_block(ts, c, b, max, sum);
-	merge_block(&p->shared_ts, c, b, max, sum);
-	merge_block(&p->exited_ts, c, b, max, sum);
+	merge_block(&p->stats.shared, c, b, max, sum);
+	merge_block(&p->stats.exited, c, b, max, sum);
 #define UFP_X_LAT(name, desc) \
 	ufp_hist_summary(b[UFP_L_##name], max[UFP_L_##name], sum[UFP_L_##name], &out->name);
 	UFP_STAT_LATENCIES(UFP_X_LAT)
 #undef UFP_X_LAT
-	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+	ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 #define UFP_X_COPY(name, kind, desc) out->name = c[UFP_C_##name] < 0 ? 0 : (uint64_t)c[UFP_C_##name];
 	UFP_STAT_COUNTERS(UFP_X_COPY)
 #undef UFP_X_COPY
@@ -198,12 +198,12 @@ int64_t stats_counter_sum(struct ufp_pager *p, enum ufp_counter c)
 {
 	int64_t sum;
 
-	ufp_mutex_lock(&p->stats_lock, LL_STATS);
-	sum = atomic_load_explicit(&p->shared_ts.c[c], memory_order_relaxed) +
-	      atomic_load_explicit(&p->exited_ts.c[c], memory_order_relaxed);
-	for (struct ufp_tstats *ts = p->tstats; ts; ts = ts->next)
+	ufp_mutex_lock(&p->stats.lock, LL_STATS);
+	sum = atomic_load_explicit(&p->stats.shared.c[c], memory_order_relaxed) +
+	      atomic_load_explicit(&p->stats.exited.c[c], memory_order_relaxed);
+	for (struct ufp_tstats *ts = p->stats.blocks; ts; ts = ts->next)
 		sum += atomic_load_explicit(&ts->c[c], memory_order_relaxed);
-	ufp_mutex_unlock(&p->stats_lock, LL_STATS);
+	ufp_mutex_unlock(&p->stats.lock, LL_STATS);
 	return sum;
 }
 
@@ -211,11 +211,11 @@ void stats_free_all(struct ufp_pager *p)
 {
 	struct ufp_tstats *ts, *next;
 
-	for (ts = p->tstats; ts; ts = next) {
+	for (ts = p->stats.blocks; ts; ts = next) {
 		next = ts->next;
 		free(ts);
 	}
-	p->tstats = NULL;
+	p->stats.blocks = NULL;
 }
 
 /* ======================================================================

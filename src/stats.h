@@ -6,6 +6,7 @@
 #ifndef UFP_STATS_H
 #define UFP_STATS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include "base.h"
 #include "ufpager.h"
@@ -91,6 +92,15 @@ uint64_t stats_hist_bucket_low(unsigned idx);
 /* Text and JSON printers generated from the X-macro list. */
 void ufp_stats_print_text(FILE *f, const struct ufp_stats *s);
 void ufp_stats_print_json(FILE *f, const struct ufp_stats *s);
+
+/* stats.c's part of the pager */
+struct pager_counters {
+	pthread_mutex_t lock;           /* the list; LL_STATS, a leaf */
+	struct ufp_tstats *blocks;      /* list of per-thread blocks */
+	struct ufp_tstats shared;       /* unregistered threads (signal context) */
+	struct ufp_tstats exited;       /* folded blocks of exited threads */
+	uint64_t merge_buckets[UFP_L_NR][UFP_HIST_BUCKETS];  /* merge scratch, lock held */
+};
 
 #define STAT_INC(ts, name) stats_add((ts), UFP_C_##name, 1)
 #define STAT_ADD(ts, name, v) stats_add((ts), UFP_C_##name, (v))

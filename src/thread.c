@@ -236,13 +236,13 @@ struct ufp_tstats *thread_stats(struct ufp_pager *p, bool may_alloc)
 			}
 	}
 	if (!may_alloc)
-		return &p->shared_ts;
+		return &p->stats.shared;
 	t = thread_self(true);
 	if (!t || !tab_make_room(t))
-		return &p->shared_ts;
+		return &p->stats.shared;
 	ts = stats_block_new(p);
 	if (!ts)
-		return &p->shared_ts;
+		return &p->stats.shared;
 	t->tab[t->ntab].id = p->id;
 	t->tab[t->ntab].ts = ts;
 	atomic_signal_fence(memory_order_release);  /* entry before count */

@@ -45,8 +45,8 @@ struct pending_fault {
 
 static bool is_handler_tid(struct ufp_pager *p, pid_t tid)
 {
-	for (unsigned i = 0; i < p->nhandlers; i++)
-		if (__atomic_load_n(&p->handlers[i].tid, __ATOMIC_ACQUIRE) == tid)
+	for (unsigned i = 0; i < p->svc.nhandlers; i++)
+		if (__atomic_load_n(&p->svc.handlers[i].tid, __ATOMIC_ACQUIRE) == tid)
 			return true;
 	return false;
 }
@@ -95,7 +95,7 @@ static void *handler_main(void *arg)
 	reclaim_ctx_ensure(p, ts);
 	sandbox_enter(p, SB_HANDLER);
 
-	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
+	while (!atomic_load_explicit(&p->svc.stopping, memory_order_acquire)) {
 		ssize_t n;
 
 		wd_beat(&h->wd);
@@ -130,7 +130,7 @@ static void *handler_main(void *arg)
 			 * while after the last message, then block. */
 			/* One spinner at a time: on a machine with few cores
 			 * several spinning handlers starve the faulting threads. */
-			if (spin_ns && !atomic_exchange_explicit(&p->spinner, true,
+			if (spin_ns && !atomic_exchange_explicit(&p->svc.spinner, true,
 								 memory_order_relaxed)) {
 				uint64_t deadline = ufp_now_ns() + spin_ns;
 				bool hit = false;
@@ -144,7 +144,7 @@ static void *handler_main(void *arg)
 					}
 					caa_cpu_relax();
 				}
-				atomic_store_explicit(&p->spinner, false, memory_order_relaxed);
+				atomic_store_explicit(&p->svc.spinner, false, memory_order_relaxed);
 				if (hit) {
 					STAT_INC(ts, handler_spins_hit);
 					continue;
@@ -152,7 +152,7 @@ static void *handler_main(void *arg)
 			}
 			struct pollfd pfd[2] = {
 				{ .fd = p->uffd, .events = POLLIN },
-				{ .fd = p->wake_fd, .events = POLLIN },
+				{ .fd = p->svc.wake_fd, .events = POLLIN },
 			};
 			STAT_INC(ts, handler_blocks);
 			wd_idle(&h->wd, true);
@@ -186,7 +186,7 @@ static void *event_reader_main(void *arg)
 
 	thread_mark_service(false);
 	sandbox_enter(p, SB_EVENT_READER);
-	while (!atomic_load_explicit(&p->stopping, memory_order_acquire)) {
+	while (!atomic_load_explicit(&p->svc.stopping, memory_order_acquire)) {
 		ssize_t n;
 
 		wd_beat(&h->wd);
@@ -194,16 +194,16 @@ static void *event_reader_main(void *arg)
 		 * an mremap caller resumes once its REMAP is read, and a SIGBUS
 		 * on the moved range must find it published (remap.c). seq_cst:
 		 * the increment is visible before the read dequeues anything. */
-		atomic_fetch_add(&p->ev_reading, 1);
+		atomic_fetch_add(&p->ev.reading, 1);
 		n = read(p->uffd, msgs, sizeof(msgs));
 		for (size_t i = 0; n > 0 && i < (size_t)n / sizeof(msgs[0]); i++)
 			events_handle(p, &msgs[i]);
 		/* release: pairs with the acquire in remap_wait_reader */
-		atomic_fetch_sub_explicit(&p->ev_reading, 1, memory_order_release);
+		atomic_fetch_sub_explicit(&p->ev.reading, 1, memory_order_release);
 		if (n < 0) {
 			struct pollfd pfd[2] = {
 				{ .fd = p->uffd, .events = POLLIN },
-				{ .fd = p->wake_fd, .events = POLLIN },
+				{ .fd = p->svc.wake_fd, .events = POLLIN },
 			};
 
 			if (errno != EAGAIN && errno != EINTR)
@@ -233,29 +233,29 @@ int uffd_start_threads(struct ufp_pager *p)
 {
 	int err;
 
-	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->wake_fd < 0)
+	p->svc.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->svc.wake_fd < 0)
 		return -errno;
-	p->nhandlers = p->delivery == UFP_DELIVERY_SIGBUS ? 1 : (unsigned)p->opt.handler_threads;
-	p->handlers = calloc(p->nhandlers, sizeof(*p->handlers));
-	if (!p->handlers)
+	p->svc.nhandlers = p->delivery == UFP_DELIVERY_SIGBUS ? 1 : (unsigned)p->opt.handler_threads;
+	p->svc.handlers = calloc(p->svc.nhandlers, sizeof(*p->svc.handlers));
+	if (!p->svc.handlers)
 		return -ENOMEM;
 	/* service threads block every signal (sandbox_thread_create) */
 	err = events_start(p);
 	if (err)
 		return err;
-	for (unsigned i = 0; i < p->nhandlers; i++) {
-		p->handlers[i].pager = p;
-		if (sandbox_thread_create(&p->handlers[i].thread, handler_trampoline,
-					  &p->handlers[i])) {
-			p->nhandlers = i;
+	for (unsigned i = 0; i < p->svc.nhandlers; i++) {
+		p->svc.handlers[i].pager = p;
+		if (sandbox_thread_create(&p->svc.handlers[i].thread, handler_trampoline,
+					  &p->svc.handlers[i])) {
+			p->svc.nhandlers = i;
 			err = -EAGAIN;
 			break;
 		}
 	}
 	/* Handler tids are needed by the self-fault check: wait for them. */
-	for (unsigned i = 0; i < p->nhandlers; i++)
-		while (!__atomic_load_n(&p->handlers[i].tid, __ATOMIC_ACQUIRE))
+	for (unsigned i = 0; i < p->svc.nhandlers; i++)
+		while (!__atomic_load_n(&p->svc.handlers[i].tid, __ATOMIC_ACQUIRE))
 			sched_yield();
 	return err;
 }
@@ -264,18 +264,18 @@ void uffd_stop_threads(struct ufp_pager *p)
 {
 	uint64_t one = 1;
 
-	atomic_store_explicit(&p->stopping, true, memory_order_release);
-	if (p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof(one)) < 0) {
+	atomic_store_explicit(&p->svc.stopping, true, memory_order_release);
+	if (p->svc.wake_fd >= 0 && write(p->svc.wake_fd, &one, sizeof(one)) < 0) {
 		/* the eventfd counter cannot overflow from one write */
 	}
-	for (unsigned i = 0; i < p->nhandlers; i++)
-		pthread_join(p->handlers[i].thread, NULL);
+	for (unsigned i = 0; i < p->svc.nhandlers; i++)
+		pthread_join(p->svc.handlers[i].thread, NULL);
 	events_stop(p);
-	free(p->handlers);
-	p->handlers = NULL;
-	p->nhandlers = 0;
-	if (p->wake_fd >= 0)
-		close(p->wake_fd);
-	p->wake_fd = -1;
+	free(p->svc.handlers);
+	p->svc.handlers = NULL;
+	p->svc.nhandlers = 0;
+	if (p->svc.wake_fd >= 0)
+		close(p->svc.wake_fd);
+	p->svc.wake_fd = -1;
 }
 

@@ -23,7 +23,7 @@
  * the pager lock while holding a region lock, except through the fallback
  * (drop the region lock, then take the pager lock for read).
  *
- * A region is write-locked exactly when r->lock_seq == pager->lock_seq.
+ * A region is write-locked exactly when r->lock_seq == pager->lock.seq.
  * The pager's sequence is odd while the pager lock is held for write; the
  * bump at write-unlock (or downgrade) releases every region marked in that
  * section at once. There is no per-region write unlock.
@@ -56,7 +56,7 @@ void pager_lock_init(struct ufp_pager *p, uint32_t initial_seq)
 	atomic_init(&p->lock.state, 0);
 	atomic_init(&p->lock.writer_seq, 0);
 	/* even: no section open */
-	atomic_init(&p->lock_seq, initial_seq & ~1u);
+	atomic_init(&p->lock.seq, initial_seq & ~1u);
 }
 
 static bool pager_read_trylock_raw(struct ufp_pager *p)
@@ -133,17 +133,17 @@ void pager_write_lock(struct ufp_pager *p)
 	/* Open the section: odd sequence. Release pairs with the acquire
 	 * loads in region_read_trylock (a reader seeing the new value sees
 	 * the section as open). */
-	atomic_fetch_add_explicit(&p->lock_seq, 1, memory_order_release);
+	atomic_fetch_add_explicit(&p->lock.seq, 1, memory_order_release);
 	lockdep_reset_section();
 }
 
 /* Close the section: every region marked in it is released at once. */
 static void pager_end_write_section(struct ufp_pager *p)
 {
-	UFP_ASSERT(atomic_load_explicit(&p->lock_seq, memory_order_relaxed) & 1);
+	UFP_ASSERT(atomic_load_explicit(&p->lock.seq, memory_order_relaxed) & 1);
 	/* release: pairs with the acquire in region_read_trylock; readers that
 	 * see the new sequence see every change made under the marks */
-	atomic_fetch_add_explicit(&p->lock_seq, 1, memory_order_release);
+	atomic_fetch_add_explicit(&p->lock.seq, 1, memory_order_release);
 	lockdep_reset_section();
 }
 
@@ -189,7 +189,7 @@ void region_write_lock(struct ufp_region *r)
 	uint32_t seq;
 
 	pager_assert_write_locked(p);
-	seq = atomic_load_explicit(&p->lock_seq, memory_order_relaxed);
+	seq = atomic_load_explicit(&p->lock.seq, memory_order_relaxed);
 	/* Already marked in this section: a no-op (bulk unlock semantics). */
 	if (atomic_load_explicit(&r->lock_seq, memory_order_relaxed) == seq)
 		return;
@@ -208,7 +208,7 @@ void region_write_lock(struct ufp_region *r)
 		 * mm->vma_writer_wait). Load the futex word before re-reading
 		 * the count so a wake between the two is not lost. Acquire:
 		 * pairs with the release increment in region_read_unlock. */
-		uint32_t w = atomic_load_explicit(&p->writer_wait, memory_order_acquire);
+		uint32_t w = atomic_load_explicit(&p->lock.writer_wait, memory_order_acquire);
 
 		if (!t0)
 			t0 = ufp_now_ns();
@@ -217,7 +217,7 @@ void region_write_lock(struct ufp_region *r)
 		c = atomic_load_explicit(&r->readers, memory_order_acquire);
 		if (!(c & REGION_READERS_MASK))
 			break;
-		futex_wait(&p->writer_wait, w, NULL);
+		futex_wait(&p->lock.writer_wait, w, NULL);
 	}
 	if (t0)
 		stats_hist_record(thread_stats(p, true), UFP_L_lock_wait,
@@ -236,7 +236,7 @@ bool region_read_trylock(struct ufp_region *r)
 {
 	struct ufp_pager *p = r->pager;
 	/* acquire: pairs with the release bump in pager_end_write_section */
-	uint32_t pseq = atomic_load_explicit(&p->lock_seq, memory_order_acquire);
+	uint32_t pseq = atomic_load_explicit(&p->lock.seq, memory_order_acquire);
 
 	/* acquire: pairs with the release store in region_write_lock */
 	if (atomic_load_explicit(&r->lock_seq, memory_order_acquire) == pseq)
@@ -254,7 +254,7 @@ bool region_read_trylock(struct ufp_region *r)
 
 	/* Re-check after the increment: a section may have opened and marked
 	 * this region between the first check and the CAS. Both acquires. */
-	pseq = atomic_load_explicit(&p->lock_seq, memory_order_acquire);
+	pseq = atomic_load_explicit(&p->lock.seq, memory_order_acquire);
 	if (atomic_load_explicit(&r->lock_seq, memory_order_acquire) == pseq) {
 		region_read_unlock_raw(r);
 		return false;
@@ -283,7 +283,7 @@ static void region_read_unlock_raw(struct ufp_region *r)
 #endif
 	if ((c & REGION_WRITER_ANNOUNCED) && (c & REGION_READERS_MASK) == 1) {
 		/* release: pairs with the writer's acquire load of writer_wait */
-		futex_bump_wake(&p->writer_wait, 1);
+		futex_bump_wake(&p->lock.writer_wait, 1);
 	}
 }
 

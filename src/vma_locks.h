@@ -32,7 +32,9 @@ struct pager_lock {
 	_Atomic uint32_t state;        /* readers | WAITING | WRITER */
 	_Atomic uint32_t writer_seq;   /* futex word for woken readers */
 	pthread_t owner;               /* debug: the write holder */
-};
+	_Atomic uint32_t seq;          /* odd while write-locked (region marks) */
+	_Atomic uint32_t writer_wait;  /* futex: a region writer waits for readers */
+} ufp_cacheline_aligned;
 
 /* Lock-order checker (debug builds; the order is at the top of vma_locks.c). */
 enum ufp_lock_level { LL_PAGERS, LL_PAGER, LL_REGION, LL_STATS, LL_SWAP, LL_NR };

@@ -59,7 +59,7 @@ static bool check_one(struct ufp_pager *p, struct wd_beat *b,
 		return false;
 	b->reported = true;
 	/* relaxed: a counter read by ufp_stats_get */
-	atomic_fetch_add_explicit(&p->watchdog->stalls, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->wd.dog->stalls, 1, memory_order_relaxed);
 	ufp_log("ufpager: service thread \"%s\" made no progress for %llu ms%s "
 		"(dead or stuck); the pager keeps running without it\n", what,
 		(unsigned long long)((now - b->since_ns) / 1000000),
@@ -73,18 +73,18 @@ static void check_all(struct ufp_pager *p, uint64_t stall_ns)
 	bool msgs = false, checked_msgs = false;
 	char name[32];
 
-	if (p->reclaim_started) {
-		struct wd_beat *b = &p->wd_reclaim;
+	if (p->reclaim.started) {
+		struct wd_beat *b = &p->wd.reclaim;
 
 		check_one(p, b, "reclaim", false, now, stall_ns);
 		/* relaxed: a hint for reclaim_throttle; the beat decides */
-		atomic_store_explicit(&p->reclaim_dead, b->reported, memory_order_relaxed);
+		atomic_store_explicit(&p->reclaim.dead, b->reported, memory_order_relaxed);
 	}
-	if (p->event_thread_started)
-		check_one(p, &p->wd_events, "events",
-			  !cds_wfcq_empty(&p->evq_head, &p->evq_tail), now, stall_ns);
-	for (unsigned i = 0; i < p->nhandlers; i++) {
-		struct wd_beat *b = &p->handlers[i].wd;
+	if (p->ev.started)
+		check_one(p, &p->wd.events, "events",
+			  !cds_wfcq_empty(&p->ev.head, &p->ev.tail), now, stall_ns);
+	for (unsigned i = 0; i < p->svc.nhandlers; i++) {
+		struct wd_beat *b = &p->svc.handlers[i].wd;
 
 		/* poll only when some thread is idle and its beat is stale */
 		if (!checked_msgs && atomic_load_explicit(&b->idle, memory_order_relaxed) &&
@@ -101,7 +101,7 @@ static void check_all(struct ufp_pager *p, uint64_t stall_ns)
 static void *watchdog_main(void *arg)
 {
 	struct ufp_pager *p = arg;
-	struct ufp_watchdog *w = p->watchdog;
+	struct ufp_watchdog *w = p->wd.dog;
 
 	sandbox_enter(p, SB_WATCHDOG);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
@@ -127,11 +127,11 @@ int watchdog_start(struct ufp_pager *p)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	p->watchdog = w;
+	p->wd.dog = w;
 	/* a service thread: no application signal handler may run on it */
 	err = sandbox_thread_create(&w->thread, watchdog_main, p);
 	if (err) {
-		p->watchdog = NULL;
+		p->wd.dog = NULL;
 		free(w);
 		return -err;
 	}
@@ -141,12 +141,12 @@ int watchdog_start(struct ufp_pager *p)
 uint64_t watchdog_stalls(struct ufp_pager *p)
 {
 	/* relaxed: a counter */
-	return p->watchdog ? atomic_load_explicit(&p->watchdog->stalls, memory_order_relaxed) : 0;
+	return p->wd.dog ? atomic_load_explicit(&p->wd.dog->stalls, memory_order_relaxed) : 0;
 }
 
 void watchdog_stop(struct ufp_pager *p)
 {
-	struct ufp_watchdog *w = p->watchdog;
+	struct ufp_watchdog *w = p->wd.dog;
 
 	if (!w)
 		return;
@@ -154,6 +154,6 @@ void watchdog_stop(struct ufp_pager *p)
 	/* release: pairs with the acquire load of the futex word */
 	futex_bump_wake(&w->futex, 1);
 	pthread_join(w->thread, NULL);
-	p->watchdog = NULL;
+	p->wd.dog = NULL;
 	free(w);
 }

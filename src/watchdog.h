@@ -10,7 +10,7 @@
  * idle, or while it was idle with work waiting for it (messages on the
  * userfaultfd, events queued). A stall is a real failure: reported once on
  * stderr and counted in service_stalls; a dead reclaim thread also stops
- * faults from waiting for it (reclaim_throttle reads reclaim_dead).
+ * faults from waiting for it (reclaim_throttle reads reclaim.dead).
  *
  * The beat helpers are inline so that the threads' files depend on nothing
  * here but this header.
@@ -42,6 +42,13 @@ static inline void wd_idle(struct wd_beat *b, bool idle)
 {
 	atomic_store_explicit(&b->idle, idle, memory_order_relaxed);
 }
+
+/* watchdog.c's part of the pager: the beats of the threads it has one of */
+struct ufp_watchdog;
+struct pager_watchdog {
+	struct wd_beat reclaim, events;
+	struct ufp_watchdog *dog;       /* the watchdog thread's state */
+};
 
 struct ufp_pager;
 /* Stall time in milliseconds (default 2000; tests lower it). 0: no

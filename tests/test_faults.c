@@ -97,8 +97,8 @@ START_TEST(handler_threads_never_fault_on_managed_memory)
 	ck_assert_uint_eq(st.handler_self_faults, 0);
 	/* and the check itself can fire: pretend this thread is a handler */
 	pid_t me = (pid_t)syscall(SYS_gettid);
-	pid_t saved = __atomic_load_n(&ip->handlers[0].tid, __ATOMIC_ACQUIRE);
-	__atomic_store_n(&ip->handlers[0].tid, me, __ATOMIC_RELEASE);
+	pid_t saved = __atomic_load_n(&ip->svc.handlers[0].tid, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&ip->svc.handlers[0].tid, me, __ATOMIC_RELEASE);
 #ifndef UFP_DEBUG
 	m[1500 * PAGE / 2 & ~(PAGE - 1)] = 1;   /* a fresh page of the map */
 	ufp_advise(p, m, 1024 * PAGE, UFP_ADV_DONTNEED);
@@ -106,7 +106,7 @@ START_TEST(handler_threads_never_fault_on_managed_memory)
 	ufp_stats_get(p, &st);
 	ck_assert_uint_gt(st.handler_self_faults, 0);
 #endif
-	__atomic_store_n(&ip->handlers[0].tid, saved, __ATOMIC_RELEASE);
+	__atomic_store_n(&ip->svc.handlers[0].tid, saved, __ATOMIC_RELEASE);
 	ufp_pager_destroy(p);
 }
 END_TEST

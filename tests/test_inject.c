@@ -256,7 +256,7 @@ START_TEST(failed_store_restores_across_a_protect)
 	ck_assert_int_eq(pthread_create(&th, NULL, toggle_main, &t), 0);
 	end = ufp_now_ns() + 1500000000ull;
 	while (ufp_now_ns() < end) {
-		atomic_store(&ip->swap_full, false);   /* let every round try */
+		atomic_store(&ip->reclaim.swap_full, false);   /* let every round try */
 		int r = ufp_advise(p, t.m, 64 * PAGE, UFP_ADV_PAGEOUT);
 
 		ck_assert_msg(r == 0 || r == -ENOSPC, "pageout: %d", r);
@@ -492,7 +492,7 @@ START_TEST(dead_reclaim_thread_is_reported_and_faults_stop_waiting)
 	/* The thread died having published a resident estimate over the
 	 * throttle limit (it was about to evict): faults must not wait for
 	 * an eviction that never comes. */
-	atomic_store(&((struct ufp_pager *)p)->resident_est, 1ull << 40);
+	atomic_store(&((struct ufp_pager *)p)->reclaim.resident_est, 1ull << 40);
 	t0 = ufp_now_ns();
 	for (size_t i = 0; i < n; i++)
 		ufp_fill_rand(m + i * PAGE, 5);

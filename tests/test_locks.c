@@ -325,7 +325,7 @@ static void uaf2_hook(struct ufp_region *r)
 	 * spuriously (futex wake without a change, as a signal would) so that
 	 * it sees the drained count, marks, detaches and frees r. */
 	do {
-		syscall(SYS_futex, &cur_uaf2->p->writer_wait, FUTEX_WAKE_PRIVATE, INT_MAX,
+		syscall(SYS_futex, &cur_uaf2->p->lock.writer_wait, FUTEX_WAKE_PRIVATE, INT_MAX,
 			NULL, NULL, 0);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 1000000;
@@ -429,7 +429,7 @@ START_TEST(sequence_wrap)
 	}
 
 	for (int i = 0; i < 60; i++) {
-		uint32_t before = atomic_load(&p->lock_seq);
+		uint32_t before = atomic_load(&p->lock.seq);
 
 		pager_write_lock(p);
 		if (i % 2)
@@ -438,7 +438,7 @@ START_TEST(sequence_wrap)
 		if (i % 2)
 			ck_assert(!region_read_trylock(a));  /* never false unlocked */
 		pager_write_unlock(p);
-		wrapped |= atomic_load(&p->lock_seq) < before;
+		wrapped |= atomic_load(&p->lock.seq) < before;
 		/* after the section: unlocked (a spurious failure would be allowed
 		 * only on a collision 2^31 sections later; none here) */
 		ck_assert(region_read_trylock(a));
