@@ -299,40 +299,24 @@ out_unlock:
 
 UFP_API int ufp_alloc(ufp_pager *p, size_t size, void **out)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_alloc(p, size, out);
-	return api_end(&g, err, "ufp_alloc(size=%zu)", size);
+	return API_CALL(p, do_alloc(p, size, out),
+			"ufp_alloc(size=%zu)", size);
 }
 
 UFP_API int ufp_free(ufp_pager *p, void *ptr)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_free(p, ptr);
-	return api_end(&g, err, "ufp_free(%p): not the start of a live ufp_alloc object", ptr);
+	return API_CALL(p, do_free(p, ptr),
+			"ufp_free(%p): not the start of a live ufp_alloc object", ptr);
 }
 
 UFP_API int ufp_alloc_size(ufp_pager *p, const void *ptr, size_t *out)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_alloc_size(p, ptr, out);
-	return api_end(&g, err, "ufp_alloc_size(%p)", ptr);
+	return API_CALL(p, do_alloc_size(p, ptr, out),
+			"ufp_alloc_size(%p)", ptr);
 }
 
 UFP_API int ufp_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_realloc(p, ptr, size, out);
-	return api_end(&g, err, "ufp_realloc(%p, size=%zu)", ptr, size);
+	return API_CALL(p, do_realloc(p, ptr, size, out),
+			"ufp_realloc(%p, size=%zu)", ptr, size);
 }

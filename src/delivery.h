@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 #include "base.h"
+#include "sandbox.h"
 #include "rcu.h"
 #include "watchdog.h"
 #include "uffd_compat.h"
@@ -46,8 +47,7 @@ struct ufp_event {                  /* a foreign event for the event worker */
 
 /* events.c's part of the pager */
 struct pager_events {
-	pthread_t thread;
-	bool started;
+	struct service_thread worker;
 	struct cds_wfcq_head head;
 	struct cds_wfcq_tail tail;
 	_Atomic uint32_t futex;

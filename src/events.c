@@ -140,20 +140,12 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 int events_start(struct ufp_pager *p)
 {
 	cds_wfcq_init(&p->ev.head, &p->ev.tail);
-	if (sandbox_thread_create(&p->ev.thread, event_worker, p))
-		return -EAGAIN;
-	p->ev.started = true;
-	return 0;
+	return service_start(&p->ev.worker, event_worker, p);
 }
 
 /* After p->svc.stopping is set and every reader has ended. */
 void events_stop(struct ufp_pager *p)
 {
-	if (p->ev.started) {
-		/* release: pairs with the acquire load of evq_futex in event_worker */
-		futex_bump_wake(&p->ev.futex, INT_MAX);
-		pthread_join(p->ev.thread, NULL);
-		p->ev.started = false;
-	}
+	service_stop(&p->ev.worker, &p->ev.futex);   /* svc.stopping is set */
 	cds_wfcq_destroy(&p->ev.head, &p->ev.tail);
 }

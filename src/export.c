@@ -212,25 +212,21 @@ int export_start(struct ufp_pager *p)
 	e->delivery = p->delivery;
 	e->budget = p->opt.budget;
 	p->exp.seg = e;
-	if (sandbox_thread_create(&p->exp.thread, export_main, p)) {
+	if (service_start(&p->exp.worker, export_main, p)) {
 		munmap(e, sizeof(*e));
 		shm_unlink(p->exp.name);
 		p->exp.seg = NULL;
 		return 0;
 	}
-	p->exp.started = true;
 	seg_note(p->exp.name, true);
 	return 0;
 }
 
 void export_stop(struct ufp_pager *p)
 {
-	if (p->exp.started) {
+	if (p->exp.worker.started)
 		atomic_store_explicit(&p->exp.stop, true, memory_order_release);
-		futex_bump_wake(&p->exp.futex, 1);
-		pthread_join(p->exp.thread, NULL);
-		p->exp.started = false;
-	}
+	service_stop(&p->exp.worker, &p->exp.futex);
 	if (p->exp.seg) {
 		munmap(p->exp.seg, sizeof(struct ufp_export));
 		shm_unlink(p->exp.name);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include "ufpager.h"
+#include "sandbox.h"
 
 struct ufp_pager;
 
@@ -22,8 +23,7 @@ struct ufp_export;
 struct pager_export {
 	struct ufp_export *seg;
 	char name[64];
-	pthread_t thread;
-	bool started;
+	struct service_thread worker;
 	_Atomic bool stop;
 	_Atomic uint32_t futex;
 };

@@ -29,6 +29,9 @@ struct opt_desc {
 
 #define OFF(f) offsetof(struct ufp_options, f)
 #define PG true
+/* Booleans and strings: no range of their own to state. */
+#define BOOL_OPT(name, def, help) { #name, OK_BOOL, OFF(name), def, 0, 1, false, help }
+#define STR_OPT(name, help) { #name, OK_STR, OFF(name), 0, 0, 0, false, help }
 static const struct opt_desc opts[] = {
 	{ "arena_size", OK_SIZE, OFF(arena_size), 64LL << 30, 4096, 1LL << 46, PG,
 	  "virtual address space reserved per pager" },
@@ -43,23 +46,21 @@ static const struct opt_desc opts[] = {
 	  "handler spin before blocking, microseconds (-1: never spin)" },
 	{ "fault_around", OK_UINT, OFF(fault_around), 16, 1, 512, 0,
 	  "pages zero-filled per first-touch fault (1: none; at most 512)" },
-	{ "export_stats", OK_BOOL, OFF(export_stats), 1, 0, 1, 0, "publish stats in shared memory (0/1)" },
+	BOOL_OPT(export_stats, 1, "publish stats in shared memory (0/1)"),
 	{ "swap_size", OK_SIZE, OFF(swap_size), 1LL << 30, 1LL << 20, 1LL << 52, PG, "swap file size" },
 	{ "ztier_size", OK_SIZE, OFF(ztier_size), 64LL << 20, 0, 1LL << 46, 0,
 	  "compressed RAM tier cap (0: no tier)" },
-	{ "swap_dir", OK_STR, OFF(swap_dir), 0, 0, 0, 0,
-	  "directory of the O_TMPFILE swap file (default /var/tmp)" },
-	{ "dirty_track", OK_BOOL, OFF(dirty_track), 1, 0, 1, 0,
-	  "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)" },
-	{ "second_chance", OK_BOOL, OFF(second_chance), 1, 0, 1, 0,
-	  "CLOCK second chance for referenced pages (0: FIFO sweep)" },
-	{ "verbose", OK_BOOL, OFF(verbose), 0, 0, 1, 0,
-	  "print warnings on stderr (the library is silent otherwise; process-wide)" },
-	{ "sandbox", OK_BOOL, OFF(sandbox), 1, 0, 1, 0,
-	  "seccomp allowlist on each service thread (0/1)" },
-	{ "inject", OK_STR, OFF(inject), 0, 0, 0, 0,
-	  "fault injection, tests only (README \"Fault injection\"): eio=R,short=R,..." },
+	STR_OPT(swap_dir, "directory of the O_TMPFILE swap file (default /var/tmp)"),
+	BOOL_OPT(dirty_track, 1,
+		 "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)"),
+	BOOL_OPT(second_chance, 1, "CLOCK second chance for referenced pages (0: FIFO sweep)"),
+	BOOL_OPT(verbose, 0,
+		 "print warnings on stderr (the library is silent otherwise; process-wide)"),
+	BOOL_OPT(sandbox, 1, "seccomp allowlist on each service thread (0/1)"),
+	STR_OPT(inject, "fault injection, tests only (README \"Fault injection\"): eio=R,short=R,..."),
 };
+#undef BOOL_OPT
+#undef STR_OPT
 #undef PG
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 _Static_assert(NOPTS <= sizeof(((struct ufp_options *)0)->src) /

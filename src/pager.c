@@ -510,43 +510,26 @@ out:
 
 UFP_API int ufp_map(ufp_pager *p, void *hint, size_t len, int prot, unsigned flags, void **out)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_map(p, hint, len, prot, flags, out);
-	return api_end(&g, err, "ufp_map(hint=%p, len=%zu, prot=%#x, flags=%#x)", hint, len,
-		       prot, flags);
+	return API_CALL(p, do_map(p, hint, len, prot, flags, out),
+			"ufp_map(hint=%p, len=%zu, prot=%#x, flags=%#x)", hint, len, prot, flags);
 }
 
 UFP_API int ufp_unmap(ufp_pager *p, void *addr, size_t len)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_unmap(p, addr, len);
-	return api_end(&g, err, "ufp_unmap(%p, len=%zu)", addr, len);
+	return API_CALL(p, do_unmap(p, addr, len),
+			"ufp_unmap(%p, len=%zu)", addr, len);
 }
 
 UFP_API int ufp_protect(ufp_pager *p, void *addr, size_t len, int prot)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_protect(p, addr, len, prot);
-	return api_end(&g, err, "ufp_protect(%p, len=%zu, prot=%#x)", addr, len, prot);
+	return API_CALL(p, do_protect(p, addr, len, prot),
+			"ufp_protect(%p, len=%zu, prot=%#x)", addr, len, prot);
 }
 
 UFP_API int ufp_advise(ufp_pager *p, void *addr, size_t len, int advice)
 {
-	struct api_guard g;
-	int err = api_begin(p, &g);
-
-	if (!err)
-		err = do_advise(p, addr, len, advice);
-	return api_end(&g, err, "ufp_advise(%p, len=%zu, advice=%d)", addr, len, advice);
+	return API_CALL(p, do_advise(p, addr, len, advice),
+			"ufp_advise(%p, len=%zu, advice=%d)", addr, len, advice);
 }
 
 /*

@@ -538,7 +538,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 		 * over unevictable pages (found by the API fuzzer). relaxed: a
 		 * count, no data hangs on it. */
 		wraps = (unsigned)(atomic_load_explicit(&p->reclaim.clock_laps, memory_order_relaxed) - laps0);
-		if (pthread_equal(pthread_self(), p->reclaim.thread))
+		if (pthread_equal(pthread_self(), p->reclaim.worker.thread))
 			wd_beat(&p->wd.reclaim);   /* a long eviction is progress */
 	}
 	evict_exit(p);
@@ -853,21 +853,15 @@ int reclaim_start(struct ufp_pager *p)
 {
 	if (!p->swb)
 		return 0;
-	if (sandbox_thread_create(&p->reclaim.thread, reclaim_main, p))
-		return -EAGAIN;
-	p->reclaim.started = true;
-	return 0;
+	return service_start(&p->reclaim.worker, reclaim_main, p);
 }
 
 /* First step of pager destroy: the reclaim thread needs the handlers. */
 void reclaim_stop_thread(struct ufp_pager *p)
 {
-	if (p->reclaim.started) {
+	if (p->reclaim.worker.started)
 		atomic_store_explicit(&p->reclaim.stop, true, memory_order_release);
-		futex_bump_wake(&p->reclaim.futex, INT32_MAX);
-		pthread_join(p->reclaim.thread, NULL);
-		p->reclaim.started = false;
-	}
+	service_stop(&p->reclaim.worker, &p->reclaim.futex);
 }
 
 /* Called at pager destroy after the service threads stopped. */

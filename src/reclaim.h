@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "base.h"
+#include "sandbox.h"
 
 struct ufp_pager;
 struct ufp_tstats;
@@ -30,8 +31,7 @@ struct pager_reclaim {
 	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
 	_Atomic uintptr_t clock_hand;
 	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
-	pthread_t thread;
-	bool started;
+	struct service_thread worker;
 	_Atomic bool stop;
 	_Atomic bool dead;              /* the watchdog found it stalled: faults stop waiting */
 	uintptr_t staging;              /* UFP_STAGING_SETS x BATCH registered pages */

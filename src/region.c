@@ -167,27 +167,23 @@ static struct rtree_node *mut(struct region_tree *t, struct rtree_node *n)
 	return c;
 }
 
-static struct rtree_node *rotate_right(struct region_tree *t, struct rtree_node *n)
+/* Rotate right (the left child rises) or left (the right child rises);
+ * n is private, the child is made private. Returns the new subtree root. */
+static struct rtree_node *rotate(struct region_tree *t, struct rtree_node *n, bool right)
 {
-	struct rtree_node *l = mut(t, n->left);
+	struct rtree_node **up = right ? &n->left : &n->right;
+	struct rtree_node *c = mut(t, *up);
+	struct rtree_node **down = right ? &c->right : &c->left;
 
-	n->left = l->right;
-	l->right = n;
+	*up = *down;
+	*down = n;
 	fix_height(n);
-	fix_height(l);
-	return l;
+	fix_height(c);
+	return c;
 }
 
-static struct rtree_node *rotate_left(struct region_tree *t, struct rtree_node *n)
-{
-	struct rtree_node *r = mut(t, n->right);
-
-	n->right = r->left;
-	r->left = n;
-	fix_height(n);
-	fix_height(r);
-	return r;
-}
+#define rotate_right(t, n) rotate((t), (n), true)
+#define rotate_left(t, n) rotate((t), (n), false)
 
 /* n is private. */
 static struct rtree_node *rebalance(struct region_tree *t, struct rtree_node *n)

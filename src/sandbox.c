@@ -609,3 +609,22 @@ test:
 #endif
 	return;
 }
+
+int service_start(struct service_thread *t, void *(*fn)(void *), void *arg)
+{
+	if (sandbox_thread_create(&t->thread, fn, arg))
+		return -EAGAIN;
+	t->started = true;
+	return 0;
+}
+
+void service_stop(struct service_thread *t, _Atomic uint32_t *futex)
+{
+	if (!t->started)
+		return;
+	/* release (in futex_bump_wake): the stop condition set before it is
+	 * visible to the thread's acquire load of the word */
+	futex_bump_wake(futex, INT32_MAX);
+	pthread_join(t->thread, NULL);
+	t->started = false;
+}

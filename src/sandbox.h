@@ -10,6 +10,8 @@
 #define UFP_SANDBOX_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdbool.h>
 
 struct ufp_pager;
@@ -32,6 +34,17 @@ enum sandbox_role {
  * Returns pthread_create's result (0 or a positive error number).
  */
 int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* A service thread with its started flag (events, reclaim, exporter). */
+struct service_thread {
+	pthread_t thread;
+	bool started;
+};
+/* Start one through sandbox_thread_create. Returns 0 or -EAGAIN. */
+int service_start(struct service_thread *t, void *(*fn)(void *), void *arg);
+/* Stop one that was started: the caller has set the thread's stop
+ * condition; bump and wake its futex word, join. Normal context. */
+void service_stop(struct service_thread *t, _Atomic uint32_t *futex);
 
 /*
  * Load the calling service thread's filter for `role`, after its setup

@@ -38,6 +38,15 @@ struct api_guard {
 	bool blocked;
 };
 int api_begin(struct ufp_pager *p, struct api_guard *g);
+/* The body of a guarded public call: API_CALL(p, do_x(p, a, b), "ufp_x(%p)", a)
+ * evaluates the call between api_begin and api_end and returns its result. */
+#define API_CALL(p, call, ...) ({ \
+	struct api_guard g_; \
+	int e_ = api_begin((p), &g_); \
+	if (!e_) \
+		e_ = (call); \
+	api_end(&g_, e_, __VA_ARGS__); \
+})
 int api_end(struct api_guard *g, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

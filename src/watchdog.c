@@ -73,14 +73,14 @@ static void check_all(struct ufp_pager *p, uint64_t stall_ns)
 	bool msgs = false, checked_msgs = false;
 	char name[32];
 
-	if (p->reclaim.started) {
+	if (p->reclaim.worker.started) {
 		struct wd_beat *b = &p->wd.reclaim;
 
 		check_one(p, b, "reclaim", false, now, stall_ns);
 		/* relaxed: a hint for reclaim_throttle; the beat decides */
 		atomic_store_explicit(&p->reclaim.dead, b->reported, memory_order_relaxed);
 	}
-	if (p->ev.started)
+	if (p->ev.worker.started)
 		check_one(p, &p->wd.events, "events",
 			  !cds_wfcq_empty(&p->ev.head, &p->ev.tail), now, stall_ns);
 	for (unsigned i = 0; i < p->svc.nhandlers; i++) {
