@@ -861,7 +861,6 @@ int reclaim_init(struct ufp_pager *p)
 		return -ENOMEM;
 	err = swb_create(&sp, &p->swb);
 	if (err) {
-		ufp_set_error("ufpager: swap backend: %s", swb_error_detail());
 		return err;
 	}
 	for (unsigned k = 0; k < 4; k++)

@@ -54,6 +54,7 @@
 
 #include "swap_backend.h"
 #include "inject.h"
+#include "ufp_internal.h"
 
 #define PAGE SWB_PAGE_SIZE
 #define CL_SLOTS 64u
@@ -187,14 +188,8 @@ struct swb_ctx {
 	struct ctx_stats st;
 };
 
-static __thread char err_detail[256];
-
-const char *swb_error_detail(void)
-{
-	return err_detail;
-}
-
-#define detail(...) snprintf(err_detail, sizeof(err_detail), __VA_ARGS__)
+/* The one error channel: a detail for ufp_last_error(). */
+#define detail(fmt, ...) ufp_set_error("ufpager: swap backend: " fmt, ##__VA_ARGS__)
 
 /* relaxed: single writer per context; swb_usage only sums */
 #define CSTAT(c, f, v) atomic_store_explicit(&(c)->st.f, \
@@ -1176,9 +1171,8 @@ int swb_create(const struct swb_params *p, struct swb **out)
 	struct swb *s;
 	int err;
 
-	err_detail[0] = 0;
 	if (pp->ctx_bufs > SWB_MAX_BUFS || ncl > UINT32_MAX / 2) {
-		detail("swap backend: ctx_bufs must be at most %u and the file below 2^43 bytes",
+		detail("ctx_bufs must be at most %u and the file below 2^43 bytes",
 		       SWB_MAX_BUFS);
 		return -EINVAL;
 	}
@@ -1213,8 +1207,8 @@ int swb_create(const struct swb_params *p, struct swb **out)
 	*out = s;
 	return 0;
 fail:
-	if (err == -ENOMEM && !err_detail[0])
-		detail("swap backend: out of memory");
+	if (err == -ENOMEM)     /* the ENOMEM paths leave no detail of their own */
+		detail("out of memory");
 	swb_destroy(s);
 	return err;
 }
@@ -1291,7 +1285,6 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	struct iovec iov;
 	int err;
 
-	err_detail[0] = 0;
 	if (!c)
 		return -ENOMEM;
 	c->s = s;
@@ -1307,7 +1300,7 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 		free(c->lz4state);
 		free(c->zbuf);
 		free(c);
-		detail("swap backend: out of memory for a context");
+		detail("out of memory for a context");
 		return -ENOMEM;
 	}
 	err = io_uring_queue_init_params(s->qd, &c->ring, &prm);
