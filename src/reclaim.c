@@ -76,8 +76,13 @@ void reclaim_ctx_put(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx 
 
 void reclaim_ctx_ensure(struct ufp_pager *p, struct ufp_tstats *ts)
 {
-	if (p->swb && ts && !ts->shared && !ts->swb_ctx)
-		swb_ctx_create(p->swb, &ts->swb_ctx);
+	/* a thread without its own context borrows from the pool: a warning,
+	 * not a failure of the call that got here */
+	if (p->swb && ts && !ts->shared && !ts->swb_ctx &&
+	    swb_ctx_create(p->swb, &ts->swb_ctx)) {
+		ufp_log("%s (this thread borrows the pool's I/O contexts)\n", ufp_last_error());
+		ufp_clear_error();
+	}
 }
 
 /*
@@ -833,7 +838,6 @@ int reclaim_init(struct ufp_pager *p)
 		return -ENOMEM;
 	err = swb_create(&sp, &p->swb);
 	if (err) {
-		ufp_set_error("ufpager: swap backend: %s", swb_error_detail());
 		return err;
 	}
 	for (unsigned k = 0; k < 4; k++)

@@ -92,7 +92,7 @@ static inline bool swb_handle_is_file(uint64_t h)
  * Create the store: open and size the swap file, set up the tier. Normal
  * context. Returns 0 or -errno: -EOPNOTSUPP (no O_TMPFILE on dir's
  * filesystem), -ENOSPC (no room for the first cluster), -EINVAL (bad
- * params), -ENOMEM, or the open/ftruncate errno. swb_error_detail() says
+ * params), -ENOMEM, or the open/ftruncate errno. ufp_last_error() says
  * why in a sentence.
  */
 int swb_create(const struct swb_params *p, struct swb **out);
@@ -104,14 +104,10 @@ void swb_destroy(struct swb *s);
  * file, ctx_bufs registered bounce pages. Normal context (allocates).
  * Returns 0, -EPERM / -ENOSYS when io_uring is disabled
  * (kernel.io_uring_disabled, seccomp) or absent, -ENOMEM; the reason is in
- * swb_error_detail().
+ * ufp_last_error().
  */
 int swb_ctx_create(struct swb *s, struct swb_ctx **out);
 void swb_ctx_destroy(struct swb_ctx *c);
-
-/* Why the last swb_create / swb_ctx_create of this thread failed (a
- * thread-local sentence; "" if none). */
-const char *swb_error_detail(void);
 
 /* Bounce page i (< swb_ctx_nbufs) of a context: page aligned, registered
  * with the ring, contiguous with page i+1, outside any managed range. */

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "swap_backend.h"
+#include "ufpager.h"
 
 #define PG SWB_PAGE_SIZE
 
@@ -50,7 +51,7 @@ static struct swb *mk_swb(uint64_t file, uint64_t ztier, unsigned bufs, const ch
 	struct swb *s = NULL;
 	int r = swb_create(&p, &s);
 
-	ck_assert_msg(r == 0, "swb_create: %d %s", r, swb_error_detail());
+	ck_assert_msg(r == 0, "swb_create: %d %s", r, ufp_last_error());
 	return s;
 }
 
@@ -59,7 +60,7 @@ static struct swb_ctx *mk_ctx(struct swb *s)
 	struct swb_ctx *c = NULL;
 	int r = swb_ctx_create(s, &c);
 
-	ck_assert_msg(r == 0, "swb_ctx_create: %d %s", r, swb_error_detail());
+	ck_assert_msg(r == 0, "swb_ctx_create: %d %s", r, ufp_last_error());
 	return c;
 }
 
@@ -641,10 +642,10 @@ START_TEST(swap_file_on_tmpfs_works_direct_or_buffered)
 	int r = swb_create(&p, &s);
 
 	if (r == -EOPNOTSUPP || r == -ENOENT) {
-		fprintf(stderr, "skip tmpfs check: %s\n", swb_error_detail());
+		fprintf(stderr, "skip tmpfs check: %s\n", ufp_last_error());
 		return;
 	}
-	ck_assert_msg(r == 0, "%d %s", r, swb_error_detail());
+	ck_assert_msg(r == 0, "%d %s", r, ufp_last_error());
 	struct swb_ctx *c = mk_ctx(s);
 	char *src = pages_alloc(N), *out = pages_alloc(N);
 	void *dst[N];
@@ -669,7 +670,7 @@ START_TEST(missing_directory_fails_with_a_reason)
 	struct swb *s = NULL;
 
 	ck_assert_int_eq(swb_create(&p, &s), -ENOENT);
-	ck_assert(strstr(swb_error_detail(), "/nonexistent/swb") != NULL);
+	ck_assert(strstr(ufp_last_error(), "/nonexistent/swb") != NULL);
 }
 END_TEST
 
@@ -695,8 +696,8 @@ static int ctx_create_under_seccomp(void)
 	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 		return 3;
 	r = swb_ctx_create(s, &c);
-	fprintf(stderr, "under seccomp: %d: %s\n", r, swb_error_detail());
-	if (r != -EPERM || !strstr(swb_error_detail(), "io_uring_disabled"))
+	fprintf(stderr, "under seccomp: %d: %s\n", r, ufp_last_error());
+	if (r != -EPERM || !strstr(ufp_last_error(), "io_uring_disabled"))
 		return 4;
 	swb_destroy(s);
 	return 0;
@@ -1046,7 +1047,7 @@ static int run_bench(void)
 			uint64_t smax = 0, lmax = 0;
 
 			if (swb_create(&p, &s)) {
-				printf("create: %s\n", swb_error_detail());
+				printf("create: %s\n", ufp_last_error());
 				return 1;
 			}
 			pthread_barrier_init(&bar, NULL, nt);
@@ -1123,12 +1124,12 @@ static int probe(void)
 	int r = swb_create(&p, &s);
 
 	if (r) {
-		printf("skip: swap file in %s: %s\n", test_dir(), swb_error_detail());
+		printf("skip: swap file in %s: %s\n", test_dir(), ufp_last_error());
 		return 77;
 	}
 	r = swb_ctx_create(s, &c);
 	if (r) {
-		printf("skip: %s\n", swb_error_detail());
+		printf("skip: %s\n", ufp_last_error());
 		swb_destroy(s);
 		return 77;
 	}
