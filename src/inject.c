@@ -153,6 +153,10 @@ int inject_configure(const char *spec, const char **bad)
 					break;
 			if (k == INJ_NR || parse_rate(end, &end, &thr[k]))
 				goto bad_item;
+			/* eagain=1: no UFFDIO_COPY/ZEROPAGE/MOVE could ever
+			 * succeed, and their callers retry: a spin for ever */
+			if (k == INJ_EAGAIN && thr[k] >= 4294967296ull)
+				goto bad_item;
 			if ((k == INJ_EIO || k == INJ_SHORT) && parse_dirs(&end, &dirs[k]))
 				goto bad_item;
 			any |= thr[k] != 0;
@@ -270,8 +274,9 @@ int inject_from_options(const char *spec)
 	if (!spec || !*spec)
 		return 0;
 	if (inject_configure(spec, &bad))
-		return ufp_error(-EINVAL, "ufpager: UFPAGER_INJECT=%s: bad item \"%s\" (README "
-				 "\"Fault injection\" lists the syntax)", spec, bad ? bad : "");
+		return ufp_error(-EINVAL, "ufpager: UFPAGER_INJECT=%s: bad item \"%s\" (rates "
+				 "are 0 to 1, eagain below 1; README \"Fault injection\" lists "
+				 "the syntax)", spec, bad ? bad : "");
 	return 0;
 }
 

@@ -238,6 +238,11 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	uintptr_t a, end;
 	unsigned n = 0;
 
+	/* Nothing locked until fault_lock_region: the early returns below
+	 * leave it so, and the caller unlocks whatever fl says is held (it
+	 * was stale stack, often the previous batch's lock: a second unlock) */
+	fl->kind = FLK_NONE;
+	fl->r = NULL;
 	if (!range_hand && (hand < p->arena_base || hand >= p->arena_end)) {
 		/* the last region ended at the arena's end: that is a lap too
 		 * (it was not counted, and a full arena was swept forever) */
@@ -348,12 +353,20 @@ enum put_back { PB_RESTORED, PB_STORED, PB_DISCARDED };
 /*
  * A victim that could not be stored goes back where it was. The range can
  * be unregistered for a moment (DONTNEED and realloc unregister under the
- * region write lock, which we no longer hold), or gone for good before
- * its entry is discarded (a foreign munmap or mremap whose event the worker
- * has not applied yet): then neither MOVE nor COPY can put it back
- * (-ENOENT). Keep trying both ways, and storing it again, until one works
- * or the entry is discarded. The page is never dropped (that aborted
- * before, found by the soak). Normal context; no lock held.
+ * region write lock), or gone for good before its entry is discarded (a
+ * foreign munmap or mremap whose event the worker has not applied yet):
+ * then neither MOVE nor COPY can put it back (-ENOENT). Keep trying both
+ * ways, and storing it again, until one works or the entry is discarded.
+ * The page is never dropped (that aborted before, found by the soak).
+ *
+ * The check that the entry is still ours, the MOVE/COPY back and the
+ * unclaim run under the region's fault lock (read), as a fault's fill does.
+ * Without it a structural op could run between the check and the move: a
+ * DONTNEED (unregister, discard, register, then discard the entries) or an
+ * unmap and a new map at the same address, and the old content was put
+ * back into memory the program had just been told is zero (found by the
+ * soak: a page read back wrong after DONTNEED). Normal context; no lock
+ * held on entry or return.
  */
 static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
 			      struct victim *v, uintptr_t staged)
@@ -363,16 +376,28 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 
 	for (unsigned tries = 0;; tries++) {
 		const void *pg = (const void *)staged;
+		struct fault_lock fl;
+		struct ufp_region *r = fault_lock_region(p, a, ts, true, &fl);
+		bool back = false;
 
 		if (atomic_load_explicit(&p->pte[v->idx], memory_order_acquire) != v->v) {
+			if (r)
+				fault_unlock_region(p, &fl);
 			pte_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
 			return PB_DISCARDED;
 		}
-		if (uffd_move(p, ts, a, staged, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE ||
-		    restore_by_copy(p, ts, a, staged)) {
-			unclaim(p, v, PTE_CLEAN);
-			return PB_RESTORED;
+		if (r) {
+			/* one COPY, not restore_by_copy's EAGAIN loop: an event
+			 * pending may need a handler thread that waits for a
+			 * writer that waits for this read lock */
+			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE ||
+			       uffd_fill(p, ts, a, pg, UFP_PAGE_SIZE, true) == (long)UFP_PAGE_SIZE;
+			if (back)
+				unclaim(p, v, PTE_CLEAN);
+			fault_unlock_region(p, &fl);
 		}
+		if (back)
+			return PB_RESTORED;
 		if (tries && swb_store(ctx, &pg, 1, &v->handle) == 1)
 			return PB_STORED;
 		if (ufp_now_ns() - t0 > 30000000000ull)
@@ -484,27 +509,53 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 					strerror(p->reclaim.swap_full_err ?: ENOSPC));
 		}
 	}
-	/* Publish. */
+	/*
+	 * Publish, under the region's fault lock (read). The entry can be
+	 * discarded while the page is out (unmap, DONTNEED, realloc: they
+	 * write-lock the region, so not while we hold it), and the page's
+	 * next life evicted and published by another evictor. slots[i] is
+	 * written before the entry's CAS (a swap-in reads it after seeing
+	 * SWAPPED), so a loser that wrote it first clobbered the winner's
+	 * handle with its own, which it then released: the next swap-in read
+	 * a freed slot (-EBADMSG, the page poisoned: SIGBUS in the program;
+	 * or another page's data). With the lock held and the entry still
+	 * ours nothing can change it; otherwise we lost and touch nothing.
+	 */
+	struct fault_lock pl = { FLK_NONE, NULL };
+	struct ufp_region *pr = NULL;
+
 	for (unsigned k = 0; k < m; k++) {
 		struct victim *v = &vs[k];
+		uintptr_t a = p->arena_base + (v->idx << UFP_PAGE_SHIFT);
 		uint64_t want = v->v;
 
 		if (v->idx == SIZE_MAX)
 			continue;
-		atomic_store_explicit(&p->slots[v->idx], v->handle, memory_order_relaxed);
-		/* release: pairs with the acquire claim in fault.c, which then
-		 * reads slots[i] */
-		if (atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
-				(v->v & PTE_GEN_MASK) | PTE_SWAPPED,
-				memory_order_release, memory_order_relaxed)) {
-			done++;
-			if (v->keep)
-				STAT_INC(ts, swapouts_clean);
-		} else {
-			swb_release(p->swb, v->handle);   /* discarded meanwhile */
+		if (!pr || a < region_start(pr) || a >= region_end(pr)) {
+			if (pr)
+				fault_unlock_region(p, &pl);
+			pr = fault_lock_region(p, a, ts, true, &pl);
 		}
+		if (pr && atomic_load_explicit(&p->pte[v->idx], memory_order_relaxed) == want) {
+			atomic_store_explicit(&p->slots[v->idx], v->handle, memory_order_relaxed);
+			/* release: pairs with the acquire claim in fault.c, which
+			 * then reads slots[i] */
+			if (atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
+					(v->v & PTE_GEN_MASK) | PTE_SWAPPED,
+					memory_order_release, memory_order_relaxed)) {
+				done++;
+				if (v->keep)
+					STAT_INC(ts, swapouts_clean);
+				pte_wake(p, v->idx);
+				continue;
+			}
+			ufp_bug("an evicted entry changed under its region lock", __FILE__, __LINE__);
+		}
+		swb_release(p->swb, v->handle);   /* discarded meanwhile */
 		pte_wake(p, v->idx);
 	}
+	if (pr)
+		fault_unlock_region(p, &pl);
 	STAT_ADD(ts, resident_pages, -(int64_t)m);
 	staging_empty(p, set);
 	return done;
@@ -759,7 +810,11 @@ static void swapin_region(struct ufp_region *r, void *arg)
 		h = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
 		for (int tries = 0; err == -EBUSY && tries < 1000; tries++)
 			err = swb_load(sa->ctx, &h, 1, &buf, &failed);
-		if (err || failed || uffd_fill(p, ts, a, buf, UFP_PAGE_SIZE, true) <= 0) {
+		/* restore_by_copy: a UFFDIO_COPY that returns EAGAIN (an
+		 * event pending: the event reader takes no pager lock, so
+		 * it clears) is tried again, not given up at once (the
+		 * child read zeros; found by the soak under EAGAIN storms) */
+		if (err || failed || !restore_by_copy(p, ts, a, (uintptr_t)buf)) {
 			/* the parent keeps the page (still swapped); the
 			 * child will not see it: say so */
 			sa->failed++;

@@ -277,7 +277,7 @@ enum { INJ_EIO, INJ_SHORT, INJ_ENOSPC, INJ_EAGAIN, INJ_DELAY, INJ_CSUM, INJ_KILL
 
 struct soak_total {
 	uint64_t ops, structural, bytes, lost, forks, fork_bad, injected, survived;
-	uint64_t poisoned, stalls, swapins, swapouts, swap_full, eagain;
+	uint64_t poisoned, stalls, swapins, swapouts, swap_full, eagain, fork_failed;
 	uint64_t kinds[INJ_NR];
 };
 
@@ -304,7 +304,9 @@ static uint64_t injected_now(ufp_pager *p, uint64_t kinds[INJ_NR])
 static void soak_progress(const struct soak_total *t, struct soak_run *r, double el, double total,
 		     uint64_t inj0, bool tty)
 {
-	uint64_t ops = t->ops, bytes = t->bytes, lost = t->lost + t->fork_bad, k[INJ_NR];
+	/* t->lost already holds the earlier phases' fork_bad; this phase's
+	 * is in r->fork_bad */
+	uint64_t ops = t->ops, bytes = t->bytes, lost = t->lost + r->fork_bad, k[INJ_NR];
 
 	for (unsigned i = 0; i < r->nw; i++) {
 		ops += r->w[i].ops;
@@ -342,9 +344,19 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	err = ufp_pager_create(&pr, &r.p);
 	if (err) {
 		fprintf(stderr, "soak: ufp_pager_create: %d %s\n", err, ufp_last_error());
+		if (err == -EINVAL)   /* a bad --inject (the library names the item) */
+			return 2;
 		return err == -EPERM || err == -ENOSYS || err == -EACCES ? 77 : 1;
 	}
-	pthread_rwlock_init(&r.forklock, NULL);
+	/* Writer-preferring: glibc's default rwlock prefers readers, and four
+	 * workers that take it back to back keep the count above zero for
+	 * ever, so the fork thread (and with it the end of the phase) starved. */
+	pthread_rwlockattr_t ra;
+
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&r.forklock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	r.w = calloc(nthreads, sizeof(*r.w));
 	args = calloc(nthreads, sizeof(*args));
 	inj0 = injected_now(r.p, k0);
@@ -397,6 +409,7 @@ static int soak_phase(unsigned delivery, unsigned nthreads, double seconds, doub
 	t->swapouts += s.swapouts;
 	t->swap_full += s.swap_full_events;
 	t->eagain += s.ioctl_eagain;
+	t->fork_failed += s.fork_swapin_failed;
 	ufp_pager_destroy(r.p);
 	pthread_rwlock_destroy(&r.forklock);
 	free(r.w);
@@ -429,12 +442,15 @@ int bench_soak(struct bench_opts *o)
 		printf("soak: SKIP: userfaultfd unavailable here (%s)\n", ufp_last_error());
 		return 0;
 	}
+	if (rc && !t.ops)
+		return rc;   /* nothing ran (a bad --inject: 2): no summary to print */
 	if (isatty(1))
 		printf("\n");
 	printf("soak summary (%.1f s, %u threads):\n"
 	       "  operations        %llu (%llu structural: evict, discard, protect, realloc, free/map)\n"
 	       "  bytes verified    %llu (%.2f GiB)\n"
-	       "  forks             %llu (children that found a bad page: %llu)\n"
+	       "  forks             %llu (children that found a bad page: %llu; "
+	       "pages a fork could not read back: %llu)\n"
 	       "  swap-ins/outs     %llu / %llu (swap-full events %llu, ioctl EAGAIN %llu)\n"
 	       "  faults injected   %llu (eio %llu, short %llu, enospc %llu, eagain %llu, delay %llu)\n"
 	       "  faults survived   %llu\n"
@@ -444,6 +460,7 @@ int bench_soak(struct bench_opts *o)
 	       elapsed, nthreads, (unsigned long long)t.ops, (unsigned long long)t.structural,
 	       (unsigned long long)t.bytes, (double)t.bytes / (1 << 30),
 	       (unsigned long long)t.forks, (unsigned long long)t.fork_bad,
+	       (unsigned long long)t.fork_failed,
 	       (unsigned long long)t.swapins, (unsigned long long)t.swapouts,
 	       (unsigned long long)t.swap_full, (unsigned long long)t.eagain,
 	       (unsigned long long)t.injected, (unsigned long long)t.kinds[INJ_EIO],
@@ -462,5 +479,5 @@ int bench_soak(struct bench_opts *o)
 		json_kv_num(o, "lost", (double)t.lost);
 		json_row_end(o);
 	}
-	return t.lost || t.poisoned || t.stalls ? 1 : 0;
+	return t.lost || t.poisoned || t.stalls || rc ? 1 : 0;
 }
