@@ -54,7 +54,8 @@ int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out)
 		ufp_set_error("ufpager: swap is full (%s): %llu pages resident against a "
 			      "budget of %llu; nothing is lost, eviction resumes when swap "
 			      "frees (swap_full_events %llu)",
-			      strerror(p->reclaim.swap_full_err ?: ENOSPC),
+			      strerror(atomic_load_explicit(&p->reclaim.swap_full_err,
+							    memory_order_relaxed) ?: ENOSPC),
 			      (unsigned long long)st.resident_pages,
 			      (unsigned long long)p->reclaim.budget_pages,
 			      (unsigned long long)st.swap_full_events);

@@ -478,7 +478,8 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	}
 	stored = nd ? swb_store(ctx, pages, nd, handles) : 0;
 	if (stored < 0) {
-		p->reclaim.swap_full_err = -stored;   /* why, for the stats' note (racy: a hint) */
+		/* relaxed: a hint for the stats' note; any evictor's errno will do */
+		atomic_store_explicit(&p->reclaim.swap_full_err, (int)-stored, memory_order_relaxed);
 		stored = 0;
 	}
 	for (unsigned d = 0; d < nd; d++) {
@@ -506,7 +507,8 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 				ufp_log("ufpager: pager %llu: swap is full (%s): pages over the "
 					"budget stay resident; nothing is lost\n",
 					(unsigned long long)p->id,
-					strerror(p->reclaim.swap_full_err ?: ENOSPC));
+					strerror(atomic_load_explicit(&p->reclaim.swap_full_err,
+								      memory_order_relaxed) ?: ENOSPC));
 		}
 	}
 	/*

@@ -27,7 +27,7 @@ struct pager_reclaim {
 	_Atomic uint32_t evicting;      /* evictions in progress */
 	_Atomic bool swap_full;
 	_Atomic bool swap_full_said;    /* logged once */
-	int swap_full_err;              /* errno of the last failed store (a hint) */
+	_Atomic int swap_full_err;      /* errno of the last failed store (a hint) */
 	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
 	_Atomic uintptr_t clock_hand;
 	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */

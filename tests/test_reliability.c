@@ -766,6 +766,12 @@ START_TEST(unmap_at_the_map_count_limit_fails_cleanly)
 	char *m, *fill;
 	int err = 0;
 
+#if defined(__SANITIZE_THREAD__)
+	/* the sanitizer's own mappings fail once the count is used up */
+	printf("SKIP unmap_at_the_map_count_limit: not under ThreadSanitizer\n");
+	ufp_pager_destroy(p);
+	return;
+#endif
 	if (max <= 0 || max > (1L << 20)) {
 		ufp_pager_destroy(p);
 		return;   /* an unusual limit: nothing to provoke cheaply */
