@@ -117,16 +117,12 @@ static const struct {
 	{ SCMP_SYS(poll), H | R | W | D },        /* + the watchdog's look at the uffd */
 	{ SCMP_SYS(ppoll), H | R | W | D },
 	/*
-	 * liburcu starts its call_rcu worker thread on the first call_rcu
-	 * in the process, from whichever thread makes it; the event worker
-	 * frees regions, so it may be that thread (pthread_create: clone
-	 * with CLONE_THREAD, see the arg rules). The worker inherits this
-	 * filter and needs, besides the base: its thread start
-	 * (set_robust_list, rseq), grace periods (membarrier) and its
-	 * 10 ms naps (poll). Starting the worker before the filter instead
-	 * would leave a thread running after the last pager is gone, which
-	 * breaks fork-based test runners under TSan and changes fork for
-	 * applications.
+	 * The event worker frees regions with call_rcu through its pager's
+	 * own call_rcu thread, started unsandboxed with the pager and ended
+	 * with it (events.c). These stay for the case liburcu starts a
+	 * thread from here anyway (pthread_create: clone with CLONE_THREAD,
+	 * see the arg rules): its thread start (set_robust_list, rseq),
+	 * grace periods (membarrier) and 10 ms naps (poll).
 	 */
 	{ SCMP_SYS(set_robust_list), W },
 	{ SCMP_SYS(rseq), W },
@@ -381,6 +377,22 @@ static void sandbox_kill(const siginfo_t *si, const void *ucv)
 /* Someone else's SIGSYS: what would have happened without our handler. */
 static void chain_sigsys(int sig, siginfo_t *si, void *uc)
 {
+	if (si->si_code == SYS_SECCOMP && !(old_sigsys.sa_flags & SA_SIGINFO) &&
+	    old_sigsys.sa_handler == SIG_DFL) {
+		/* a trap on a thread we did not start, about to kill the
+		 * process (the application has no handler): its own filter, or
+		 * a thread that inherited one of ours. Say which call, for the
+		 * report (async-signal-safe) */
+		char b[160];
+		size_t n = put_str(b, 0, "ufpager: sandbox: seccomp trap on thread ");
+		n = put_num(b, n, (unsigned long)syscall(SYS_gettid), 10);
+		n = put_str(b, n, " (not a ufpager service thread), system call ");
+		n = put_num(b, n, (unsigned long)si->si_syscall, 10);
+		n = put_str(b, n, ": the default action follows\n");
+		if (write(2, b, n) < 0) {
+			/* nothing more we can do from a signal handler */
+		}
+	}
 	if (old_sigsys.sa_flags & SA_SIGINFO) {
 		if (old_sigsys.sa_sigaction) {
 			old_sigsys.sa_sigaction(sig, si, uc);

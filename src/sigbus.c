@@ -223,6 +223,9 @@ int sigbus_install(struct ufp_pager *p)
 		sigdelset(&sa.sa_mask, SIGILL);
 		sigdelset(&sa.sa_mask, SIGFPE);
 		sigdelset(&sa.sa_mask, SIGTRAP);
+		/* and a seccomp trap, synchronous too: blocked, the kernel
+		 * would force the default action and kill the process */
+		sigdelset(&sa.sa_mask, SIGSYS);
 		if (sigaction(SIGBUS, &sa, &old_sigbus)) {
 			err = -errno;
 			goto out;
