@@ -171,6 +171,13 @@ int export_start(struct ufp_pager *p)
 	snprintf(p->exp.name, sizeof(p->exp.name), "/ufpager.%d.%llu", (int)getpid(),
 		 (unsigned long long)p->id);
 	fd = shm_open(p->exp.name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		/* the name carries our pid: a segment under it was left by a
+		 * dead process that had this pid before (pids are reused; a
+		 * killed process unlinks nothing). It is stale: replace it. */
+		shm_unlink(p->exp.name);
+		fd = shm_open(p->exp.name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	}
 	if (fd < 0) {
 		/* observability must not stop the pager: run without it and say so */
 		ufp_set_error("ufpager: no stats export (/dev/shm%s: %s); running without "

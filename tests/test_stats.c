@@ -166,6 +166,46 @@ START_TEST(per_region_counts_add_up_to_the_totals)
 }
 END_TEST
 
+/* A segment left under our own pid by a dead process that had it before
+ * (pids are reused; a killed process unlinks nothing) made the export fail
+ * with EEXIST: the pager ran without live stats (seen as a flaky sandbox
+ * test late in a long session). It is stale and is replaced. */
+START_TEST(stale_segment_under_our_pid_is_replaced)
+{
+	struct ufp_params pr = { .size = sizeof(pr), .version = UFP_PARAMS_VERSION };
+	struct ufp_snapshot snap = { .size = sizeof(snap), .version = UFP_SNAPSHOT_VERSION };
+	ufp_pager *p = NULL;
+	char path[128];
+	glob_t g;
+	unsigned long long id = 0;
+	int fd;
+
+	/* learn the next pager id from one pager's segment */
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), 0);
+	snprintf(path, sizeof(path), UFP_SNAPSHOT_PATTERN, (int)getpid());
+	ck_assert_int_eq(glob(path, 0, NULL, &g), 0);
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		unsigned long long v = strtoull(strrchr(g.gl_pathv[i], '.') + 1, NULL, 10);
+
+		if (v > id)
+			id = v;
+	}
+	globfree(&g);
+	ufp_pager_destroy(p);
+	/* a dead process's leftover under the name the next pager will use */
+	snprintf(path, sizeof(path), "/dev/shm/ufpager.%d.%llu", (int)getpid(), id + 1);
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "stale", 5), 5);
+	close(fd);
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), 0);
+	usleep(300 * 1000);   /* an exporter round */
+	ck_assert_msg(ufp_snapshot_read(path, &snap) == 0, "no live segment: %s", ufp_last_error());
+	ufp_pager_destroy(p);
+	ck_assert_int_ne(access(path, F_OK), 0);   /* ours, unlinked at destroy */
+}
+END_TEST
+
 START_TEST(json_has_every_documented_field)
 {
 	ufp_pager *p = ufp_test_pager(0, 0, 0);
@@ -611,6 +651,7 @@ static Suite *stats_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, counters_match_a_known_workload, 0, 2);
 	tcase_add_loop_test(tc, per_region_counts_add_up_to_the_totals, 0, 2);
+	tcase_add_test(tc, stale_segment_under_our_pid_is_replaced);
 	tcase_add_test(tc, json_has_every_documented_field);
 	tcase_add_test(tc, live_process_is_read_through_its_segment);
 	tcase_add_test(tc, reader_rejects_truncated_and_corrupted_segments);
