@@ -46,11 +46,8 @@ struct ufp_event {                  /* a foreign event for the event worker */
 };
 
 /* events.c's part of the pager */
-struct call_rcu_data;
 struct pager_events {
 	struct service_thread worker;
-	/* the worker's own call_rcu thread, started unsandboxed (events.c) */
-	struct call_rcu_data *crdp;
 	struct cds_wfcq_head head;
 	struct cds_wfcq_tail tail;
 	_Atomic uint32_t futex;

@@ -8,7 +8,6 @@
  * pager write lock with the structural primitives of mm.c and carries a
  * moved range's evicted pages (remap.c).
  */
-#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -72,11 +71,6 @@ static void *event_worker(void *arg)
 	struct ufp_pager *p = arg;
 
 	thread_mark_service(true);
-	/* the regions this thread frees go to its pager's own call_rcu thread
-	 * (started unsandboxed in events_start): liburcu would otherwise
-	 * start its default one from here on the process's first call_rcu,
-	 * and that thread would inherit this thread's seccomp filter */
-	urcu_memb_set_thread_call_rcu_data(p->ev.crdp);
 	sandbox_enter(p, SB_EVENT_WORKER);
 	for (;;) {
 		struct cds_wfcq_node *node;
@@ -145,15 +139,7 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 
 int events_start(struct ufp_pager *p)
 {
-	sigset_t all, old;
-
 	cds_wfcq_init(&p->ev.head, &p->ev.tail);
-	/* no application signal handler on it, as on every service thread */
-	sigfillset(&all);
-	sigdelset(&all, SIGBUS);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->ev.crdp = urcu_memb_create_call_rcu_data(0, -1);   /* aborts if it cannot */
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return service_start(&p->ev.worker, event_worker, p);
 }
 
@@ -161,10 +147,5 @@ int events_start(struct ufp_pager *p)
 void events_stop(struct ufp_pager *p)
 {
 	service_stop(&p->ev.worker, &p->ev.futex);   /* svc.stopping is set */
-	if (p->ev.crdp) {
-		/* pending frees move to the default call_rcu thread; ours ends */
-		urcu_memb_call_rcu_data_free(p->ev.crdp);
-		p->ev.crdp = NULL;
-	}
 	cds_wfcq_destroy(&p->ev.head, &p->ev.tail);
 }

@@ -117,12 +117,16 @@ static const struct {
 	{ SCMP_SYS(poll), H | R | W | D },        /* + the watchdog's look at the uffd */
 	{ SCMP_SYS(ppoll), H | R | W | D },
 	/*
-	 * The event worker frees regions with call_rcu through its pager's
-	 * own call_rcu thread, started unsandboxed with the pager and ended
-	 * with it (events.c). These stay for the case liburcu starts a
-	 * thread from here anyway (pthread_create: clone with CLONE_THREAD,
-	 * see the arg rules): its thread start (set_robust_list, rseq),
-	 * grace periods (membarrier) and 10 ms naps (poll).
+	 * liburcu starts its call_rcu worker thread on the first call_rcu
+	 * in the process, from whichever thread makes it; the event worker
+	 * frees regions, so it may be that thread (pthread_create: clone
+	 * with CLONE_THREAD, see the arg rules). The worker inherits this
+	 * filter and needs, besides the base: its thread start
+	 * (set_robust_list, rseq), grace periods (membarrier) and its
+	 * 10 ms naps (poll). Starting the worker before the filter instead
+	 * would leave a thread running after the last pager is gone, which
+	 * breaks fork-based test runners under TSan and changes fork for
+	 * applications.
 	 */
 	{ SCMP_SYS(set_robust_list), W },
 	{ SCMP_SYS(rseq), W },
