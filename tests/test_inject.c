@@ -40,14 +40,6 @@ static ufp_pager *mk_pager(struct pcfg c)
 	return p;
 }
 
-static struct ufp_stats stats(ufp_pager *p)
-{
-	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-
-	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
-	return s;
-}
-
 static void arm(const char *spec)
 {
 	const char *bad = NULL;
@@ -188,7 +180,7 @@ START_TEST(failed_evictions_keep_every_page)
 	ck_assert_int_eq(ufp_map(p, NULL, n * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
 	for (size_t i = 0; i < n; i++)
 		ufp_fill_rand(m + i * PAGE, 1);
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	arm(specs[kind]);
 	for (int round = 0; round < 8; round++) {
 		int r = ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT);
@@ -197,7 +189,7 @@ START_TEST(failed_evictions_keep_every_page)
 		usleep(120000);   /* reclaim clears swap_full after 100 ms */
 	}
 	inject_disarm();
-	s = stats(p);
+	s = ufp_test_stats(p);
 	injected = kind == 0 ? s.inject_eio - s0.inject_eio :
 		   kind == 1 ? s.inject_short - s0.inject_short : s.inject_enospc - s0.inject_enospc;
 	ck_assert_uint_gt(injected, 0);
@@ -206,7 +198,7 @@ START_TEST(failed_evictions_keep_every_page)
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(ufp_check_rand(m + i * PAGE, 1), "page %zu lost after %llu injected",
 			      i, (unsigned long long)injected);
-	ck_assert_uint_eq(stats(p).pages_poisoned, 0);
+	ck_assert_uint_eq(ufp_test_stats(p).pages_poisoned, 0);
 	/* and the pages still go out and come back once the faults stop */
 	usleep(120000);
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
@@ -303,7 +295,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 			ufp_fill_rand(m + i * PAGE, 2);
 	}
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	ck_assert_uint_eq(s0.resident_pages, 0);
 	arm(specs[kind]);
 	for (size_t i = 0; i < n; i++) {
@@ -311,13 +303,13 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 		nbad += bad[i];
 		/* counted before the faulting thread was woken (readahead
 		 * may have poisoned pages not yet touched: >=) */
-		ck_assert_uint_ge(stats(p).pages_poisoned - s0.pages_poisoned, nbad);
+		ck_assert_uint_ge(ufp_test_stats(p).pages_poisoned - s0.pages_poisoned, nbad);
 		if (!bad[i])
 			ck_assert_msg(ztier ? ufp_check_page(m + i * PAGE, 2) == 0 :
 				      ufp_check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
 	}
 	inject_disarm();
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_uint_gt(nbad, 0);
 	ck_assert_uint_lt(nbad, n);
 	/* one injected fault, one poisoned page: never a neighbour */
@@ -431,11 +423,11 @@ START_TEST(eagain_storms_and_delays_lose_nothing)
 	uint64_t ops;
 	int errors;
 
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	arm(delay ? "delay_us=300:0.2,seed=21" : "eagain=0.4,seed=22");
 	run_workers(p, 256, 3, 1.5, &errors, &ops);
 	inject_disarm();
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_msg(errors == 0, "%d wrong pages in %llu ops", errors, (unsigned long long)ops);
 	ck_assert_uint_gt(s.swapins - s0.swapins, 50);
 	ck_assert_uint_eq(s.pages_poisoned, 0);
@@ -457,7 +449,7 @@ static struct ufp_stats wait_stall(ufp_pager *p, double seconds)
 	struct ufp_stats s;
 
 	do {
-		s = stats(p);
+		s = ufp_test_stats(p);
 		if (s.service_stalls)
 			break;
 		usleep(20000);
@@ -503,7 +495,7 @@ START_TEST(dead_reclaim_thread_is_reported_and_faults_stop_waiting)
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(ufp_check_rand(m + i * PAGE, 5), "page %zu", i);
 	usleep(500000);
-	ck_assert_uint_eq(stats(p).service_stalls, 1);   /* reported once */
+	ck_assert_uint_eq(ufp_test_stats(p).service_stalls, 1);   /* reported once */
 	inject_disarm();
 	ufp_pager_destroy(p);
 	alarm(0);
@@ -529,7 +521,7 @@ START_TEST(dead_handler_thread_is_reported_and_the_others_serve)
 	atomic_store(&watchdog_stall_ms, 2000);   /* no false alarm under load */
 	run_workers(p, 256, 2, 1.0, &errors, &ops);
 	ck_assert_msg(errors == 0, "%d wrong pages in %llu ops", errors, (unsigned long long)ops);
-	ck_assert_uint_eq(stats(p).service_stalls, 1);
+	ck_assert_uint_eq(ufp_test_stats(p).service_stalls, 1);
 	inject_disarm();
 	ufp_pager_destroy(p);
 	alarm(0);
@@ -582,7 +574,7 @@ START_TEST(live_threads_are_never_reported)
 	run_workers(p, 256, 2, 1.0, &errors, &ops);   /* busy */
 	usleep(400000);                       /* idle again */
 	ck_assert_int_eq(errors, 0);
-	ck_assert_uint_eq(stats(p).service_stalls, 0);
+	ck_assert_uint_eq(ufp_test_stats(p).service_stalls, 0);
 	ufp_pager_destroy(p);
 }
 END_TEST

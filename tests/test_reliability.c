@@ -27,28 +27,6 @@
 
 static const unsigned deliveries[2] = { UFP_DELIVERY_SIGBUS, UFP_DELIVERY_HANDLER };
 
-static ufp_pager *budget_pager(unsigned delivery, uint64_t budget)
-{
-	struct ufp_params pr = {
-		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .delivery = delivery,
-		.budget = budget, .arena_size = 1ull << 30, .swap_size = 256 << 20,
-		.ztier_size = 4 << 20, .flags = UFP_PF_NO_EXPORT,
-	};
-	ufp_pager *p = NULL;
-	int r = ufp_pager_create(&pr, &p);
-
-	ck_assert_msg(r == 0, "create: %d %s", r, ufp_last_error());
-	return p;
-}
-
-static struct ufp_stats stats(ufp_pager *p)
-{
-	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-
-	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
-	return s;
-}
-
 /* Child: verify n pages; exit status = pages wrong (capped). */
 static int child_verify(char *m, size_t n, uint32_t gen)
 {
@@ -81,7 +59,7 @@ static void *plain_forker(void *arg)
 
 START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	const size_t n = 1024;   /* 4 MiB over a 1 MiB budget */
 	struct fork_arg a = { .n = n, .gen = 3 };
 	pthread_t th;
@@ -90,7 +68,7 @@ START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 	for (size_t i = 0; i < n; i++)
 		ufp_fill_rand(a.m + i * PAGE, a.gen);
 	ck_assert_int_eq(ufp_advise(p, a.m, n * PAGE, UFP_ADV_PAGEOUT), 0);
-	ck_assert_int_gt(stats(p).swapouts, n / 2);
+	ck_assert_int_gt(ufp_test_stats(p).swapouts, n / 2);
 	for (int round = 0; round < 3; round++) {
 		ck_assert_int_eq(pthread_create(&th, NULL, plain_forker, &a), 0);
 		pthread_join(th, NULL);
@@ -100,7 +78,7 @@ START_TEST(fork_from_unregistered_thread_keeps_evicted_pages)
 	}
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(ufp_check_rand(a.m + i * PAGE, a.gen), "parent page %zu", i);
-	ck_assert_uint_eq(stats(p).events_fork, 3);   /* was never counted */
+	ck_assert_uint_eq(ufp_test_stats(p).events_fork, 3);   /* was never counted */
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -127,7 +105,7 @@ static void *pageout_loop(void *arg)
 
 START_TEST(fork_racing_pageout_keeps_evicted_pages)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 2 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 2 << 20);
 	struct pageout_arg a = { .p = p, .n = 512 };
 	uint32_t gen = 0;
 	pthread_t th;
@@ -155,7 +133,7 @@ START_TEST(fork_racing_pageout_keeps_evicted_pages)
 	}
 	atomic_store(&a.stop, true);
 	pthread_join(th, NULL);
-	ck_assert_int_gt(stats(p).swapouts, 0);
+	ck_assert_int_gt(ufp_test_stats(p).swapouts, 0);
 	for (size_t i = 0; i < a.n; i++)
 		ck_assert(ufp_check_rand(a.m + i * PAGE, gen));
 	ufp_pager_destroy(p);
@@ -166,7 +144,7 @@ END_TEST
 
 START_TEST(mremap_carries_evicted_pages)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	const size_t n = 64;
 	char *m, *to, *res;
 
@@ -175,7 +153,7 @@ START_TEST(mremap_carries_evicted_pages)
 		ufp_fill_rand(m + i * PAGE, 9);
 	/* half evicted, half resident, and one never-touched page after */
 	ck_assert_int_eq(ufp_advise(p, m, n / 2 * PAGE, UFP_ADV_PAGEOUT), 0);
-	ck_assert_int_ge(stats(p).swapouts, n / 2);
+	ck_assert_int_ge(ufp_test_stats(p).swapouts, n / 2);
 	to = mmap(NULL, (n + 1) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(to, MAP_FAILED);
 	res = mremap(m, n * PAGE, n * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to);
@@ -189,9 +167,9 @@ START_TEST(mremap_carries_evicted_pages)
 	munmap(to, (n + 1) * PAGE);
 	/* the event is counted by the event worker, asynchronously (the
 	 * old range's UNMAP may have carried the pages before it) */
-	for (int t = 0; t < 1000 && stats(p).events_remap != 1; t++)
+	for (int t = 0; t < 1000 && ufp_test_stats(p).events_remap != 1; t++)
 		usleep(1000);
-	ck_assert_int_eq(stats(p).events_remap, 1);
+	ck_assert_int_eq(ufp_test_stats(p).events_remap, 1);
 	/* the old range is no longer mapped in the pager */
 	ck_assert_int_eq(ufp_unmap(p, m, n * PAGE), -EINVAL);
 	ufp_pager_destroy(p);
@@ -223,7 +201,7 @@ static void *remap_reader(void *arg)
 
 START_TEST(mremap_racing_reader_sees_every_page)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	struct remap_race a = { .n = 512 };
 	pthread_t th;
 	char *dst;
@@ -241,7 +219,7 @@ START_TEST(mremap_racing_reader_sees_every_page)
 	atomic_store(&a.to, dst);
 	pthread_join(th, NULL);
 	if (a.bad) {
-		struct ufp_stats st = stats(p);
+		struct ufp_stats st = ufp_test_stats(p);
 
 		printf("mremap race: swapouts %llu remap_swapins %llu events_remap %llu; page 0 "
 		       "word 0 %#llx\n", (unsigned long long)st.swapouts,
@@ -363,7 +341,7 @@ START_TEST(many_pagers_in_turn_do_not_leak)
 	long rss0, rss1;
 
 	for (int k = 0; k < 6; k++) {
-		ps[k] = budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
+		ps[k] = ufp_test_budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
 		ck_assert_int_eq(ufp_map(ps[k], NULL, 8 * PAGE, UFP_PROT_ALL, 0, (void **)&m[k]), 0);
 	}
 	/* warm up: every pager has seen this thread once */
@@ -444,7 +422,7 @@ START_TEST(threads_with_small_stacks_fault_and_swap_in)
 	printf("SKIP threads_with_small_stacks: not under ThreadSanitizer\n");
 	return;
 #endif
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	struct small_arg a = { .p = p, .n = 256 };
 	static const size_t sizes[] = { 16384, 20480, 24576 };
 	size_t deepest = 0;
@@ -538,7 +516,7 @@ START_TEST(signal_handler_touching_memory_during_protect_and_advise)
 	printf("SKIP signal_handler_touching_memory: not under ThreadSanitizer\n");
 	return;
 #endif
-	ufp_pager *p = budget_pager(deliveries[_i / 2], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i / 2], 1 << 20);
 	struct sig_arg a = { .target = pthread_self() };
 	struct sigaction sa = { .sa_handler = touch_handler }, old;
 	pthread_t th;
@@ -575,7 +553,7 @@ END_TEST
 
 START_TEST(every_failed_call_explains_itself)
 {
-	ufp_pager *p = budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
 	struct ufp_probe pr;
 	char *m, *obj;
 	void *out;

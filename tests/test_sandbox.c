@@ -21,14 +21,6 @@
 #include "ufp_internal.h"
 #include "sandbox.h"
 
-static struct ufp_stats stats(ufp_pager *p)
-{
-	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-
-	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
-	return s;
-}
-
 static ufp_pager *make_pager(unsigned delivery, uint64_t budget, unsigned flags)
 {
 	struct ufp_params pr = {
@@ -132,19 +124,19 @@ static bool wait_for(ufp_pager *p, bool (*cond)(ufp_pager *))
 
 static bool evicted(ufp_pager *p)
 {
-	return stats(p).swapouts > 0;
+	return ufp_test_stats(p).swapouts > 0;
 }
 
 static bool events_applied(ufp_pager *p)
 {
-	struct ufp_stats s = stats(p);
+	struct ufp_stats s = ufp_test_stats(p);
 
 	return s.events_remove >= 1 && s.events_unmap >= 2 && s.events_remap >= 1;
 }
 
 static bool one_kill(ufp_pager *p)
 {
-	return stats(p).sandbox_kills >= 1;
+	return ufp_test_stats(p).sandbox_kills >= 1;
 }
 
 static bool call_done(ufp_pager *p)
@@ -200,7 +192,7 @@ START_TEST(forbidden_call_ends_only_that_thread_with_a_logged_reason)
 	for (int i = 0; i < 200 && threads_named(k->name) != before; i++)
 		usleep(5000);
 	ck_assert_int_eq(threads_named(k->name), before);
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_uint_eq(s.sandbox_kills, 1);
 	ck_assert_uint_eq(s.sandbox_unavailable, 0);
 	/* the pager still serves faults (no reclaim left to evict, when that
@@ -238,9 +230,9 @@ START_TEST(swap_workload_runs_under_the_filters)
 	 * mremap target), REMAP */
 	ck_assert_msg(wait_for(p, events_applied), "foreign events not applied");
 	usleep(400 * 1000);                                 /* two exporter rounds */
-	for (int i = 0; i < 500 && stats(p).sandbox_threads < expect; i++)
+	for (int i = 0; i < 500 && ufp_test_stats(p).sandbox_threads < expect; i++)
 		usleep(10000);   /* a loaded machine may start a thread late */
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_uint_gt(s.swapouts, 0);
 	ck_assert_uint_gt(s.swapins, 0);
 	ck_assert_uint_gt(s.events_remove + s.events_unmap + s.events_remap, 0);
@@ -254,7 +246,7 @@ END_TEST
 
 static bool unmap_applied(ufp_pager *p)
 {
-	return stats(p).events_unmap >= 1;
+	return ufp_test_stats(p).events_unmap >= 1;
 }
 
 /* liburcu starts its call_rcu worker from the first thread to call_rcu:
@@ -281,7 +273,7 @@ START_TEST(event_worker_may_start_the_call_rcu_worker)
 	ck_assert_int_eq(b[15 * PAGE], 5);
 	ck_assert_int_eq(ufp_unmap(p, b, 4 * PAGE), 0);
 	usleep(50 * 1000);                  /* a grace period and its naps */
-	ck_assert_uint_eq(stats(p).sandbox_kills, 0);
+	ck_assert_uint_eq(ufp_test_stats(p).sandbox_kills, 0);
 	ck_assert_int_eq(ufp_pager_destroy(p), 0);   /* waits for the deferred frees */
 }
 END_TEST
@@ -305,7 +297,7 @@ START_TEST(opening_a_file_fails_without_ending_the_thread)
 	ck_assert_int_eq(atomic_load(&sandbox_test_call.result), -EACCES);
 #endif
 	touch_and_check(p, 1024, 2, true);
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_uint_eq(s.sandbox_kills, 0);
 	ck_assert_uint_eq(s.sandbox_threads, 5);   /* + the watchdog */
 	ck_assert_msg(s.swapouts > 0, "no swapouts: resident %llu waits %llu unavailable %llu full %llu",
@@ -332,7 +324,7 @@ START_TEST(the_switch_turns_the_sandbox_off)
 	ck_assert_msg(wait_for(p, call_done), "the reclaim thread never made the call");
 	ck_assert_int_ge(atomic_load(&sandbox_test_call.result), 0);   /* a socket */
 	touch_and_check(p, 1024, 2, true);
-	s = stats(p);
+	s = ufp_test_stats(p);
 	ck_assert_uint_eq(s.sandbox_threads, 0);
 	ck_assert_uint_eq(s.sandbox_kills, 0);
 	ck_assert_uint_eq(s.sandbox_unavailable, 0);
@@ -384,7 +376,7 @@ START_TEST(sigsys_of_application_threads_reaches_their_handler)
 	atomic_store(&app_sigsys_code, -1);
 	syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGSYS);
 	ck_assert_int_eq(atomic_load(&app_sigsys_code), SI_TKILL);
-	ck_assert_uint_eq(stats(p).sandbox_kills, 0);
+	ck_assert_uint_eq(ufp_test_stats(p).sandbox_kills, 0);
 	ufp_pager_destroy(p);
 }
 END_TEST

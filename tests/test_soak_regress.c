@@ -16,28 +16,6 @@
 
 static const unsigned deliveries[2] = { UFP_DELIVERY_SIGBUS, UFP_DELIVERY_HANDLER };
 
-static ufp_pager *budget_pager(unsigned delivery, uint64_t budget)
-{
-	struct ufp_params pr = {
-		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .delivery = delivery,
-		.budget = budget, .arena_size = 1ull << 30, .swap_size = 256 << 20,
-		.ztier_size = 4 << 20, .flags = UFP_PF_NO_EXPORT,
-	};
-	ufp_pager *p = NULL;
-	int r = ufp_pager_create(&pr, &p);
-
-	ck_assert_msg(r == 0, "create: %d %s", r, ufp_last_error());
-	return p;
-}
-
-static struct ufp_stats stats(ufp_pager *p)
-{
-	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-
-	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
-	return s;
-}
-
 /*
  * The fork handler brings every evicted page back (swapin_all_locked) so
  * that the child, which loses the registration, reads them. A UFFDIO_COPY
@@ -47,7 +25,7 @@ static struct ufp_stats stats(ufp_pager *p)
  */
 START_TEST(fork_under_eagain_storm_keeps_evicted_pages)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	const size_t n = 512;    /* 2 MiB over a 1 MiB budget */
 	const uint32_t gen = 5;
 	char *m;
@@ -58,7 +36,7 @@ START_TEST(fork_under_eagain_storm_keeps_evicted_pages)
 	for (size_t i = 0; i < n; i++)
 		ufp_fill_rand(m + i * PAGE, gen);
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
-	ck_assert_int_gt(stats(p).swapouts, n / 2);
+	ck_assert_int_gt(ufp_test_stats(p).swapouts, n / 2);
 	ck_assert_int_eq(inject_configure("eagain=0.5,seed=3", NULL), 0);
 	c = fork();
 	if (c == 0) {
@@ -72,8 +50,8 @@ START_TEST(fork_under_eagain_storm_keeps_evicted_pages)
 	ck_assert_int_eq(waitpid(c, &st, 0), c);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		      "child read %d wrong pages (status %#x); fork_swapin_failed %llu",
-		      WEXITSTATUS(st), st, (unsigned long long)stats(p).fork_swapin_failed);
-	ck_assert_int_eq(stats(p).fork_swapin_failed, 0);
+		      WEXITSTATUS(st), st, (unsigned long long)ufp_test_stats(p).fork_swapin_failed);
+	ck_assert_int_eq(ufp_test_stats(p).fork_swapin_failed, 0);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(ufp_check_rand(m + i * PAGE, gen), "parent page %zu", i);
 	ufp_pager_destroy(p);
@@ -109,7 +87,7 @@ static void *pageout_churn(void *arg)
 
 START_TEST(failed_store_put_back_never_revives_discarded_pages)
 {
-	ufp_pager *p = budget_pager(deliveries[_i], 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 1 << 20);
 	struct churn_arg a = { .p = p, .n = 64 };
 	uint64_t t0 = ufp_now_ns(), rounds = 0, bad = 0;
 	pthread_t th[2];
@@ -176,7 +154,7 @@ static void *pageout_poisoned(void *arg)
  * this thread writes it, unmaps it and maps it back at the same place. */
 static void pageout_vs_unmap_map(unsigned delivery, void *(*pageout)(void *))
 {
-	ufp_pager *p = budget_pager(delivery, 1 << 20);
+	ufp_pager *p = ufp_test_budget_pager(delivery, 1 << 20);
 	struct churn_arg a = { .p = p, .n = 32 };
 	uint64_t t0 = ufp_now_ns();
 	pthread_t th[6];
@@ -196,7 +174,7 @@ static void pageout_vs_unmap_map(unsigned delivery, void *(*pageout)(void *))
 	atomic_store(&a.stop, true);
 	for (int k = 0; k < 6; k++)
 		pthread_join(th[k], NULL);
-	ck_assert_int_eq(stats(p).pages_poisoned, 0);
+	ck_assert_int_eq(ufp_test_stats(p).pages_poisoned, 0);
 	/* every lock was given back: a structural op still gets in */
 	ck_assert_int_eq(ufp_unmap(p, a.m, a.n * PAGE), 0);
 	ufp_pager_destroy(p);

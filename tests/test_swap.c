@@ -40,14 +40,6 @@ static ufp_pager *swap_pager(unsigned delivery, unsigned mode, uint64_t budget,
 
 static ufp_pager *current_pager;   /* for short_lived_main */
 
-static struct ufp_stats stats(ufp_pager *p)
-{
-	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
-
-	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
-	return s;
-}
-
 /* ---- working set 4x the budget, with structural churn -------------- */
 
 struct ws_worker {
@@ -130,7 +122,7 @@ START_TEST(working_set_four_times_budget_keeps_patterns)
 				  ufp_check_page(w[i].base + k * PAGE, 0) == 1);
 		free(w[i].gen);
 	}
-	struct ufp_stats s = stats(p);
+	struct ufp_stats s = ufp_test_stats(p);
 	ck_assert_uint_gt(s.swapouts, 0);
 	ck_assert_uint_gt(s.swapins, 0);
 	ck_assert_uint_eq(s.pages_poisoned, 0);
@@ -188,7 +180,7 @@ START_TEST(writes_during_eviction_are_never_lost)
 		ck_assert_msg(c == 0, "page %zu lost a write: has gen %u (check %d), want %u",
 			      i, found, c, w.gen);
 	}
-	ck_assert_uint_gt(stats(p).swapouts, 0);
+	ck_assert_uint_gt(ufp_test_stats(p).swapouts, 0);
 	ufp_pager_destroy(p);
 }
 END_TEST
@@ -326,7 +318,7 @@ START_TEST(readahead_stops_at_region_edges)
 	}
 	for (int i = 0; i < 32; i++)
 		ck_assert_int_eq(ufp_check_page(b + (size_t)i * PAGE, 0), 1);
-	struct ufp_stats s = stats(p);
+	struct ufp_stats s = ufp_test_stats(p);
 	ck_assert_uint_eq(s.swapins, 32);
 	/* readahead: fewer swap-in faults than pages */
 	ck_assert_uint_lt(s.faults - s.faults_zero, 32);
@@ -381,7 +373,7 @@ START_TEST(bad_copies_poison_only_their_page)
 		if (!bad)
 			ck_assert_int_eq(ufp_check_page(m + (size_t)i * PAGE, 6), 0);
 	}
-	ck_assert_uint_eq(stats(p).pages_poisoned, 2);
+	ck_assert_uint_eq(ufp_test_stats(p).pages_poisoned, 2);
 	ck_assert(access_faults(m + 2 * PAGE));     /* stays poisoned */
 	ck_assert_int_eq(ufp_free(p, m), 0);
 	ufp_pager_destroy(p);
@@ -416,7 +408,7 @@ START_TEST(o_tmpfile_leaves_no_file_behind)
 	for (int i = 0; i < 512; i++)
 		ufp_fill_rand(m + (size_t)i * PAGE, 3);
 	ck_assert_int_eq(ufp_advise(p, m, 512 * PAGE, UFP_ADV_PAGEOUT), 0);
-	ck_assert_uint_gt(stats(p).bytes_written, 0);
+	ck_assert_uint_gt(ufp_test_stats(p).bytes_written, 0);
 	ck_assert_int_eq(count_entries(dir), 0);     /* never visible, even in use */
 	ufp_pager_destroy(p);
 	ck_assert_int_eq(count_entries(dir), 0);
@@ -439,7 +431,7 @@ START_TEST(swap_full_stops_eviction_and_keeps_data)
 	ck_assert_int_eq(ufp_advise(p, m, 1024 * PAGE, UFP_ADV_PAGEOUT), -ENOSPC);
 	for (int i = 0; i < 1024; i++)
 		ck_assert_msg(ufp_check_rand(m + (size_t)i * PAGE, 8), "page %d lost", i);
-	struct ufp_stats s = stats(p);
+	struct ufp_stats s = ufp_test_stats(p);
 	ck_assert_uint_gt(s.swap_full_events, 0);
 	ck_assert_uint_gt(s.resident_pages, 128);    /* over budget: nothing dropped */
 	ufp_pager_destroy(p);
@@ -539,9 +531,9 @@ START_TEST(clean_pages_are_dropped_without_a_write)
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (int i = 0; i < 64; i++)           /* swap in: clean copies */
 		ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 21));
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
-	s1 = stats(p);
+	s1 = ufp_test_stats(p);
 	ck_assert_uint_eq(s1.swapouts_clean - s0.swapouts_clean, 64);
 	ck_assert_uint_eq(s1.bytes_written, s0.bytes_written);
 	for (int i = 0; i < 64; i++)
@@ -549,7 +541,7 @@ START_TEST(clean_pages_are_dropped_without_a_write)
 	for (int i = 0; i < 64; i += 2)       /* dirty every other page */
 		ufp_fill_rand(m + (size_t)i * PAGE, 22);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
-	s2 = stats(p);
+	s2 = ufp_test_stats(p);
 	ck_assert_uint_eq(s2.swapouts_clean - s1.swapouts_clean, 32);
 	ck_assert_uint_eq(s2.bytes_written - s1.bytes_written, 32 * PAGE);
 	if (_i) {   /* the scan saw every write: no hash needed to find them */
@@ -580,9 +572,9 @@ START_TEST(read_only_and_none_regions_stay_resident)
 		ufp_fill_rand(m + (size_t)i * PAGE, 31);
 	ck_assert_int_eq(ufp_protect(p, m, 32 * PAGE, UFP_PROT_READ), 0);
 	ck_assert_int_eq(ufp_protect(p, m + 32 * PAGE, 16 * PAGE, UFP_PROT_NONE), 0);
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	ck_assert_int_eq(ufp_advise(p, m, 64 * PAGE, UFP_ADV_PAGEOUT), 0);
-	s1 = stats(p);
+	s1 = ufp_test_stats(p);
 	ck_assert_uint_eq(s1.swapouts - s0.swapouts, 16);        /* the writable ones */
 	ck_assert_uint_eq(s1.ioctl_eexist, s0.ioctl_eexist);
 	for (int i = 0; i < 32; i++)
@@ -611,7 +603,7 @@ START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
 		ro[(size_t)i * PAGE] = (char)i;         /* resident: 2x the budget */
 	ck_assert_int_eq(ufp_protect(p, ro, 512 * PAGE, UFP_PROT_READ), 0);
 	ck_assert_int_eq(ufp_map(p, NULL, 256 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
-	s0 = stats(p);
+	s0 = ufp_test_stats(p);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < 512; i++)           /* swapped back in, now unevictable */
 		ck_assert_int_eq(ro[(size_t)i * PAGE], (char)i);
@@ -619,7 +611,7 @@ START_TEST(unevictable_pages_over_budget_do_not_throttle_faults)
 		ufp_fill_rand(m + (size_t)i * PAGE, 41);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	s1 = stats(p);
+	s1 = ufp_test_stats(p);
 	/* once reclaim found nothing evictable, faults stop waiting for it
 	 * (before: up to 50 waits per fault, each a reclaim pass) */
 	ck_assert_msg(s1.reclaim_waits - s0.reclaim_waits < 64,

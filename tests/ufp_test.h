@@ -112,6 +112,31 @@ static inline bool ufp_check_rand(const void *page, uint32_t gen)
 	return ufp_check_rand_at(page, (uintptr_t)page, gen);
 }
 
+/* A pager with a resident budget and swap (256 MiB file, 4 MiB lz4 tier). */
+static inline ufp_pager *ufp_test_budget_pager(unsigned delivery, uint64_t budget)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .delivery = delivery,
+		.budget = budget, .arena_size = 1ull << 30, .swap_size = 256 << 20,
+		.ztier_size = 4 << 20, .flags = UFP_PF_NO_EXPORT,
+	};
+	ufp_pager *p = NULL;
+	int r = ufp_pager_create(&pr, &p);
+
+	ck_assert_msg(r == 0, "create: %d %s", r, ufp_last_error());
+	return p;
+}
+
+/* The pager's counters now (the current struct version). */
+static inline struct ufp_stats ufp_test_stats(ufp_pager *p)
+{
+	struct ufp_stats s = { .size = sizeof(s), .version = UFP_STATS_VERSION };
+
+	ck_assert_int_eq(ufp_stats_get(p, &s), 0);
+	return s;
+}
+
+
 /* Exit 77 unless eviction can run here: UFFDIO_MOVE and io_uring. */
 static inline void ufp_test_require_swap(void)
 {
