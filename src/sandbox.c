@@ -27,6 +27,7 @@
  * and end the process). Filters are built under build_lock (libseccomp's
  * lazy global state); everything else is per thread.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/audit.h>
@@ -306,7 +307,7 @@ static _Atomic bool said_unavailable;
 
 static size_t put_str(char *b, size_t n, const char *s)
 {
-	while (*s && n < 250)
+	while (*s && n < 500)
 		b[n++] = *s++;
 	return n;
 }
@@ -321,16 +322,40 @@ static size_t put_num(char *b, size_t n, unsigned long v, unsigned base)
 	do
 		d[k++] = "0123456789abcdef"[v % base];
 	while ((v /= base) && k < 24);
-	while (k && n < 250)
+	while (k && n < 500)
 		b[n++] = d[--k];
 	return n;
+}
+
+/* "sym+0xoff" or "lib+0xoff" for a code address; 0 characters when the
+ * address is in no loaded object. dladdr takes the loader's recursive
+ * lock (a futex, allowed): safe even if this thread trapped inside dlopen. */
+static size_t put_code_addr(char *b, size_t n, const void *a)
+{
+	Dl_info di;
+	const char *name, *slash;
+	uintptr_t base;
+
+	if (!a || !dladdr(a, &di) || !di.dli_fname)
+		return n;
+	name = di.dli_sname;
+	base = (uintptr_t)di.dli_saddr;
+	if (!name) {
+		slash = strrchr(di.dli_fname, '/');
+		name = slash ? slash + 1 : di.dli_fname;
+		base = (uintptr_t)di.dli_fbase;
+	}
+	n = put_str(b, n, " ");
+	n = put_str(b, n, name);
+	n = put_str(b, n, "+");
+	return put_num(b, n, (uintptr_t)a - base, 16);
 }
 
 static void sandbox_kill(const siginfo_t *si, const void *ucv)
 {
 	struct sb_thread *sb = tls_sb;
 	struct ufp_pager *p = sb->pager;
-	char b[256];
+	char b[512];
 	size_t n = 0;
 
 	n = put_str(b, n, "ufpager: sandbox: the ");
@@ -357,6 +382,26 @@ static void sandbox_kill(const siginfo_t *si, const void *ucv)
 	}
 	if (si->si_arch != AUDIT_ARCH_X86_64)
 		n = put_str(b, n, " under a foreign ABI");
+#endif
+	/* where: the call instruction, then the words near the stack top
+	 * that point into code (the likely callers; a heuristic without
+	 * unwind tables, but it names the library function that made it) */
+	n = put_str(b, n, " at");
+	n = put_code_addr(b, n, si->si_call_addr);
+#if defined(__x86_64__)
+	if (ucv) {
+		const ucontext_t *uc = ucv;
+		const uintptr_t *sp = (const uintptr_t *)uc->uc_mcontext.gregs[REG_RSP];
+		int shown = 0;
+
+		n = put_str(b, n, ", called from");
+		for (int i = 0; i < 48 && shown < 4 && n < 440; i++) {
+			size_t m = put_code_addr(b, n, (const void *)sp[i]);
+
+			shown += m != n;
+			n = m;
+		}
+	}
 #else
 	(void)ucv;
 #endif
@@ -387,7 +432,7 @@ static void chain_sigsys(int sig, siginfo_t *si, void *uc)
 		 * process (the application has no handler): its own filter, or
 		 * a thread that inherited one of ours. Say which call, for the
 		 * report (async-signal-safe) */
-		char b[160];
+		char b[512];
 		size_t n = put_str(b, 0, "ufpager: sandbox: seccomp trap on thread ");
 		n = put_num(b, n, (unsigned long)syscall(SYS_gettid), 10);
 		n = put_str(b, n, " (not a ufpager service thread), system call ");
