@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "ufp_test.h"
@@ -120,6 +121,64 @@ START_TEST(failed_store_put_back_never_revives_discarded_pages)
 END_TEST
 
 /*
+ * The program's own madvise(MADV_DONTNEED) of managed memory (a REMOVE
+ * event, not ufp_advise) racing eviction. The kernel sends REMOVE, waits
+ * only until a reader has dequeued it, zaps, and returns to the program
+ * while the event worker has not applied it yet. Two failures:
+ *  - an evictor that claimed a page the kernel had just zapped moved the
+ *    hole (UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES) and then read the empty
+ *    staging page: a fault on registered memory inside the library
+ *    (SIGBUS on the reclaim thread in SIGBUS delivery, seen in CI as a
+ *    sandbox kill for the handler's rt_sigaction; a hang in handler
+ *    delivery);
+ *  - a page evicted before the zap stayed SWAPPED until the worker ran,
+ *    and the program's read right after madvise swapped the old content
+ *    back in, where it had just been promised zeros.
+ * Two threads page the object out again and again while the main thread
+ * writes it, discards it with madvise, and checks that it reads zeros.
+ */
+START_TEST(foreign_dontneed_racing_eviction_reads_zeros)
+{
+	ufp_pager *p = ufp_test_budget_pager(deliveries[_i], 8 << 20);
+	struct churn_arg a = { .p = p, .n = 512 };
+	uint64_t t0 = ufp_now_ns(), rounds = 0, bad = 0;
+	pthread_t th[2];
+	struct ufp_stats s;
+
+	ck_assert_int_eq(ufp_map(p, NULL, a.n * PAGE, UFP_PROT_ALL, 0, (void **)&a.m), 0);
+	for (size_t i = 0; i < a.n; i++)
+		ufp_fill_rand(a.m + i * PAGE, 1);
+	for (int k = 0; k < 2; k++)
+		ck_assert_int_eq(pthread_create(&th[k], NULL, pageout_churn, &a), 0);
+	while (ufp_now_ns() - t0 < 3000000000ull && !bad) {
+		uint32_t gen = (uint32_t)++rounds + 1;
+		size_t at = (rounds * 8) % (a.n - 8);
+		char *b = a.m + at * PAGE;
+
+		for (size_t i = 0; i < 8; i++)
+			ufp_fill_rand(b + i * PAGE, gen);
+		ck_assert_int_eq(madvise(b, 8 * PAGE, MADV_DONTNEED), 0);
+		for (size_t i = 0; i < 8; i++)
+			for (size_t w = 0; w < PAGE / 8; w++)
+				if (((uint64_t *)(b + i * PAGE))[w]) {
+					bad++;
+					break;
+				}
+	}
+	atomic_store(&a.stop, true);
+	for (int k = 0; k < 2; k++)
+		pthread_join(th[k], NULL);
+	s = ufp_test_stats(p);
+	ck_assert_msg(!bad, "round %llu: %llu pages read old data after madvise(DONTNEED)",
+		      (unsigned long long)rounds, (unsigned long long)bad);
+	ck_assert_uint_gt(s.swapouts, 0);
+	ck_assert_uint_gt(s.events_remove, 0);
+	ck_assert_uint_eq(s.pages_poisoned, 0);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/*
  * claim_victims returned early (no region at the PAGEOUT hand: the range
  * was unmapped after ufp_advise checked it) without setting its
  * fault_lock, and evict_batch unlocked whatever the stale stack held. In
@@ -224,6 +283,7 @@ static Suite *soak_regress_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, fork_under_eagain_storm_keeps_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, failed_store_put_back_never_revives_discarded_pages, 0, 2);
+	tcase_add_loop_test(tc, foreign_dontneed_racing_eviction_reads_zeros, 0, 2);
 	tcase_add_loop_test(tc, pageout_racing_unmap_never_unlocks_twice, 0, 2);
 	tcase_add_loop_test(tc, pageout_racing_unmap_never_publishes_a_freed_slot, 0, 2);
 	tcase_add_test(tc, inject_refuses_an_eagain_rate_of_one);
