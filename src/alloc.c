@@ -173,7 +173,10 @@ static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size
 		bool moved = false;
 
 		if ((v & (PTE_PRESENT | PTE_INFLIGHT)) == PTE_PRESENT) {
-			moved = uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE) ==
+			/* a hole (the program's own DONTNEED, its REMOVE not
+			 * applied yet) moves as nothing: the entry says present,
+			 * a fault there fills zeros, as the kernel would */
+			moved = uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE, true) ==
 				(long)UFP_PAGE_SIZE;
 		}
 		if (moved) {

@@ -42,7 +42,8 @@ struct pager_service {
 struct ufp_event {                  /* a foreign event for the event worker */
 	struct cds_wfcq_node node;
 	struct uffd_msg msg;
-	unsigned slot;                  /* REMAP: the published range (remap.c) */
+	unsigned slot;                  /* REMAP, REMOVE: the published range (remap.c,
+					 * removes.c) */
 };
 
 /* events.c's part of the pager */

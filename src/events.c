@@ -23,6 +23,7 @@
 #include "delivery.h"
 #include "inject.h"
 #include "sandbox.h"
+#include "removes.h"
 
 /* ======================================================================
  * Event worker: applies foreign events under the pager write lock.
@@ -64,6 +65,9 @@ static void apply_event(struct ufp_pager *p, const struct ufp_event *ev)
 	}
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
+	/* the entries are gone: faults held back may look again */
+	if (m->event == UFFD_EVENT_REMOVE)
+		removes_done(p, ev->slot);
 }
 
 static void *event_worker(void *arg)
@@ -98,7 +102,7 @@ static void *event_worker(void *arg)
 	return NULL;
 }
 
-static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned slot)
+static bool queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned slot)
 {
 	struct ufp_event *ev = malloc(sizeof(*ev));
 
@@ -106,7 +110,7 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned 
 		ufp_log("ufpager: out of memory queueing a uffd event; region tree "
 			"may disagree with the kernel for [%llx..)\n",
 			(unsigned long long)m->arg.remove.start);
-		return;
+		return false;
 	}
 	cds_wfcq_node_init(&ev->node);
 	ev->msg = *m;
@@ -114,13 +118,25 @@ static void queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned 
 	cds_wfcq_enqueue(&p->ev.head, &p->ev.tail, &ev->node);
 	/* release: pairs with the acquire load in event_worker */
 	futex_bump_wake(&p->ev.futex, 1);
+	return true;
 }
 
 /* Returns true if the message was an event (handled or queued). */
 void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 {
 	switch (m->event) {
-	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_REMOVE: {
+		unsigned slot;
+
+		if (reclaim_is_staging(p, m->arg.remove.start, m->arg.remove.end))
+			return;
+		/* published before our read section ends: swap-ins and
+		 * put-backs of the range wait for the worker (removes.c) */
+		slot = removes_publish(p, m->arg.remove.start, m->arg.remove.end);
+		if (!queue_event(p, m, slot))
+			removes_done(p, slot);
+		return;
+	}
 	case UFFD_EVENT_UNMAP:
 		if (reclaim_is_staging(p, m->arg.remove.start, m->arg.remove.end))
 			return;

@@ -36,6 +36,7 @@
 #include "mm.h"
 #include "fault.h"
 #include "swap_backend.h"
+#include "removes.h"
 
 #define ZERO_BUF_PAGES 512
 /* UFFDIO_COPY source for zero fill: never registered, never written. */
@@ -141,6 +142,9 @@ static unsigned claim_window(struct ufp_pager *p, struct ufp_region *r, uintptr_
 		uint64_t v = q == page ? v0 : atomic_load_explicit(&p->pte[i], memory_order_relaxed);
 
 		if ((v & (PTE_SWAPPED | PTE_INFLIGHT)) != PTE_SWAPPED)
+			break;
+		/* the program discarded it (removes.c): not read ahead */
+		if (q != page && removes_covers(p, q))
 			break;
 		if (!pte_claim(p, i, &v, &c[n].handle))
 			break;
@@ -303,11 +307,18 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		STAT_ADD(ts, resident_pages, 1);
 		if (swb_handle_is_file(c[k].handle))
 			STAT_ADD(ts, bytes_read, UFP_PAGE_SIZE);
-		/* wake last: the woken thread may read the counters at once */
-		if (handler_wakes(p))
+		/* wake last: the woken thread may read the counters at once.
+		 * The faulting page (k == 0) after the readahead: a thread
+		 * woken early could discard a readahead page (DONTNEED) whose
+		 * copy then lands after the kernel's zap, reviving it */
+		if (handler_wakes(p) && k)
 			uffd_wake(p, a, UFP_PAGE_SIZE);
 		pte_wake(p, i);
 	}
+	/* (also when the faulting page was discarded meanwhile: the thread
+	 * faults again and finds what is there now; -EAGAIN: the retry serves it) */
+	if (handler_wakes(p) && !result)
+		uffd_wake(p, page, UFP_PAGE_SIZE);
 	reclaim_ctx_put(p, ts_ctx_borrowed ? NULL : ts, ctx);
 	if (r) {
 		region_count(p, ts, r, RC_FAULTS);
@@ -342,7 +353,7 @@ int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 			remap_wait(p, page);
 		return 0;
 	}
-	for (;;) {
+	for (bool rm_waited = false;;) {
 		struct fault_lock fl;
 		struct ufp_region *r;
 		uint64_t v;
@@ -366,6 +377,18 @@ int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		if (v & PTE_POISON) {
 			fault_unlock_region(p, &fl);
 			return -EHWPOISON;   /* SIGBUS for this page, by design */
+		}
+		if ((v & PTE_SWAPPED) &&
+		    (rm_waited ? removes_covers(p, page) : removes_pending(p, page))) {
+			/* The program may have discarded this page (its own
+			 * DONTNEED, read and not applied yet): the old copy
+			 * must not come back. Wait for the event, holding no
+			 * lock; after one wait every REMOVE read before this
+			 * fault is published, so only a range counts. */
+			fault_unlock_region(p, &fl);
+			removes_wait(p, page);
+			rm_waited = true;
+			continue;
 		}
 		if (v & PTE_SWAPPED)
 			ret = swap_in(p, ts, &fl, r, page, v, rcu_ok);

@@ -21,6 +21,7 @@
 #include "reclaim.h"
 #include "delivery.h"
 #include "mm.h"
+#include "removes.h"
 #include "export.h"
 
 /* ======================================================================
@@ -85,6 +86,7 @@ struct ufp_pager {
 	struct pager_service svc;      /* uffd_loop.c */
 	struct pager_events ev;        /* events.c */
 	struct pager_remap remap;      /* remap.c */
+	struct pager_removes rm;       /* removes.c */
 	struct pager_counters stats;   /* stats.c */
 	struct pager_export exp;       /* export.c */
 	struct pager_watchdog wd;      /* watchdog.c */

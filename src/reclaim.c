@@ -43,6 +43,7 @@
 #include "inject.h"
 #include "swap_backend.h"
 #include "sandbox.h"
+#include "removes.h"
 
 
 /* ======================================================================
@@ -386,11 +387,19 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 			pte_wake(p, v->idx);    /* discarded meanwhile: nothing to keep */
 			return PB_DISCARDED;
 		}
+		/* The program's DONTNEED of the page, read but not applied: the
+		 * kernel's zap found nothing to zap (the page was in staging);
+		 * putting it back now would revive what the program was just
+		 * promised is zero. The worker discards the entry (removes.c). */
+		if (r && removes_pending(p, a)) {
+			fault_unlock_region(p, &fl);
+			r = NULL;
+		}
 		if (r) {
 			/* one COPY, not restore_by_copy's EAGAIN loop: an event
 			 * pending may need a handler thread that waits for a
 			 * writer that waits for this read lock */
-			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE) == (long)UFP_PAGE_SIZE ||
+			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE, false) == (long)UFP_PAGE_SIZE ||
 			       uffd_fill(p, ts, a, pg, UFP_PAGE_SIZE, true) == (long)UFP_PAGE_SIZE;
 			if (back)
 				unclaim(p, v, PTE_CLEAN);
@@ -435,13 +444,22 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 
 		while (e < n && vs[e].idx == vs[e - 1].idx + 1)
 			e++;
-		r = uffd_move(p, ts, staging_page(p, set, m), a, (size_t)(e - k) * UFP_PAGE_SIZE);
+		/* No ALLOW_SRC_HOLES: a claimed page the kernel no longer has
+		 * was zapped by the program's own DONTNEED whose REMOVE the
+		 * worker has not applied yet. Moving the hole "succeeded" and
+		 * left an empty staging page, which the hash then read: a
+		 * fault on registered memory inside the library (SIGBUS on
+		 * this thread, or a wait for a handler that never comes).
+		 * Stopping at it (-ENOENT) leaves the entry present: a fault
+		 * there fills zeros, and the worker discards it. */
+		r = uffd_move(p, ts, staging_page(p, set, m), a, (size_t)(e - k) * UFP_PAGE_SIZE,
+			      false);
 		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		for (unsigned j = 0; j < moved; j++)
 			vs[m++] = vs[k + j];
 		if (moved < e - k) {
-			/* -EBUSY: shared with a fork child or pinned; keep it,
-			 * and try the rest of the run again */
+			/* -EBUSY: shared with a fork child or pinned; -ENOENT:
+			 * zapped (above); keep it, and try the rest of the run */
 			unclaim(p, &vs[k + moved], 0);
 			k += moved + 1;
 			continue;
@@ -808,6 +826,10 @@ static void swapin_region(struct ufp_region *r, void *arg)
 		int err = -EBUSY;
 
 		if (!(v & PTE_SWAPPED))
+			continue;
+		/* discarded by the program (DONTNEED read, not applied: the
+		 * worker waits for our write lock): not revived for the child */
+		if (removes_covers(p, a))
 			continue;
 		h = atomic_load_explicit(&p->slots[i], memory_order_relaxed);
 		for (int tries = 0; err == -EBUSY && tries < 1000; tries++)

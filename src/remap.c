@@ -41,6 +41,7 @@
 #include "reclaim.h"
 #include "mm.h"
 #include "swap_backend.h"
+#include "removes.h"
 
 #define SLOT_CLAIMED 1
 
@@ -261,14 +262,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 void remap_carry_before_unmap(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t s,
 			      uintptr_t e)
 {
-	for (unsigned i = 0; i < p->svc.nhandlers; i++) {
-		/* acquire: pairs with the release increment that ends a section */
-		uint64_t s0 = atomic_load_explicit(&p->svc.handlers[i].section, memory_order_acquire);
-
-		while ((s0 & 1) && atomic_load_explicit(&p->svc.handlers[i].section,
-							memory_order_acquire) == s0)
-			sched_yield();
-	}
+	removes_wait_sections(p);
 	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
 		uintptr_t end = atomic_load_explicit(&p->remap.slots[k].end, memory_order_acquire);
 		uintptr_t to = atomic_load_explicit(&p->remap.slots[k].to, memory_order_relaxed);

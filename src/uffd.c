@@ -423,14 +423,14 @@ bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src)
 }
 
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-	       uintptr_t src, size_t len)
+	       uintptr_t src, size_t len, bool src_holes)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		struct uffdio_move m = {
 			.dst = dst + done, .src = src + done, .len = len - done,
-			.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+			.mode = src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
 		};
 
 		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {

@@ -39,7 +39,10 @@ long uffd_scan_written(struct ufp_pager *p, uintptr_t start, uintptr_t end,
 		       void (*fn)(struct ufp_pager *, size_t, void *), void *arg);
 int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
 bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src);
+/* UFFDIO_MOVE of [src, src+len) to dst; returns bytes moved (short at a
+ * page it could not move) or -errno. src_holes: skip missing source pages
+ * (ALLOW_SRC_HOLES) instead of stopping at them with -ENOENT. */
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-	       uintptr_t src, size_t len);
+	       uintptr_t src, size_t len, bool src_holes);
 
 #endif /* UFP_UFFD_H */
