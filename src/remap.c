@@ -265,12 +265,15 @@ void remap_carry_before_unmap(struct ufp_pager *p, struct ufp_tstats *ts, uintpt
 	removes_wait_sections(p);
 	for (unsigned k = 0; k < UFP_REMAP_SLOTS; k++) {
 		uintptr_t end = atomic_load_explicit(&p->remap.slots[k].end, memory_order_acquire);
-		uintptr_t to = atomic_load_explicit(&p->remap.slots[k].to, memory_order_relaxed);
-		uintptr_t from = p->remap.slots[k].from;
+		uintptr_t to, from;
 
 		if (end <= SLOT_CLAIMED ||
 		    atomic_load_explicit(&p->remap.slots[k].carried, memory_order_relaxed))
 			continue;
+		/* only once the slot is seen published: a reader may be
+		 * filling a claimed one (a data race TSan found) */
+		to = atomic_load_explicit(&p->remap.slots[k].to, memory_order_relaxed);
+		from = p->remap.slots[k].from;
 		if (from < e && from + (end - to) > s)
 			remap_carry(p, ts, from, to, end - to, k);
 	}
