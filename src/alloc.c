@@ -176,7 +176,8 @@ static size_t move_pages(struct ufp_pager *p, uintptr_t dst, uintptr_t src, size
 			/* a hole (the program's own DONTNEED, its REMOVE not
 			 * applied yet) moves as nothing: the entry says present,
 			 * a fault there fills zeros, as the kernel would */
-			moved = uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE, true) ==
+			moved = uffd_move(p, ts, dst + off, src + off, UFP_PAGE_SIZE,
+					  UFP_MOVE_SRC_HOLES) ==
 				(long)UFP_PAGE_SIZE;
 		}
 		if (moved) {

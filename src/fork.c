@@ -65,6 +65,9 @@ static void atfork_child(void)
 		if (p->pagemap_fd >= 0)
 			close(p->pagemap_fd);   /* the parent's pagemap */
 		p->pagemap_fd = -1;
+		if (p->reclaim.staging_uffd >= 0)   /* its ioctls act on the parent's mm */
+			close(p->reclaim.staging_uffd);
+		p->reclaim.staging_uffd = -1;
 		pager_write_unlock(p);
 	}
 	pagers_unlock_all();

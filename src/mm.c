@@ -306,11 +306,17 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 	err = mm_gather(p, s, e, &v, &n);
 	if (err)
 		return err;
-	lock_sorted(v, n);
 	/* The kernel's part first, while it can still be undone: unmapping
 	 * inside a region splits its VMA, which fails with ENOMEM at
 	 * vm.max_map_count. Then nothing has changed (the pages are still
-	 * there, still served by us) and the caller gets -ENOMEM. */
+	 * there, still served by us) and the caller gets -ENOMEM. And before
+	 * the regions are write-locked: UFFDIO_UNREGISTER and the MAP_FIXED
+	 * take mmap_lock for write, which beside another writer in the
+	 * process waits for milliseconds; faults elsewhere in a region that
+	 * is only partly unmapped go on meanwhile (the pager lock alone is
+	 * held, which per-region faults never take). A fault in the range
+	 * itself finds it gone: its fill fails, and the entries are cleared
+	 * below under the write locks. */
 	if (!kernel_done) {
 		err = unmap_range(p, s, e);
 		if (err) {
@@ -318,6 +324,7 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 			return err;
 		}
 	}
+	lock_sorted(v, n);
 	for (size_t i = 0; i < n; i++) {
 		struct ufp_region *r = v[i];
 

@@ -69,6 +69,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		return -ENOMEM;
 	p->uffd = -1;
 	p->pagemap_fd = -1;
+	p->reclaim.staging_uffd = -1;
 	p->svc.wake_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
 	err = options_resolve(params, &p->opt);
@@ -354,6 +355,21 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 		    region_end(a) == region_start(b))
 			lock[i] = lock[i + 1] = true;
 	}
+	/*
+	 * The kernel's part first, before any region is write-locked:
+	 * mprotect takes mmap_lock for write, and beside another writer in
+	 * the process it waits for milliseconds. The kernel takes its VMA
+	 * write locks only once it holds mmap_lock; we hold only the pager
+	 * lock here (which per-region faults never take), so faults in these
+	 * regions go on meanwhile. A fault that sees the old protection
+	 * fills a page the kernel maps with the new one. Fails (ENOMEM at
+	 * vm.max_map_count) with nothing changed.
+	 */
+	if (mprotect((void *)s, len, prot_to_mmap(prot))) {
+		err = -errno;
+		free(v); free(w); free(lock); free(fprot); free(chg);
+		goto out;
+	}
 	for (size_t i = 0; i < nw; i++)
 		if (w[i] && (lock[i] || chg[i]))
 			region_write_lock(w[i]);
@@ -378,8 +394,15 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 		}
 		atomic_store_explicit(&r->prot, prot, memory_order_relaxed);
 	}
-	if (!err && mprotect((void *)s, len, prot_to_mmap(prot)))
-		err = -errno;
+	if (err)   /* out of memory for a region: the kernel follows the tree */
+		for (struct ufp_region *r = region_tree_lookup(&p->tree, s) ?:
+					     region_tree_next(&p->tree, s);
+		     r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r))) {
+			uintptr_t a = region_start(r) < s ? s : region_start(r);
+			uintptr_t b = region_end(r) > e ? e : region_end(r);
+
+			mprotect((void *)a, b - a, prot_to_mmap(region_prot(r)));
+		}
 	/* Merge neighbours with equal attributes, left to right, among the
 	 * regions locked above. */
 	if (!err) {

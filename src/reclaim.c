@@ -314,20 +314,16 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 }
 
 /*
- * Empty a staging set for the next batch. MADV_DONTNEED on a registered
- * range raises a REMOVE event, and the caller would wait until a handler
- * thread reads it: with direct reclaim in every handler thread that can
- * deadlock (each waits for another to read its event). So unregister the
- * set, discard, register again: no event at all.
+ * Empty a staging set for the next batch. Staging is registered with its
+ * own userfaultfd, which has no events (uffd_open_staging): the discard
+ * raises no REMOVE for anyone to read, and nothing is unregistered or
+ * registered again (that took mmap_lock for write twice per batch: 40 ms
+ * each beside an mmap_lock writer, and the budget did not hold).
  */
 static void staging_empty(struct ufp_pager *p, unsigned set)
 {
-	uintptr_t s = staging_page(p, set, 0);
-	size_t len = UFP_STAGING_BATCH * UFP_PAGE_SIZE;
-
-	uffd_unregister(p, s, len);
-	madvise((void *)s, len, MADV_DONTNEED);
-	UFP_BUG_ON(uffd_register(p, s, len) != 0);
+	madvise((void *)staging_page(p, set, 0), UFP_STAGING_BATCH * UFP_PAGE_SIZE,
+		MADV_DONTNEED);
 }
 
 /*
@@ -399,7 +395,7 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 			/* one COPY, not restore_by_copy's EAGAIN loop: an event
 			 * pending may need a handler thread that waits for a
 			 * writer that waits for this read lock */
-			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE, false) == (long)UFP_PAGE_SIZE ||
+			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE, 0) == (long)UFP_PAGE_SIZE ||
 			       uffd_fill(p, ts, a, pg, UFP_PAGE_SIZE, true) == (long)UFP_PAGE_SIZE;
 			if (back)
 				unclaim(p, v, PTE_CLEAN);
@@ -453,7 +449,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		 * Stopping at it (-ENOENT) leaves the entry present: a fault
 		 * there fills zeros, and the worker discards it. */
 		r = uffd_move(p, ts, staging_page(p, set, m), a, (size_t)(e - k) * UFP_PAGE_SIZE,
-			      false);
+			      UFP_MOVE_TO_STAGING);
 		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		for (unsigned j = 0; j < moved; j++)
 			vs[m++] = vs[k + j];
@@ -588,6 +584,7 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	uint64_t got = 0;
 	unsigned wraps = 0, set;
 	uint64_t laps0 = atomic_load_explicit(&p->reclaim.clock_laps, memory_order_relaxed);
+	bool reclaim_thread = pthread_equal(pthread_self(), p->reclaim.worker.thread);
 
 	for (set = 0; set < UFP_STAGING_SETS; set++) {
 		bool f = false;
@@ -606,15 +603,34 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	while (got < want && wraps < 3 && !atomic_load(&p->reclaim.paused) &&
 	       !atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed)) {
 		bool wrapped = false;
+		unsigned n = evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
 
-		got += evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
+		got += n;
+		if (n)   /* relaxed: a progress count for throttled faults */
+			atomic_fetch_add_explicit(&p->reclaim.progress, 1, memory_order_relaxed);
+		if (reclaim_thread && n) {
+			/* Faults keep adding pages while we evict: look at the
+			 * real count after every batch (the estimate faults
+			 * throttle on was a whole eviction old; beside an
+			 * mmap_lock writer they ran to 4x the budget), stop at
+			 * the low mark, and let throttled faults look again */
+			int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
+
+			res = res < 0 ? 0 : res;
+			atomic_store_explicit(&p->reclaim.resident_est, (uint64_t)res,
+					      memory_order_relaxed);
+			futex_bump_wake(&p->reclaim.done_futex, INT32_MAX);
+			if ((uint64_t)res <= p->reclaim.low_pages)
+				break;
+			want = got + ((uint64_t)res - p->reclaim.low_pages);
+		}
 		/* Laps of the hand by anyone: with two evictors (the reclaim
 		 * thread, a handler's direct reclaim) sharing the hand, one of
 		 * them may never be the one that wraps it, and looped forever
 		 * over unevictable pages (found by the API fuzzer). relaxed: a
 		 * count, no data hangs on it. */
 		wraps = (unsigned)(atomic_load_explicit(&p->reclaim.clock_laps, memory_order_relaxed) - laps0);
-		if (pthread_equal(pthread_self(), p->reclaim.worker.thread))
+		if (reclaim_thread)
 			wd_beat(&p->wd.reclaim);   /* a long eviction is progress */
 	}
 	evict_exit(p);
@@ -696,16 +712,49 @@ static void resident_est_sub(struct ufp_pager *p, uint64_t n)
 		;
 }
 
-#define THROTTLE_MAX_NS 20000000ull   /* a fault waits for reclaim at most 20 ms */
+/* A fault over the budget waits while reclaim makes progress, and gives
+ * up (runs over the budget for now) after 20 ms without any: a stuck or
+ * dead reclaim thread, nothing evictable. Until a progress-blind 20 ms cap
+ * let faults run to several times the budget whenever reclaim was merely
+ * slow (beside an mmap_lock writer, on a loaded machine). */
+#define THROTTLE_STALL_NS 20000000ull
+
+/*
+ * The estimate faults throttle on is refreshed by the reclaim thread
+ * between its batches; a fault thread that installed pages since then
+ * adds them itself, in steps of 32 (one shared write per 32 faults, not
+ * one per fault). Without it, faults ran far past the budget whenever the
+ * reclaim thread sat in one long call (seen beside an mmap_lock writer).
+ */
+#define THROTTLE_STEP 32
+
+static void throttle_account(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	int64_t now, d;
+
+	if (ts->shared)
+		return;      /* the fallback block is everyone's: no mark to keep */
+	now = atomic_load_explicit(&ts->c[UFP_C_resident_pages], memory_order_relaxed);
+	d = now - ts->throttle_mark;
+	if (d >= THROTTLE_STEP) {
+		/* relaxed: an estimate, overwritten by the reclaim thread */
+		atomic_fetch_add_explicit(&p->reclaim.resident_est, (uint64_t)d,
+					  memory_order_relaxed);
+		ts->throttle_mark = now;
+	} else if (d < 0) {
+		ts->throttle_mark = now;   /* this thread evicted: counted there */
+	}
+}
 
 void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 {
 	uint64_t limit = p->reclaim.high_pages + p->reclaim.high_pages / 8 + 64;
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, seen = 0;
 
-	for (int i = 0; i < 50; i++) {
+	throttle_account(p, ts);
+	for (;;) {
 		uint32_t w = atomic_load_explicit(&p->reclaim.done_futex, memory_order_acquire);
-		uint64_t now;
+		uint64_t now, prog;
 
 		if (atomic_load_explicit(&p->reclaim.resident_est, memory_order_relaxed) < limit ||
 		    atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed) ||
@@ -714,10 +763,14 @@ void reclaim_throttle(struct ufp_pager *p, struct ufp_tstats *ts)
 		now = ufp_now_ns();
 		if (atomic_load_explicit(&p->reclaim.stuck_until, memory_order_relaxed) > now)
 			return;
-		if (!deadline)
-			deadline = now + THROTTLE_MAX_NS;
-		else if (now > deadline)
-			return;          /* reclaim cannot keep up: over budget for now */
+		/* relaxed: a count; evictors bump it per batch that freed pages */
+		prog = atomic_load_explicit(&p->reclaim.progress, memory_order_relaxed);
+		if (!deadline || prog != seen) {
+			deadline = now + THROTTLE_STALL_NS;
+			seen = prog;
+		} else if (now > deadline) {
+			return;          /* reclaim makes no progress: over budget for now */
+		}
 		STAT_INC(ts, reclaim_waits);
 		/* Direct reclaim where it is allowed (a handler thread: normal
 		 * context, its own I/O context); elsewhere wake the reclaim
@@ -922,13 +975,17 @@ int reclaim_init(struct ufp_pager *p)
 	for (unsigned k = 0; k < 4; k++)
 		if (swb_ctx_create(p->swb, &p->reclaim.ctx_pool[k]))
 			p->reclaim.ctx_pool[k] = NULL;
-	/* Staging: registered with the same uffd (UFFDIO_MOVE needs it),
-	 * outside the arena, never handed to the application. */
+	/* Staging: outside the arena, never handed to the application,
+	 * registered with a userfaultfd of its own (uffd_open_staging) */
 	st = mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (st == MAP_FAILED)
 		return -errno;
 	p->reclaim.staging = (uintptr_t)st;
-	return uffd_register(p, p->reclaim.staging, slen);
+	err = uffd_open_staging(p, p->reclaim.staging, slen);
+	if (err)
+		ufp_set_error("ufpager: cannot open the staging area's userfaultfd: %s",
+			      strerror(-err));
+	return err;
 }
 
 /* After the service threads run (eviction's uffd ioctls need them). */
@@ -968,11 +1025,12 @@ void reclaim_fini(struct ufp_pager *p)
 	if (p->reclaim.staging) {
 		size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
 
-		/* unregister first: an UNMAP event with no reader left would
-		 * block munmap forever */
-		uffd_unregister(p, p->reclaim.staging, slen);
+		/* its context has no events: nothing waits for a reader */
 		munmap((void *)p->reclaim.staging, slen);
 	}
+	if (p->reclaim.staging_uffd >= 0)
+		close(p->reclaim.staging_uffd);
+	p->reclaim.staging_uffd = -1;
 	if (p->slots && p->slots != MAP_FAILED)
 		munmap(p->slots, p->npages * sizeof(uint64_t));
 	if (p->chash && p->chash != MAP_FAILED)

@@ -29,12 +29,14 @@ struct pager_reclaim {
 	_Atomic bool swap_full_said;    /* logged once */
 	_Atomic int swap_full_err;      /* errno of the last failed store (a hint) */
 	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
+	_Atomic uint64_t progress;      /* eviction batches that freed pages */
 	_Atomic uintptr_t clock_hand;
 	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
 	struct service_thread worker;
 	_Atomic bool stop;
 	_Atomic bool dead;              /* the watchdog found it stalled: faults stop waiting */
 	uintptr_t staging;              /* UFP_STAGING_SETS x BATCH registered pages */
+	int staging_uffd;               /* staging's own uffd (uffd_open_staging), or -1 */
 	_Atomic bool staging_busy[UFP_STAGING_SETS];
 	struct swb_ctx *ctx_pool[4];    /* for threads without their own */
 	_Atomic bool ctx_pool_busy[4];

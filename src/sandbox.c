@@ -175,8 +175,7 @@ static const struct {
 	{ UFFDIO_WAKE, H | W },
 	{ UFFDIO_POISON, H | W },
 	{ UFFDIO_MOVE, H | C },              /* eviction (direct reclaim too) */
-	{ UFFDIO_REGISTER, H | C },          /* staging reset after an eviction */
-	{ UFFDIO_UNREGISTER, H | C | W },    /* staging reset; foreign REMAP */
+	{ UFFDIO_UNREGISTER, W },            /* foreign REMAP */
 };
 
 #undef H
@@ -226,6 +225,9 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 		if (role_in(uffd_ioctls[i].roles, role))
 			RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, (uint32_t)p->uffd),
 			     ARG32_EQ(1, (uint32_t)uffd_ioctls[i].req));
+	if (swap_io && p->reclaim.staging_uffd >= 0)   /* eviction into staging */
+		RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, (uint32_t)p->reclaim.staging_uffd),
+		     ARG32_EQ(1, (uint32_t)UFFDIO_MOVE));
 	if (swap_io && p->pagemap_fd >= 0) {
 		/* dirty tracking (PAGEMAP_SCAN) and the UFFDIO_MOVE misreport check */
 		RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, (uint32_t)p->pagemap_fd),

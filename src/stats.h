@@ -69,6 +69,7 @@ struct ufp_tstats {
 	struct swb_ctx *swb_ctx;       /* this thread's swap I/O context */
 	struct ufp_tstats *next;       /* pager's list, under stats_lock */
 	bool shared;                   /* the fallback block: atomic adds */
+	int64_t throttle_mark;         /* reclaim_throttle: resident_pages last told */
 } ufp_cacheline_aligned;
 
 struct ufp_pager;

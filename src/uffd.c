@@ -299,6 +299,38 @@ int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len)
 	return 0;
 }
 
+/*
+ * Staging (reclaim.c) gets a userfaultfd of its own: UFFDIO_MOVE needs its
+ * destination registered with the context it is issued on, and nothing
+ * else. This context has no events, so MADV_DONTNEED empties staging
+ * without a REMOVE to wait for (a handler doing direct reclaim would wait
+ * for another handler to read it), and staging never has to be
+ * unregistered and registered again around the discard: UFFDIO_REGISTER
+ * and UNREGISTER take mmap_lock for write, 38-42 ms p50 beside a thread
+ * looping mprotect (DESIGN.md). SIGBUS mode: a stray touch of an empty
+ * staging page by the library is a signal, not a wait for a reader that
+ * does not exist.
+ */
+int uffd_open_staging(struct ufp_pager *p, uintptr_t start, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_MOVE | UFFD_FEATURE_SIGBUS };
+	struct uffdio_register reg = { .range = { start, len },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	bool via_dev;
+	int fd = uffd_new(O_CLOEXEC | O_NONBLOCK, &via_dev), err;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	p->reclaim.staging_uffd = fd;
+	return 0;
+}
+
 int uffd_unregister(struct ufp_pager *p, uintptr_t start, size_t len)
 {
 	struct uffdio_range r = { start, len };
@@ -423,14 +455,16 @@ bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src)
 }
 
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-	       uintptr_t src, size_t len, bool src_holes)
+	       uintptr_t src, size_t len, unsigned flags)
 {
+	/* the kernel checks only that dst is registered with the fd's context */
+	int fd = (flags & UFP_MOVE_TO_STAGING) ? p->reclaim.staging_uffd : p->uffd;
 	size_t done = 0;
 
 	while (done < len) {
 		struct uffdio_move m = {
 			.dst = dst + done, .src = src + done, .len = len - done,
-			.mode = src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
+			.mode = (flags & UFP_MOVE_SRC_HOLES) ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
 		};
 
 		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
@@ -438,7 +472,7 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 			sched_yield();
 			continue;
 		}
-		if (ioctl(p->uffd, UFFDIO_MOVE, &m) == 0)
+		if (ioctl(fd, UFFDIO_MOVE, &m) == 0)
 			return (long)len;
 		if (m.move > 0) {
 			done += (size_t)m.move;

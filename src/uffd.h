@@ -17,6 +17,9 @@ int uffd_open_probe(struct ufp_probe *pr);
 int uffd_open(struct ufp_pager *p);
 int uffd_register(struct ufp_pager *p, uintptr_t start, size_t len);
 int uffd_unregister(struct ufp_pager *p, uintptr_t start, size_t len);
+/* Open the staging area's own userfaultfd and register [start, start+len)
+ * with it (p->reclaim.staging_uffd). Returns 0 or -errno. */
+int uffd_open_staging(struct ufp_pager *p, uintptr_t start, size_t len);
 /*
  * The one wrapper for UFFDIO_COPY / UFFDIO_ZEROPAGE (src == NULL).
  * Installs [dst, dst+len). EAGAIN with progress resumes from the partial
@@ -40,9 +43,11 @@ long uffd_scan_written(struct ufp_pager *p, uintptr_t start, uintptr_t end,
 int uffd_wake(struct ufp_pager *p, uintptr_t start, size_t len);
 bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src);
 /* UFFDIO_MOVE of [src, src+len) to dst; returns bytes moved (short at a
- * page it could not move) or -errno. src_holes: skip missing source pages
- * (ALLOW_SRC_HOLES) instead of stopping at them with -ENOENT. */
+ * page it could not move) or -errno. */
+#define UFP_MOVE_SRC_HOLES 1u   /* skip missing source pages (ALLOW_SRC_HOLES)
+				 * instead of stopping at them with -ENOENT */
+#define UFP_MOVE_TO_STAGING 2u  /* dst is staging: the staging uffd's ioctl */
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
-	       uintptr_t src, size_t len, bool src_holes);
+	       uintptr_t src, size_t len, unsigned flags);
 
 #endif /* UFP_UFFD_H */

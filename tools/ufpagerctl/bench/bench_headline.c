@@ -12,6 +12,12 @@
  *               churn threads in the same process.
  * A "fault" is an access slower than 1 us (a resident access costs tens of
  * ns here), measured the same way in all three.
+ *
+ * Each system runs twice: alone, and beside a real mmap_lock writer, a
+ * thread of the same process looping mprotect over half of 512 MiB of
+ * populated, mlocked memory (allocated before the kernel's child enters
+ * its cgroup, so it is charged outside the comparison). The summary gives
+ * each system's ratio with / without the writer.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -27,7 +33,7 @@
 
 struct hl_res {
 	bool ok;
-	double faults_s, accesses_s, struct_s;
+	double faults_s, accesses_s, struct_s, writer_s;
 	struct ufp_latency lat, lock_wait;
 	uint64_t swapins;
 	char why[320];
@@ -96,6 +102,42 @@ static void *hl_ufp_churn(void *arg)
 	return NULL;
 }
 
+/* ---- the mmap_lock writer -------------------------------------------- */
+
+#define HL_WRITER_BYTES (512ul << 20)
+
+struct hl_writer {
+	struct crew_member m;      /* ops: mprotect calls */
+	char *mem;
+};
+
+/* Populated, mlocked memory for the writer (mlock may fail without the
+ * limit: then it is only populated). NULL when it cannot be mapped. */
+static char *hl_writer_mem(void)
+{
+	char *m = mmap(NULL, HL_WRITER_BYTES, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	mlock(m, HL_WRITER_BYTES);
+	return m;
+}
+
+static void *hl_writer_main(void *arg)
+{
+	struct hl_writer *w = arg;
+
+	crew_ready(&w->m);
+	while (!crew_stopping(&w->m)) {
+		/* each call splits or merges the VMA: mmap_lock for write */
+		mprotect(w->mem, HL_WRITER_BYTES / 2, PROT_READ);
+		mprotect(w->mem, HL_WRITER_BYTES / 2, PROT_READ | PROT_WRITE);
+		w->m.ops += 2;
+	}
+	return NULL;
+}
+
 /* Fill pages [first, first + n) of a set, m pointing at page first. */
 static void hl_fill_at(char *m, size_t first, size_t n)
 {
@@ -125,7 +167,7 @@ static void hl_collect(const struct bench_crew *crew, const struct hl_thread *t,
 }
 
 static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigned nt,
-		      struct hl_res *r)
+		      char *wmem, struct hl_res *r)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
@@ -135,9 +177,10 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	};
 	struct hl_thread t[8];
 	struct hl_churn c;
+	struct hl_writer w = { .mem = wmem };
 	struct bench_crew crew;
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
-	uint64_t struct_ops = 0;
+	uint64_t struct_ops = 0, wops = 0;
 	ufp_pager *p;
 	int err = ufp_pager_create(&pr, &p);
 
@@ -145,7 +188,7 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 		snprintf(r->why, sizeof(r->why), "%s", ufp_last_error());
 		return err;
 	}
-	if ((err = crew_init(&crew, nt + 1))) {
+	if ((err = crew_init(&crew, nt + 2))) {
 		ufp_pager_destroy(p);
 		return err;
 	}
@@ -159,11 +202,16 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
 	c = (struct hl_churn){ .p = p };
 	crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
+	if (wmem)
+		crew_spawn(&crew, &w.m, hl_writer_main, &w);
 	err = crew_run_for(&crew, o->seconds * 2);
 	if (!err) {
 		hl_collect(&crew, t, nt, r);
 		crew_collect(&crew, nt, 1, NULL, &struct_ops);
+		if (wmem)
+			crew_collect(&crew, nt + 1, 1, NULL, &wops);
 		r->struct_s = (double)struct_ops / crew.elapsed;
+		r->writer_s = (double)wops / crew.elapsed;
 		ufp_stats_get(p, &st);
 		r->lock_wait = st.lock_wait;
 		r->swapins = st.swapins;
@@ -215,23 +263,30 @@ static int hl_cgroup_enter(uint64_t limit, char *dir, size_t dlen)
 }
 
 static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uint64_t limit,
-			    int out)
+			    bool writer, int out)
 {
 	static struct hl_res r;
 	struct hl_thread t[8];
+	struct hl_writer w = { 0 };
 	struct bench_crew crew;
 	struct kb_churn churn;
+	uint64_t wops = 0;
 	char dir[256];
 	int err;
 
 	memset(&r, 0, sizeof(r));
+	/* charged here, before the cgroup: outside the comparison */
+	if (writer && !(w.mem = hl_writer_mem())) {
+		snprintf(r.why, sizeof(r.why), "cannot map the writer's memory");
+		goto out;
+	}
 	err = hl_cgroup_enter(limit, dir, sizeof(dir));
 	if (err) {
 		snprintf(r.why, sizeof(r.why), "skipped: cannot set a memory cgroup limit (%s)",
 			 strerror(-err));
 		goto out;
 	}
-	if ((err = crew_init(&crew, nt)))
+	if ((err = crew_init(&crew, nt + 1)))
 		goto out;
 	for (unsigned i = 0; i < nt; i++) {
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
@@ -251,11 +306,16 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 	}
 	for (unsigned i = 0; i < nt; i++)
 		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
+	if (writer)
+		crew_spawn(&crew, &w.m, hl_writer_main, &w);
 	kb_churn_start(&churn, 1, 64 * BENCH_PAGE);
 	err = crew_run_for(&crew, o->seconds * 2);
 	kb_churn_stop(&churn);
 	if (!err) {
 		hl_collect(&crew, t, nt, &r);
+		if (writer)
+			crew_collect(&crew, nt, 1, NULL, &wops);
+		r.writer_s = (double)wops / crew.elapsed;
 		r.struct_s = (double)churn.ops / crew.elapsed;
 	} else {
 		snprintf(r.why, sizeof(r.why), "cannot start its threads (%s)", strerror(-err));
@@ -267,7 +327,8 @@ out:
 	_exit(0);
 }
 
-static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_res *r)
+static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, bool writer,
+		     struct hl_res *r)
 {
 	/* the budget plus 4 MiB for what the cgroup charges besides the data
 	 * (page tables, thread stacks, the churn mappings) */
@@ -291,7 +352,7 @@ static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_
 	c = fork();
 	if (c == 0) {
 		close(pfd[0]);
-		hl_kernel_child(o, pages, nt, limit, pfd[1]);
+		hl_kernel_child(o, pages, nt, limit, writer, pfd[1]);
 	}
 	close(pfd[1]);
 	ssize_t got = read(pfd[0], r, sizeof(*r));
@@ -314,60 +375,113 @@ static int hl_kernel(struct bench_opts *o, size_t pages, unsigned nt, struct hl_
 	return r->ok ? 0 : -EIO;
 }
 
+/* accesses/s a / b under key, and fault p99 under p99key: b / a when
+ * p99_b_over_a (a slower b shows as a ratio above 1), else a / b */
+static void hl_summary(struct bench_opts *o, const char *key, const char *p99key,
+		       const char *text, const struct hl_res *a, const struct hl_res *b,
+		       bool p99_b_over_a)
+{
+	char t[128];
+
+	if (!a->ok || !b->ok)
+		return;
+	snprintf(t, sizeof(t), "headline: accesses/s %s", text);
+	summary_add(o, key, t, a->accesses_s, b->accesses_s);
+	snprintf(t, sizeof(t), "headline: fault p99 %s", text);
+	if (p99_b_over_a)
+		summary_add(o, p99key, t, (double)b->lat.p99, (double)a->lat.p99);
+	else
+		summary_add(o, p99key, t, (double)a->lat.p99, (double)b->lat.p99);
+}
+
 int bench_headline(struct bench_opts *o)
 {
-	static struct hl_res r[3];
+	/* [writer][system] */
+	static struct hl_res r[2][3];
 	static const char *name[3] = { "per-region", "global", "kernel" };
+	static const char *key[3] = { "per_region", "global", "kernel" };
 	size_t pages = o->quick ? 8192 : 32768;
 	unsigned nt = 2;
+	char *wmem = NULL;
 
 	memset(r, 0, sizeof(r));
 	printf("\n== headline: %u threads randomly access %zu MiB (80%% to a hot quarter) under a\n"
 	       "   %zu MiB budget while a thread splits, merges, protects and unmaps other memory\n"
-	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn)\n",
-	       nt, pages * BENCH_PAGE >> 20, pages * BENCH_PAGE / 4 >> 20);
-	progress("[headline] per-region");
-	hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, &r[0]);
-	progress("[headline] global");
-	hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, &r[1]);
-	progress("[headline] kernel");
-	if (hl_kernel(o, pages, nt, &r[2]) == -EIO)   /* a memcg OOM kill: once more */
-		hl_kernel(o, pages, nt, &r[2]);
-	kb_swap_teardown_all();
-	progress_done();
-	printf("%-11s %11s %12s %9s %9s %9s %11s %9s\n", "system", "faults/s", "accesses/s",
-	       "p50", "p99", "max", "lockwait99", "struct/s");
-	for (int i = 0; i < 3; i++) {
-		if (!r[i].ok) {
-			printf("%-11s %s\n", name[i], r[i].why[0] ? r[i].why : "failed");
-			continue;
-		}
-		printf("%-11s %11.0f %12.0f %7.1fus %7.1fus %7.1fms %9.1fus %9.0f\n", name[i],
-		       r[i].faults_s, r[i].accesses_s, r[i].lat.p50 / 1e3, r[i].lat.p99 / 1e3,
-		       r[i].lat.max / 1e6, i < 2 ? r[i].lock_wait.p99 / 1e3 : 0.0, r[i].struct_s);
-		json_row_begin(o, "headline");
-		json_kv_str(o, "system", name[i]);
-		json_kv_num(o, "faults_per_s", r[i].faults_s);
-		json_kv_num(o, "accesses_per_s", r[i].accesses_s);
-		json_kv_lat(o, "fault_latency", &r[i].lat);
-		if (i < 2)
-			json_kv_lat(o, "lock_wait", &r[i].lock_wait);
-		json_kv_num(o, "structural_ops_per_s", r[i].struct_s);
-		json_row_end(o);
-		plot_cdf(o, name[i], &r[i].hist);
-	}
-	for (int i = 1; i < 3; i++) {   /* per-region against global, then the kernel */
-		const char *other = i == 1 ? "global" : "kernel";
-		char key[64], text[96];
+	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn);\n"
+	       "   each system alone and beside a thread looping mprotect over half of\n"
+	       "   %lu MiB of populated memory (a real mmap_lock writer)\n",
+	       nt, pages * BENCH_PAGE >> 20, pages * BENCH_PAGE / 4 >> 20,
+	       HL_WRITER_BYTES >> 20);
+	for (int wr = 0; wr < 2; wr++) {
+		const char *tag = wr ? " + writer" : "";
 
-		if (!r[0].ok || !r[i].ok)
-			continue;
-		snprintf(key, sizeof(key), "headline.per_region_over_%s", other);
-		snprintf(text, sizeof(text), "headline: accesses/s per-region / %s", other);
-		summary_add(o, key, text, r[0].accesses_s, r[i].accesses_s);
-		snprintf(key, sizeof(key), "headline.p99_%s_over_per_region", other);
-		snprintf(text, sizeof(text), "headline: fault p99 %s / per-region", other);
-		summary_add(o, key, text, (double)r[i].lat.p99, (double)r[0].lat.p99);
+		if (wr && !(wmem = hl_writer_mem())) {
+			for (int i = 0; i < 3; i++)
+				snprintf(r[1][i].why, sizeof(r[1][i].why),
+					 "cannot map the writer's memory");
+			break;
+		}
+		progress("[headline] per-region%s", tag);
+		hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, wmem, &r[wr][0]);
+		progress("[headline] global%s", tag);
+		hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, wmem, &r[wr][1]);
+		if (wmem)   /* the kernel's child maps its own (before its cgroup) */
+			munmap(wmem, HL_WRITER_BYTES);
+		progress("[headline] kernel%s", tag);
+		if (hl_kernel(o, pages, nt, wr, &r[wr][2]) == -EIO)   /* a memcg OOM kill: once more */
+			hl_kernel(o, pages, nt, wr, &r[wr][2]);
+		kb_swap_teardown_all();
+	}
+	progress_done();
+	printf("%-11s %-7s %11s %12s %9s %9s %9s %11s %9s %9s\n", "system", "writer",
+	       "faults/s", "accesses/s", "p50", "p99", "max", "lockwait99", "struct/s",
+	       "mprot/s");
+	for (int wr = 0; wr < 2; wr++)
+		for (int i = 0; i < 3; i++) {
+			struct hl_res *x = &r[wr][i];
+			char plot[48];
+
+			if (!x->ok) {
+				printf("%-11s %-7s %s\n", name[i], wr ? "mprot" : "none",
+				       x->why[0] ? x->why : "failed");
+				continue;
+			}
+			printf("%-11s %-7s %11.0f %12.0f %7.1fus %7.1fus %7.1fms %9.1fus %9.0f %9.0f\n",
+			       name[i], wr ? "mprot" : "none", x->faults_s, x->accesses_s,
+			       x->lat.p50 / 1e3, x->lat.p99 / 1e3, x->lat.max / 1e6,
+			       i < 2 ? x->lock_wait.p99 / 1e3 : 0.0, x->struct_s, x->writer_s);
+			json_row_begin(o, "headline");
+			json_kv_str(o, "system", name[i]);
+			json_kv_str(o, "writer", wr ? "mprotect" : "none");
+			json_kv_num(o, "faults_per_s", x->faults_s);
+			json_kv_num(o, "accesses_per_s", x->accesses_s);
+			json_kv_lat(o, "fault_latency", &x->lat);
+			if (i < 2)
+				json_kv_lat(o, "lock_wait", &x->lock_wait);
+			json_kv_num(o, "structural_ops_per_s", x->struct_s);
+			json_kv_num(o, "writer_mprotect_per_s", x->writer_s);
+			json_row_end(o);
+			snprintf(plot, sizeof(plot), "%s%s", name[i], wr ? "+writer" : "");
+			plot_cdf(o, plot, &x->hist);
+		}
+	/* per-region against global, then the kernel, without and with the writer */
+	hl_summary(o, "headline.per_region_over_global", "headline.p99_global_over_per_region",
+		   "per-region / global", &r[0][0], &r[0][1], true);
+	hl_summary(o, "headline.per_region_over_kernel", "headline.p99_kernel_over_per_region",
+		   "per-region / kernel", &r[0][0], &r[0][2], true);
+	hl_summary(o, "headline_writer.per_region_over_global",
+		   "headline_writer.p99_global_over_per_region",
+		   "per-region / global, both beside the writer", &r[1][0], &r[1][1], true);
+	hl_summary(o, "headline_writer.per_region_over_kernel",
+		   "headline_writer.p99_kernel_over_per_region",
+		   "per-region / kernel, both beside the writer", &r[1][0], &r[1][2], true);
+	for (int i = 0; i < 3; i++) {
+		char k[96], k99[96], t[96];
+
+		snprintf(k, sizeof(k), "headline_writer.%s_with_over_without", key[i]);
+		snprintf(k99, sizeof(k99), "headline_writer.%s_p99_with_over_without", key[i]);
+		snprintf(t, sizeof(t), "%s with the writer / without", name[i]);
+		hl_summary(o, k, k99, t, &r[1][i], &r[0][i], false);
 	}
 	return 0;
 }
