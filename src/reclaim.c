@@ -225,6 +225,35 @@ static unsigned victims_scan_written(struct ufp_pager *p, struct ufp_tstats *ts,
 }
 
 /*
+ * PAGEMAP_SCAN takes mmap_lock for read: beside a writer in the process
+ * one scan now and then waits for milliseconds (p99 5 ms measured alone,
+ * DESIGN.md), and throttled faults wait for the evictor. The scan is an
+ * optimisation (early release of stale copies, the reference bit for the
+ * second chance); correctness rests on the content hash after the move.
+ * So a scan that took over 1 ms turns scanning off for 100 ms: the pages
+ * evicted meanwhile are treated as possibly dirty (hashed, stored again
+ * when changed) instead of waiting for the lock again.
+ */
+#define SCAN_STALL_NS 1000000ull
+#define SCAN_PAUSE_NS 100000000ull
+
+static bool scan_allowed(struct ufp_pager *p)
+{
+	/* relaxed: a hint shared by the evictors */
+	return atomic_load_explicit(&p->reclaim.scan_off_until, memory_order_relaxed) <=
+	       ufp_now_ns();
+}
+
+static void scan_took(struct ufp_pager *p, uint64_t ns)
+{
+	if (ns > SCAN_STALL_NS) {
+		atomic_store_explicit(&p->reclaim.scan_off_until, ufp_now_ns() + SCAN_PAUSE_NS,
+				      memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->reclaim.scan_pauses, 1, memory_order_relaxed);
+	}
+}
+
+/*
  * Claim up to max victims in one region, advancing the hand: the clock
  * hand, or for a PAGEOUT of [*range_hand, range_end) the range's own hand
  * (then the second chance is not given: the caller asked for these pages).
@@ -308,8 +337,12 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		*range_hand = a >= end ? end : a;
 	else
 		atomic_store_explicit(&p->reclaim.clock_hand, a >= end ? end : a, memory_order_relaxed);
-	if (n && dirty_tracked(p))
+	if (n && dirty_tracked(p) && scan_allowed(p)) {
+		uint64_t t0 = ufp_now_ns();
+
 		n = victims_scan_written(p, ts, vs, n, !range_hand && p->opt.second_chance);
+		scan_took(p, ufp_now_ns() - t0);
+	}
 	return n;
 }
 
@@ -713,11 +746,13 @@ static void resident_est_sub(struct ufp_pager *p, uint64_t n)
 }
 
 /* A fault over the budget waits while reclaim makes progress, and gives
- * up (runs over the budget for now) after 20 ms without any: a stuck or
- * dead reclaim thread, nothing evictable. Until a progress-blind 20 ms cap
- * let faults run to several times the budget whenever reclaim was merely
- * slow (beside an mmap_lock writer, on a loaded machine). */
-#define THROTTLE_STALL_NS 20000000ull
+ * up (runs over the budget for now) after 200 ms without any: a reclaim
+ * thread that is not scheduled or sits in one long call (an mmap_lock
+ * wait beside a writer can take tens of ms). Nothing evictable, a full
+ * swap and a dead reclaim thread end the wait at once (stuck_until,
+ * swap_full, dead). Until a progress-blind 20 ms cap let faults run to
+ * several times the budget whenever reclaim was merely slow. */
+#define THROTTLE_STALL_NS 200000000ull
 
 /*
  * The estimate faults throttle on is refreshed by the reclaim thread

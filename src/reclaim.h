@@ -30,6 +30,8 @@ struct pager_reclaim {
 	_Atomic int swap_full_err;      /* errno of the last failed store (a hint) */
 	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
 	_Atomic uint64_t progress;      /* eviction batches that freed pages */
+	_Atomic uint64_t scan_off_until; /* ns: dirty scans paused after a stall */
+	_Atomic uint64_t scan_pauses;   /* times a scan stalled (tests, diagnostics) */
 	_Atomic uintptr_t clock_hand;
 	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
 	struct service_thread worker;
