@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "rcu.h"
 #include "futex.h"
 #include "stats.h"
 #include "thread.h"
@@ -88,6 +89,7 @@ static void *event_worker(void *arg)
 		if (node) {
 			struct ufp_event *ev = caa_container_of(node, struct ufp_event, node);
 
+			ufp_tsan_handoff_acquire(node);
 			apply_event(p, ev);
 			free(ev);
 			continue;
@@ -115,6 +117,7 @@ static bool queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned 
 	cds_wfcq_node_init(&ev->node);
 	ev->msg = *m;
 	ev->slot = slot;
+	ufp_tsan_handoff_release(&ev->node);
 	cds_wfcq_enqueue(&p->ev.head, &p->ev.tail, &ev->node);
 	/* release: pairs with the acquire load in event_worker */
 	futex_bump_wake(&p->ev.futex, 1);

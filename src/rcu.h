@@ -30,7 +30,13 @@ extern char ufp_tsan_rcu_token;
 #define ufp_call_rcu(head, fn) \
 	do { __tsan_release(&ufp_tsan_rcu_token); urcu_memb_call_rcu(head, fn); } while (0)
 #define ufp_rcu_callback_begin() __tsan_acquire(&ufp_tsan_rcu_token)
+/* liburcu's wait-free queue hands a node over with its own (uninstrumented)
+ * atomics: the enqueuer releases the node, the dequeuer acquires it */
+#define ufp_tsan_handoff_release(node) __tsan_release(node)
+#define ufp_tsan_handoff_acquire(node) __tsan_acquire(node)
 #else
+#define ufp_tsan_handoff_release(node) ((void)(node))
+#define ufp_tsan_handoff_acquire(node) ((void)(node))
 #define ufp_rcu_read_unlock() urcu_memb_read_unlock()
 #define ufp_call_rcu(head, fn) urcu_memb_call_rcu(head, fn)
 #define ufp_rcu_callback_begin() ((void)0)
