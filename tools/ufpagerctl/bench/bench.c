@@ -29,7 +29,7 @@
 void summary_add(struct bench_opts *o, const char *key, const char *text, double num,
 		 double den)
 {
-	if (o->nsummary < 32) {
+	if (o->nsummary < sizeof(o->summary) / sizeof(o->summary[0])) {
 		snprintf(o->summary[o->nsummary].key, sizeof(o->summary[0].key), "%s", key);
 		snprintf(o->summary[o->nsummary].text, sizeof(o->summary[0].text), "%s", text);
 		o->summary[o->nsummary++].v = den != 0 ? num / den : NAN;

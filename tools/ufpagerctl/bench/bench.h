@@ -49,7 +49,7 @@ struct bench_opts {
 	struct json *json;        /* --json FILE; NULL without */
 	const char *plot_dir;     /* --plot DIR: data files, plots.gp, PNGs */
 	struct plot_state *plot;  /* what this run plots (bench_plot.c); NULL without --plot */
-	struct { char key[64], text[96]; double v; } summary[32];
+	struct { char key[64], text[96]; double v; } summary[64];
 	unsigned nsummary;
 	double soak_seconds;      /* soak: --minutes / --seconds (default 60) */
 	unsigned soak_threads;    /* soak: first value of --threads (default 4) */

@@ -14,10 +14,10 @@
  * ns here), measured the same way in all three.
  *
  * Each system runs twice: alone, and beside a real mmap_lock writer, a
- * thread of the same process looping mprotect over half of 512 MiB of
- * populated, mlocked memory (allocated before the kernel's child enters
- * its cgroup, so it is charged outside the comparison). The summary gives
- * each system's ratio with / without the writer.
+ * thread of the same process looping mprotect over --writer-mb of
+ * populated memory (mmap_writer_start; the kernel's child maps it before
+ * it enters its cgroup, so it is charged outside the comparison). The
+ * summary gives each system's ratio with / without the writer.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -102,42 +102,6 @@ static void *hl_ufp_churn(void *arg)
 	return NULL;
 }
 
-/* ---- the mmap_lock writer -------------------------------------------- */
-
-#define HL_WRITER_BYTES (512ul << 20)
-
-struct hl_writer {
-	struct crew_member m;      /* ops: mprotect calls */
-	char *mem;
-};
-
-/* Populated, mlocked memory for the writer (mlock may fail without the
- * limit: then it is only populated). NULL when it cannot be mapped. */
-static char *hl_writer_mem(void)
-{
-	char *m = mmap(NULL, HL_WRITER_BYTES, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-	if (m == MAP_FAILED)
-		return NULL;
-	mlock(m, HL_WRITER_BYTES);
-	return m;
-}
-
-static void *hl_writer_main(void *arg)
-{
-	struct hl_writer *w = arg;
-
-	crew_ready(&w->m);
-	while (!crew_stopping(&w->m)) {
-		/* each call splits or merges the VMA: mmap_lock for write */
-		mprotect(w->mem, HL_WRITER_BYTES / 2, PROT_READ);
-		mprotect(w->mem, HL_WRITER_BYTES / 2, PROT_READ | PROT_WRITE);
-		w->m.ops += 2;
-	}
-	return NULL;
-}
-
 /* Fill pages [first, first + n) of a set, m pointing at page first. */
 static void hl_fill_at(char *m, size_t first, size_t n)
 {
@@ -167,7 +131,7 @@ static void hl_collect(const struct bench_crew *crew, const struct hl_thread *t,
 }
 
 static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigned nt,
-		      char *wmem, struct hl_res *r)
+		      bool writer, struct hl_res *r)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
@@ -177,20 +141,26 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	};
 	struct hl_thread t[8];
 	struct hl_churn c;
-	struct hl_writer w = { .mem = wmem };
+	struct mmap_writer w;
 	struct bench_crew crew;
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
-	uint64_t struct_ops = 0, wops = 0;
+	uint64_t struct_ops = 0, wops;
 	ufp_pager *p;
-	int err = ufp_pager_create(&pr, &p);
+	int err;
 
-	if (err) {
-		snprintf(r->why, sizeof(r->why), "%s", ufp_last_error());
+	if (writer && (err = mmap_writer_start(&w, o->writer_mb << 20))) {
+		snprintf(r->why, sizeof(r->why), "cannot start the mmap_lock writer (%s)",
+			 strerror(-err));
 		return err;
 	}
-	if ((err = crew_init(&crew, nt + 2))) {
+	err = ufp_pager_create(&pr, &p);
+	if (err) {
+		snprintf(r->why, sizeof(r->why), "%s", ufp_last_error());
+		goto out_writer;
+	}
+	if ((err = crew_init(&crew, nt + 1))) {
 		ufp_pager_destroy(p);
-		return err;
+		goto out_writer;
 	}
 	for (unsigned i = 0; i < nt; i++) {
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
@@ -202,16 +172,13 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
 	c = (struct hl_churn){ .p = p };
 	crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
-	if (wmem)
-		crew_spawn(&crew, &w.m, hl_writer_main, &w);
+	wops = writer ? atomic_load(&w.ops) : 0;
 	err = crew_run_for(&crew, o->seconds * 2);
 	if (!err) {
 		hl_collect(&crew, t, nt, r);
 		crew_collect(&crew, nt, 1, NULL, &struct_ops);
-		if (wmem)
-			crew_collect(&crew, nt + 1, 1, NULL, &wops);
 		r->struct_s = (double)struct_ops / crew.elapsed;
-		r->writer_s = (double)wops / crew.elapsed;
+		r->writer_s = writer ? (double)(atomic_load(&w.ops) - wops) / crew.elapsed : 0;
 		ufp_stats_get(p, &st);
 		r->lock_wait = st.lock_wait;
 		r->swapins = st.swapins;
@@ -220,6 +187,9 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	}
 	crew_destroy(&crew);
 	ufp_pager_destroy(p);
+out_writer:
+	if (writer)
+		mmap_writer_stop(&w);
 	return err;
 }
 
@@ -267,7 +237,7 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 {
 	static struct hl_res r;
 	struct hl_thread t[8];
-	struct hl_writer w = { 0 };
+	struct mmap_writer w;
 	struct bench_crew crew;
 	struct kb_churn churn;
 	uint64_t wops = 0;
@@ -275,9 +245,11 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 	int err;
 
 	memset(&r, 0, sizeof(r));
-	/* charged here, before the cgroup: outside the comparison */
-	if (writer && !(w.mem = hl_writer_mem())) {
-		snprintf(r.why, sizeof(r.why), "cannot map the writer's memory");
+	/* populated here, before the cgroup: charged outside the comparison
+	 * (the child exits without stopping it) */
+	if (writer && (err = mmap_writer_start(&w, o->writer_mb << 20))) {
+		snprintf(r.why, sizeof(r.why), "cannot start the mmap_lock writer (%s)",
+			 strerror(-err));
 		goto out;
 	}
 	err = hl_cgroup_enter(limit, dir, sizeof(dir));
@@ -286,7 +258,7 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 			 strerror(-err));
 		goto out;
 	}
-	if ((err = crew_init(&crew, nt + 1)))
+	if ((err = crew_init(&crew, nt)))
 		goto out;
 	for (unsigned i = 0; i < nt; i++) {
 		t[i] = (struct hl_thread){ .pages = pages / nt, .seed = i + 1 };
@@ -306,16 +278,13 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 	}
 	for (unsigned i = 0; i < nt; i++)
 		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
-	if (writer)
-		crew_spawn(&crew, &w.m, hl_writer_main, &w);
 	kb_churn_start(&churn, 1, 64 * BENCH_PAGE);
+	wops = writer ? atomic_load(&w.ops) : 0;
 	err = crew_run_for(&crew, o->seconds * 2);
 	kb_churn_stop(&churn);
 	if (!err) {
 		hl_collect(&crew, t, nt, &r);
-		if (writer)
-			crew_collect(&crew, nt, 1, NULL, &wops);
-		r.writer_s = (double)wops / crew.elapsed;
+		r.writer_s = writer ? (double)(atomic_load(&w.ops) - wops) / crew.elapsed : 0;
 		r.struct_s = (double)churn.ops / crew.elapsed;
 	} else {
 		snprintf(r.why, sizeof(r.why), "cannot start its threads (%s)", strerror(-err));
@@ -402,31 +371,21 @@ int bench_headline(struct bench_opts *o)
 	static const char *key[3] = { "per_region", "global", "kernel" };
 	size_t pages = o->quick ? 8192 : 32768;
 	unsigned nt = 2;
-	char *wmem = NULL;
 
 	memset(r, 0, sizeof(r));
 	printf("\n== headline: %u threads randomly access %zu MiB (80%% to a hot quarter) under a\n"
 	       "   %zu MiB budget while a thread splits, merges, protects and unmaps other memory\n"
 	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn);\n"
-	       "   each system alone and beside a thread looping mprotect over half of\n"
-	       "   %lu MiB of populated memory (a real mmap_lock writer)\n",
-	       nt, pages * BENCH_PAGE >> 20, pages * BENCH_PAGE / 4 >> 20,
-	       HL_WRITER_BYTES >> 20);
+	       "   each system alone and beside a thread looping mprotect over %zu MiB of\n"
+	       "   populated memory (a real mmap_lock writer, --writer-mb)\n",
+	       nt, pages * BENCH_PAGE >> 20, pages * BENCH_PAGE / 4 >> 20, o->writer_mb);
 	for (int wr = 0; wr < 2; wr++) {
 		const char *tag = wr ? " + writer" : "";
 
-		if (wr && !(wmem = hl_writer_mem())) {
-			for (int i = 0; i < 3; i++)
-				snprintf(r[1][i].why, sizeof(r[1][i].why),
-					 "cannot map the writer's memory");
-			break;
-		}
 		progress("[headline] per-region%s", tag);
-		hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, wmem, &r[wr][0]);
+		hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, wr, &r[wr][0]);
 		progress("[headline] global%s", tag);
-		hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, wmem, &r[wr][1]);
-		if (wmem)   /* the kernel's child maps its own (before its cgroup) */
-			munmap(wmem, HL_WRITER_BYTES);
+		hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, wr, &r[wr][1]);
 		progress("[headline] kernel%s", tag);
 		if (hl_kernel(o, pages, nt, wr, &r[wr][2]) == -EIO)   /* a memcg OOM kill: once more */
 			hl_kernel(o, pages, nt, wr, &r[wr][2]);
