@@ -31,6 +31,7 @@
 #include "pagers.h"
 #include "reclaim.h"
 #include "mm.h"
+#include "removes.h"
 #include "fault.h"
 #include "delivery.h"
 #include "export.h"

@@ -179,6 +179,38 @@ START_TEST(foreign_dontneed_racing_eviction_reads_zeros)
 END_TEST
 
 /*
+ * The REMOVE ranges read and not yet applied (removes.c): a reader never
+ * waits for a slot (it may be in the read section the event worker waits
+ * for: that deadlocked the test above in SIGBUS delivery, the reader
+ * sleeping for a slot, the worker for the reader). With every slot taken
+ * a range covers everything until it is applied.
+ */
+START_TEST(remove_ranges_overflow_covers_everything_until_applied)
+{
+	ufp_pager *p = ufp_test_budget_pager(UFP_DELIVERY_SIGBUS, 1 << 20);
+	const uintptr_t base = 1ull << 40;
+	unsigned slot[UFP_REMOVE_SLOTS + 1];
+
+	ck_assert(!removes_covers(p, base));
+	for (unsigned k = 0; k < UFP_REMOVE_SLOTS; k++)
+		slot[k] = removes_publish(p, base + k * 2 * PAGE, base + k * 2 * PAGE + PAGE);
+	ck_assert(removes_covers(p, base + 2 * PAGE));
+	ck_assert(!removes_covers(p, base + PAGE));             /* a gap */
+	slot[UFP_REMOVE_SLOTS] = removes_publish(p, base - PAGE, base);
+	ck_assert_uint_eq(slot[UFP_REMOVE_SLOTS], UFP_REMOVE_SLOTS);   /* no slot left */
+	ck_assert(removes_covers(p, base + PAGE));              /* covers everything */
+	ck_assert(removes_pending(p, 0));
+	removes_done(p, slot[UFP_REMOVE_SLOTS]);
+	ck_assert(!removes_covers(p, base + PAGE));
+	for (unsigned k = 0; k < UFP_REMOVE_SLOTS; k++)
+		removes_done(p, slot[k]);
+	ck_assert(!removes_covers(p, base + 2 * PAGE));
+	removes_wait(p, base);                                 /* returns at once */
+	ufp_pager_destroy(p);
+}
+END_TEST
+
+/*
  * claim_victims returned early (no region at the PAGEOUT hand: the range
  * was unmapped after ufp_advise checked it) without setting its
  * fault_lock, and evict_batch unlocked whatever the stale stack held. In
@@ -284,6 +316,7 @@ static Suite *soak_regress_suite(void)
 	tcase_add_loop_test(tc, fork_under_eagain_storm_keeps_evicted_pages, 0, 2);
 	tcase_add_loop_test(tc, failed_store_put_back_never_revives_discarded_pages, 0, 2);
 	tcase_add_loop_test(tc, foreign_dontneed_racing_eviction_reads_zeros, 0, 2);
+	tcase_add_test(tc, remove_ranges_overflow_covers_everything_until_applied);
 	tcase_add_loop_test(tc, pageout_racing_unmap_never_unlocks_twice, 0, 2);
 	tcase_add_loop_test(tc, pageout_racing_unmap_never_publishes_a_freed_slot, 0, 2);
 	tcase_add_test(tc, inject_refuses_an_eagain_rate_of_one);
