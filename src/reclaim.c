@@ -119,7 +119,7 @@ bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end)
 	uintptr_t s = p->reclaim.staging;
 
 	return s && start >= s &&
-	       end <= s + (uintptr_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+	       end <= s + (uintptr_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
 }
 
 /* ======================================================================
@@ -133,9 +133,15 @@ struct victim {
 	bool keep;        /* clean: the stored copy stays valid */
 };
 
+/* Page k of the current batch of staging set `set`: each set holds
+ * UFP_STAGING_ROUNDS batches, used in turn and discarded together. */
 static uintptr_t staging_page(struct ufp_pager *p, unsigned set, unsigned k)
 {
-	return p->reclaim.staging + ((uintptr_t)set * UFP_STAGING_BATCH + k) * UFP_PAGE_SIZE;
+	unsigned round = p->reclaim.staging_round[set];
+
+	return p->reclaim.staging +
+	       (((uintptr_t)set * UFP_STAGING_ROUNDS + round) * UFP_STAGING_BATCH + k) *
+	       UFP_PAGE_SIZE;
 }
 
 static void unclaim(struct ufp_pager *p, struct victim *v, uint64_t clear)
@@ -347,16 +353,26 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 }
 
 /*
- * Empty a staging set for the next batch. Staging is registered with its
- * own userfaultfd, which has no events (uffd_open_staging): the discard
- * raises no REMOVE for anyone to read, and nothing is unregistered or
- * registered again (that took mmap_lock for write twice per batch: 40 ms
- * each beside an mmap_lock writer, and the budget did not hold).
+ * Done with the current batch of a staging set: go on to the next one,
+ * and once all of the set's batches are used, empty them for the next
+ * round with one discard. Staging is registered with its own userfaultfd,
+ * which has no events (uffd_open_staging): the discard raises no REMOVE
+ * for anyone to read, and nothing is unregistered or registered again
+ * (that took mmap_lock for write twice per batch: 40 ms each beside an
+ * mmap_lock writer, and the budget did not hold). One MADV_DONTNEED per
+ * UFP_STAGING_ROUNDS batches: beside a writer the discard was most of the
+ * reclaim thread's time (its zap and TLB flush, per 32 pages). The copies
+ * left in used batches meanwhile are RSS outside the budget (at most
+ * UFP_STAGING_PAGES pages, 4 MiB), like the kernel's swap cache.
+ * The caller holds the set (staging_busy).
  */
-static void staging_empty(struct ufp_pager *p, unsigned set)
+static void staging_next(struct ufp_pager *p, unsigned set)
 {
-	madvise((void *)staging_page(p, set, 0), UFP_STAGING_BATCH * UFP_PAGE_SIZE,
-		MADV_DONTNEED);
+	if (++p->reclaim.staging_round[set] < UFP_STAGING_ROUNDS)
+		return;
+	p->reclaim.staging_round[set] = 0;
+	madvise((void *)staging_page(p, set, 0),
+		(size_t)UFP_STAGING_ROUNDS * UFP_STAGING_BATCH * UFP_PAGE_SIZE, MADV_DONTNEED);
 }
 
 /*
@@ -606,7 +622,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	if (pr)
 		fault_unlock_region(p, &pl);
 	STAT_ADD(ts, resident_pages, -(int64_t)m);
-	staging_empty(p, set);
+	staging_next(p, set);
 	return done;
 }
 
@@ -977,7 +993,7 @@ int reclaim_init(struct ufp_pager *p)
 		.dir = p->opt.swap_dir, .file_size = p->opt.swap_size,
 		.ztier_size = p->opt.ztier_size,
 	};
-	size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+	size_t slen = (size_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
 	void *st;
 	int err;
 
@@ -1058,7 +1074,7 @@ void reclaim_fini(struct ufp_pager *p)
 		p->swb = NULL;
 	}
 	if (p->reclaim.staging) {
-		size_t slen = (size_t)UFP_STAGING_SETS * UFP_STAGING_BATCH * UFP_PAGE_SIZE;
+		size_t slen = (size_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
 
 		/* its context has no events: nothing waits for a reader */
 		munmap((void *)p->reclaim.staging, slen);

@@ -17,6 +17,8 @@ struct swb_ctx;
 /* The pager's reclaim state (reclaim.c; budget_pages == 0: no budget). */
 #define UFP_STAGING_BATCH 32        /* pages per eviction batch */
 #define UFP_STAGING_SETS 4          /* concurrent eviction batches */
+#define UFP_STAGING_ROUNDS 8        /* batches per set between two discards */
+#define UFP_STAGING_PAGES (UFP_STAGING_SETS * UFP_STAGING_ROUNDS * UFP_STAGING_BATCH)
 struct pager_reclaim {
 	uint64_t budget_pages, high_pages, low_pages;
 	_Atomic uint64_t resident_est;  /* reclaim thread: from the counters; direct
@@ -37,7 +39,8 @@ struct pager_reclaim {
 	struct service_thread worker;
 	_Atomic bool stop;
 	_Atomic bool dead;              /* the watchdog found it stalled: faults stop waiting */
-	uintptr_t staging;              /* UFP_STAGING_SETS x BATCH registered pages */
+	uintptr_t staging;              /* UFP_STAGING_PAGES registered pages */
+	unsigned staging_round[UFP_STAGING_SETS];   /* the set's holder only */
 	int staging_uffd;               /* staging's own uffd (uffd_open_staging), or -1 */
 	_Atomic bool staging_busy[UFP_STAGING_SETS];
 	struct swb_ctx *ctx_pool[4];    /* for threads without their own */

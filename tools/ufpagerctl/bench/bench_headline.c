@@ -17,7 +17,10 @@
  * thread of the same process looping mprotect over --writer-mb of
  * populated memory (mmap_writer_start; the kernel's child maps it before
  * it enters its cgroup, so it is charged outside the comparison). The
- * summary gives each system's ratio with / without the writer.
+ * summary gives each system's ratio with / without the writer. A third
+ * per-region run beside a thread that only burns CPU separates what the
+ * writer costs through the CPU it takes (one of this machine's two cores)
+ * from what it costs through mmap_lock.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -130,8 +133,28 @@ static void hl_collect(const struct bench_crew *crew, const struct hl_thread *t,
 	r->ok = true;
 }
 
+/* What runs beside the measured threads. */
+enum hl_beside { HL_ALONE, HL_WRITER, HL_BURNER };
+
+struct hl_burner {
+	pthread_t th;
+	_Atomic bool stop;
+};
+
+/* A CPU-only thread: the control for the writer (no system calls). */
+static void *hl_burner_main(void *arg)
+{
+	struct hl_burner *b = arg;
+	volatile uint64_t x = 1;
+
+	while (!atomic_load_explicit(&b->stop, memory_order_relaxed))
+		for (int k = 0; k < 4096; k++)
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+	return NULL;
+}
+
 static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigned nt,
-		      bool writer, struct hl_res *r)
+		      enum hl_beside beside, struct hl_res *r)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION, .lock_mode = mode,
@@ -142,12 +165,18 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	struct hl_thread t[8];
 	struct hl_churn c;
 	struct mmap_writer w;
+	struct hl_burner b = { 0 };
 	struct bench_crew crew;
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
 	uint64_t struct_ops = 0, wops;
+	bool writer = beside == HL_WRITER;
 	ufp_pager *p;
 	int err;
 
+	if (beside == HL_BURNER && (err = -pthread_create(&b.th, NULL, hl_burner_main, &b))) {
+		snprintf(r->why, sizeof(r->why), "cannot start the CPU burner (%s)", strerror(-err));
+		return err;
+	}
 	if (writer && (err = mmap_writer_start(&w, o->writer_mb << 20))) {
 		snprintf(r->why, sizeof(r->why), "cannot start the mmap_lock writer (%s)",
 			 strerror(-err));
@@ -190,6 +219,10 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 out_writer:
 	if (writer)
 		mmap_writer_stop(&w);
+	if (beside == HL_BURNER) {
+		atomic_store(&b.stop, true);
+		pthread_join(b.th, NULL);
+	}
 	return err;
 }
 
@@ -365,14 +398,15 @@ static void hl_summary(struct bench_opts *o, const char *key, const char *p99key
 
 int bench_headline(struct bench_opts *o)
 {
-	/* [writer][system] */
-	static struct hl_res r[2][3];
+	/* [writer][system]; burn: per-region beside a CPU-only thread */
+	static struct hl_res r[2][3], burn;
 	static const char *name[3] = { "per-region", "global", "kernel" };
 	static const char *key[3] = { "per_region", "global", "kernel" };
 	size_t pages = o->quick ? 8192 : 32768;
 	unsigned nt = 2;
 
 	memset(r, 0, sizeof(r));
+	memset(&burn, 0, sizeof(burn));
 	printf("\n== headline: %u threads randomly access %zu MiB (80%% to a hot quarter) under a\n"
 	       "   %zu MiB budget while a thread splits, merges, protects and unmaps other memory\n"
 	       "   (ufpager: swap file; kernel: memory cgroup + swap file, real mmap churn);\n"
@@ -383,14 +417,16 @@ int bench_headline(struct bench_opts *o)
 		const char *tag = wr ? " + writer" : "";
 
 		progress("[headline] per-region%s", tag);
-		hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, wr, &r[wr][0]);
+		hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, wr ? HL_WRITER : HL_ALONE, &r[wr][0]);
 		progress("[headline] global%s", tag);
-		hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, wr, &r[wr][1]);
+		hl_ufpager(o, UFP_LOCK_GLOBAL, pages, nt, wr ? HL_WRITER : HL_ALONE, &r[wr][1]);
 		progress("[headline] kernel%s", tag);
 		if (hl_kernel(o, pages, nt, wr, &r[wr][2]) == -EIO)   /* a memcg OOM kill: once more */
 			hl_kernel(o, pages, nt, wr, &r[wr][2]);
 		kb_swap_teardown_all();
 	}
+	progress("[headline] per-region + CPU burner");
+	hl_ufpager(o, UFP_LOCK_PER_REGION, pages, nt, HL_BURNER, &burn);
 	progress_done();
 	printf("%-11s %-7s %11s %12s %9s %9s %9s %11s %9s %9s\n", "system", "writer",
 	       "faults/s", "accesses/s", "p50", "p99", "max", "lockwait99", "struct/s",
@@ -423,6 +459,23 @@ int bench_headline(struct bench_opts *o)
 			snprintf(plot, sizeof(plot), "%s%s", name[i], wr ? "+writer" : "");
 			plot_cdf(o, plot, &x->hist);
 		}
+	if (burn.ok) {
+		printf("%-11s %-7s %11.0f %12.0f %7.1fus %7.1fus %7.1fms %9.1fus %9.0f %9s\n",
+		       name[0], "cpu", burn.faults_s, burn.accesses_s, burn.lat.p50 / 1e3,
+		       burn.lat.p99 / 1e3, burn.lat.max / 1e6, burn.lock_wait.p99 / 1e3,
+		       burn.struct_s, "-");
+		json_row_begin(o, "headline");
+		json_kv_str(o, "system", name[0]);
+		json_kv_str(o, "writer", "cpu-burner");
+		json_kv_num(o, "faults_per_s", burn.faults_s);
+		json_kv_num(o, "accesses_per_s", burn.accesses_s);
+		json_kv_lat(o, "fault_latency", &burn.lat);
+		json_kv_lat(o, "lock_wait", &burn.lock_wait);
+		json_kv_num(o, "structural_ops_per_s", burn.struct_s);
+		json_row_end(o);
+	} else {
+		printf("%-11s %-7s %s\n", name[0], "cpu", burn.why[0] ? burn.why : "failed");
+	}
 	/* per-region against global, then the kernel, without and with the writer */
 	hl_summary(o, "headline.per_region_over_global", "headline.p99_global_over_per_region",
 		   "per-region / global", &r[0][0], &r[0][1], true);
@@ -442,5 +495,12 @@ int bench_headline(struct bench_opts *o)
 		snprintf(t, sizeof(t), "%s with the writer / without", name[i]);
 		hl_summary(o, k, k99, t, &r[1][i], &r[0][i], false);
 	}
+	/* the writer's cost beyond the CPU it takes */
+	hl_summary(o, "headline_writer.per_region_writer_over_cpu_burner",
+		   "headline_writer.per_region_p99_writer_over_cpu_burner",
+		   "per-region with the writer / beside a CPU-only thread", &r[1][0], &burn, false);
+	hl_summary(o, "headline_writer.per_region_cpu_burner_over_alone",
+		   "headline_writer.per_region_p99_cpu_burner_over_alone",
+		   "per-region beside a CPU-only thread / alone", &burn, &r[0][0], false);
 	return 0;
 }
