@@ -266,7 +266,8 @@ static void scan_took(struct ufp_pager *p, uint64_t ns)
  */
 static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 			      struct victim *vs, unsigned max, struct fault_lock *fl,
-			      bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
+			      bool *wrapped, uintptr_t *range_hand, uintptr_t range_end,
+			      bool chance)
 {
 	uintptr_t hand = range_hand ? *range_hand :
 			 atomic_load_explicit(&p->reclaim.clock_hand, memory_order_relaxed);
@@ -327,7 +328,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 		STAT_INC(ts, reclaim_scans);
 		if ((v & (PTE_PRESENT | PTE_INFLIGHT | PTE_POISON)) != PTE_PRESENT)
 			continue;
-		if ((v & PTE_REF) && !range_hand && p->opt.second_chance) {   /* second chance */
+		if ((v & PTE_REF) && chance) {   /* second chance */
 			atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v & ~PTE_REF,
 					memory_order_relaxed, memory_order_relaxed);
 			continue;
@@ -346,7 +347,7 @@ static unsigned claim_victims(struct ufp_pager *p, struct ufp_tstats *ts,
 	if (n && dirty_tracked(p) && scan_allowed(p)) {
 		uint64_t t0 = ufp_now_ns();
 
-		n = victims_scan_written(p, ts, vs, n, !range_hand && p->opt.second_chance);
+		n = victims_scan_written(p, ts, vs, n, chance);
 		scan_took(p, ufp_now_ns() - t0);
 	}
 	return n;
@@ -463,7 +464,8 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 
 /* Evict one batch with staging set `set`. Returns pages evicted. */
 static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
-			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end)
+			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end,
+			    bool chance)
 {
 	struct victim vs[UFP_STAGING_BATCH];
 	const void *pages[UFP_STAGING_BATCH];
@@ -475,7 +477,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 
 	if (max > UFP_STAGING_BATCH)
 		max = UFP_STAGING_BATCH;
-	n = claim_victims(p, ts, vs, max, &fl, wrapped, range_hand, range_end);
+	n = claim_victims(p, ts, vs, max, &fl, wrapped, range_hand, range_end, chance);
 	/*
 	 * Take the pages away: after the move the arena page is missing. One
 	 * UFFDIO_MOVE per run of consecutive victims: each call ends in one
@@ -652,7 +654,16 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 	while (got < want && wraps < 3 && !atomic_load(&p->reclaim.paused) &&
 	       !atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed)) {
 		bool wrapped = false;
-		unsigned n = evict_batch(p, ts, ctx, set, &wrapped, NULL, 0);
+		/*
+		 * The second chance (a reference or a write since the last
+		 * look) for one lap of the hand per eviction, not more: when
+		 * every page is written within a lap (two threads writing at
+		 * random over 4x the budget) every victim was given back,
+		 * three laps found nothing, and faults stopped waiting for
+		 * reclaim: nothing was evicted at all (test_writer).
+		 */
+		bool chance = p->opt.second_chance && !wraps;
+		unsigned n = evict_batch(p, ts, ctx, set, &wrapped, NULL, 0, chance);
 
 		got += n;
 		if (n)   /* relaxed: a progress count for throttled faults */
@@ -781,11 +792,24 @@ static void resident_est_sub(struct ufp_pager *p, uint64_t n)
 
 static void throttle_account(struct ufp_pager *p, struct ufp_tstats *ts)
 {
-	int64_t now, d;
+	int64_t now, d, mark;
 
-	if (ts->shared)
-		return;      /* the fallback block is everyone's: no mark to keep */
 	now = atomic_load_explicit(&ts->c[UFP_C_resident_pages], memory_order_relaxed);
+	if (ts->shared) {
+		/* the fallback block (threads that never called into the
+		 * library fault through it in SIGBUS delivery) is everyone's:
+		 * its mark is the pager's, taken by CAS. Without this their
+		 * installs were never counted and faults ran to 3x the budget.
+		 * relaxed: an estimate */
+		mark = atomic_load_explicit(&p->reclaim.shared_mark, memory_order_relaxed);
+		d = now - mark;
+		if ((d >= THROTTLE_STEP || d < 0) &&
+		    atomic_compare_exchange_strong_explicit(&p->reclaim.shared_mark, &mark, now,
+				memory_order_relaxed, memory_order_relaxed) && d > 0)
+			atomic_fetch_add_explicit(&p->reclaim.resident_est, (uint64_t)d,
+						  memory_order_relaxed);
+		return;
+	}
 	d = now - ts->throttle_mark;
 	if (d >= THROTTLE_STEP) {
 		/* relaxed: an estimate, overwritten by the reclaim thread */
@@ -881,7 +905,8 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 			evict_exit(p);
 			evict_enter_wait(p);
 		}
-		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e);
+		/* no second chance: the caller asked for these pages */
+		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e, false);
 	}
 	evict_exit(p);
 	atomic_store_explicit(&p->reclaim.staging_busy[set], false, memory_order_release);

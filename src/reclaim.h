@@ -32,6 +32,7 @@ struct pager_reclaim {
 	_Atomic int swap_full_err;      /* errno of the last failed store (a hint) */
 	_Atomic uint64_t stuck_until;   /* ns: sweeps found nothing evictable */
 	_Atomic uint64_t progress;      /* eviction batches that freed pages */
+	_Atomic int64_t shared_mark;    /* throttle accounting of the shared stats block */
 	_Atomic uint64_t scan_off_until; /* ns: dirty scans paused after a stall */
 	_Atomic uint64_t scan_pauses;   /* times a scan stalled (tests, diagnostics) */
 	_Atomic uintptr_t clock_hand;
