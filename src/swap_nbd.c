@@ -1,0 +1,987 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * swap_nbd.c - the swap store's slots on a Network Block Device export,
+ * through libnbd's asynchronous API: the URI, the pool of connections,
+ * the one loop that drives them, reconnection, and each context's
+ * requests. Takes the place of swap_file.c's file and rings when the swap
+ * location is an NBD URI (nbd://host[:port]/export,
+ * nbd+unix:///export?socket=PATH); slots, checksums, the lz4 tier and
+ * same-filled pages stay as they are (swap_backend.c), so only pages
+ * that leave RAM cross the network.
+ *
+ * Why a loop thread: swb_load runs in the SIGBUS handler (self-paging),
+ * where libnbd cannot (it takes pthread mutexes and allocates per
+ * command). A context therefore never calls libnbd: it queues its
+ * requests on a lock-free stack, wakes the loop (eventfd) only when the
+ * loop sleeps, and waits on a futex word -- async-signal-safe. One loop
+ * thread (swnbd_run, started by the pager as the "swap I/O" service
+ * thread under its own seccomp filter) owns every libnbd handle: it
+ * issues nbd_aio_pread/pwrite/trim with completion callbacks and polls
+ * the connections' sockets (nbd_aio_get_direction, nbd_aio_notify_read /
+ * write): any number of requests in flight, no thread per request.
+ *
+ * Connections: `connections` (default 4) to the same export, each
+ * cluster of slots always on the same connection (cluster % n), so a
+ * read never overtakes the write it depends on even on a server that
+ * does not promise consistency across connections (multi-conn).
+ * Contiguous slots of one batch go in one request.
+ *
+ * Faults: a connection that dies (EOF, error, a request stuck past its
+ * deadline) is closed; every request it had in flight goes back to the
+ * queue and is sent again on the new connection, which the loop opens
+ * with backoff (5 ms doubling to 500 ms) from the address resolved at
+ * create time (no name lookup, no file opened in the loop: the sandbox
+ * allows socket/connect and the socket calls only). Writes give up after
+ * NBD_WRITE_DEADLINE_NS (the store fails: eviction puts the page back),
+ * at once while the server is known to be away; reads after
+ * NBD_READ_DEADLINE_NS (the page is poisoned: SIGBUS, never wrong data).
+ * A late duplicate of a retried write or trim that the old connection
+ * had already sent cannot give wrong data either: every slot's checksum
+ * is verified on load.
+ *
+ * Concurrency: open/close, ctx init/fini, trim and corrupt run in normal
+ * context; prep/wait are async-signal-safe (atomics, eventfd write,
+ * futex) on a context the caller holds alone; swnbd_run is the loop
+ * thread. The loop alone touches connections and the private request
+ * lists.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libnbd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <urcu/compiler.h>
+
+#include "swap_internal.h"
+#include "base.h"
+#include "futex.h"
+
+#define NBD_MAX_CONNS 16
+#define NBD_DEF_CONNS 4
+#define NBD_MIN_EXPORT (1ull << 20)             /* the swap_size option's minimum */
+#define NBD_WRITE_DEADLINE_NS 5000000000ull
+#define NBD_READ_DEADLINE_NS 20000000000ull
+#define NBD_TRIM_DEADLINE_NS 2000000000ull
+#define NBD_CONNECT_TIMEOUT_MS 5000
+#define NBD_BACKOFF_MIN_NS 5000000ull
+#define NBD_BACKOFF_MAX_NS 500000000ull
+
+enum { NR_READ, NR_WRITE, NR_TRIM };
+
+/* A request: written by its owner before the push, then by the loop
+ * alone until it completes it (the release decrement of *pending); the
+ * owner reads res after its acquire load sees the count reach 0. */
+struct nbd_req {
+	struct cds_lfs_node node;       /* on nbdq.submit */
+	struct nbd_req *next;           /* the loop's lists */
+	uint64_t off, len;
+	void *buf;
+	_Atomic uint32_t *pending;      /* owner's count: last one wakes it */
+	uint64_t deadline;              /* set by the loop when it first sees it */
+	int res;                        /* 0 or -errno when complete */
+	int cb_err;                     /* libnbd's completion callback */
+	bool cb_done;
+	uint8_t op;
+	uint16_t k0;                    /* first bounce page (reads: tags) */
+	uint32_t conn;
+};
+
+enum { CN_DOWN, CN_CONNECTING, CN_READY };
+
+struct nbd_conn {
+	struct nbd_handle *h;
+	int state;
+	uint64_t next_try, backoff;
+	uint64_t since;                 /* CONNECTING: when it began */
+	struct nbd_req *inflight;       /* issued on h, loop only */
+};
+
+struct nbdq {
+	/* the URI, resolved at create */
+	char *uri, *export;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	int family;
+	unsigned nconn;
+	uint64_t size;
+	bool can_trim;
+	/* the loop */
+	int kick_fd;                    /* eventfd: wakes the loop */
+	_Atomic bool sleeping;          /* the loop is (about to be) in ppoll */
+	_Atomic bool stop;
+	_Atomic bool running;
+	struct __cds_lfs_stack submit;
+	_Atomic unsigned long submit_sync;    /* TSan only: see tsan_release */
+	struct nbd_req *pending, *pending_tail;   /* loop only */
+	struct nbd_conn conn[NBD_MAX_CONNS];
+	/* state others read (relaxed: gauges and counters, one writer) */
+	_Atomic uint32_t ready;         /* connections ready */
+	_Atomic bool down;              /* no connection and reconnecting fails */
+	_Atomic uint64_t down_since, reconnects, retries, errors;
+	pthread_mutex_t err_lock;       /* last_err; normal context only */
+	char last_err[200];
+	/* synchronous requests of normal context (trim, corrupt) */
+	pthread_mutex_t sync_lock;
+};
+
+/* ======================================================================
+ * The URI (normal context).
+ * ====================================================================== */
+
+static int hexval(int c)
+{
+	return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
+}
+
+/* Percent-decode [s, s+n) into a new string; NULL on a bad escape. */
+static char *uri_decode(const char *s, size_t n)
+{
+	char *o = malloc(n + 1), *d = o;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			*d++ = s[i];
+			continue;
+		}
+		if (i + 2 >= n) {          /* "%X" or "%" at the end */
+			free(o);
+			return NULL;
+		}
+		int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
+
+		if (a < 0 || b < 0) {
+			free(o);
+			return NULL;
+		}
+		*d++ = (char)(a * 16 + b);
+		i += 2;
+	}
+	*d = 0;
+	return o;
+}
+
+bool swnbd_is_uri(const char *where)
+{
+	return where && !strncmp(where, "nbd", 3) && strstr(where, "://") &&
+	       (size_t)(strstr(where, "://") - where) < 16;
+}
+
+#define URI_ERR(...) ufp_error(-EINVAL, SWB_ERR __VA_ARGS__)
+#define URI_FORMS "nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"
+
+/* Parse the query: socket=PATH, connections=N. */
+static int uri_query(struct nbdq *q, const char *qs, char **sock)
+{
+	while (qs && *qs) {
+		const char *amp = strchr(qs, '&'), *end = amp ? amp : qs + strlen(qs);
+		const char *eq = memchr(qs, '=', (size_t)(end - qs));
+		char *v;
+
+		if (!eq)
+			return URI_ERR("NBD URI %s: query parameter without a value", q->uri);
+		v = uri_decode(eq + 1, (size_t)(end - eq - 1));
+		if (!v)
+			return URI_ERR("NBD URI %s: bad %%-escape", q->uri);
+		if ((size_t)(eq - qs) == 6 && !strncmp(qs, "socket", 6)) {
+			free(*sock);
+			*sock = v;
+		} else if ((size_t)(eq - qs) == 11 && !strncmp(qs, "connections", 11)) {
+			char *e;
+			unsigned long n = strtoul(v, &e, 10);
+
+			if (!*v || *e || n < 1 || n > NBD_MAX_CONNS) {
+				free(v);
+				return URI_ERR("NBD URI %s: connections must be 1..%d", q->uri,
+					       NBD_MAX_CONNS);
+			}
+			q->nconn = (unsigned)n;
+			free(v);
+		} else {
+			free(v);
+			return URI_ERR("NBD URI %s: unknown query parameter '%.*s' (known: "
+				       "socket, connections)", q->uri, (int)(eq - qs), qs);
+		}
+		qs = amp ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+/* Resolve the URI into q->sa and q->export. */
+static int uri_parse(struct nbdq *q)
+{
+	const char *u = q->uri, *rest, *slash, *qm, *auth_end;
+	char *sock = NULL, host[256], port[16] = "10809";
+	bool unix_ = false;
+	int err;
+
+	if (!strncmp(u, "nbd://", 6))
+		rest = u + 6;
+	else if (!strncmp(u, "nbd+unix://", 11)) {
+		rest = u + 11;
+		unix_ = true;
+	} else if (!strncmp(u, "nbds", 4) || !strncmp(u, "nbd+vsock", 9))
+		return URI_ERR("NBD URI %s: TLS (nbds) and vsock are not supported; use "
+			       URI_FORMS, u);
+	else
+		return URI_ERR("not an NBD URI: %s (expected " URI_FORMS ")", u);
+	qm = strchr(rest, '?');
+	slash = strchr(rest, '/');
+	if (slash && qm && slash > qm)
+		slash = NULL;
+	auth_end = slash ? slash : qm ? qm : rest + strlen(rest);
+	q->export = slash ? uri_decode(slash + 1, (size_t)((qm ? qm : slash + strlen(slash)) -
+							   (slash + 1)))
+			  : strdup("");
+	if (!q->export)
+		return URI_ERR("NBD URI %s: bad %%-escape in the export name", u);
+	err = uri_query(q, qm ? qm + 1 : NULL, &sock);
+	if (err)
+		goto out;
+	if (unix_) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&q->sa;
+
+		if (auth_end != rest) {
+			err = URI_ERR("NBD URI %s: nbd+unix takes no host (nbd+unix:///EXPORT?"
+				      "socket=PATH)", u);
+			goto out;
+		}
+		if (!sock || !*sock) {
+			err = URI_ERR("NBD URI %s: nbd+unix needs ?socket=PATH", u);
+			goto out;
+		}
+		if (strlen(sock) >= sizeof(sun->sun_path)) {
+			err = URI_ERR("NBD URI %s: socket path longer than %zu bytes", u,
+				      sizeof(sun->sun_path) - 1);
+			goto out;
+		}
+		sun->sun_family = AF_UNIX;
+		strcpy(sun->sun_path, sock);
+		q->salen = sizeof(*sun);
+		q->family = AF_UNIX;
+		goto out;
+	}
+	if (sock) {
+		err = URI_ERR("NBD URI %s: socket= belongs to nbd+unix://", u);
+		goto out;
+	}
+	/* host, [v6] or name, then :port */
+	const char *h = rest, *he, *pc;
+
+	if (*h == '[') {
+		he = memchr(h, ']', (size_t)(auth_end - h));
+		if (!he) {
+			err = URI_ERR("NBD URI %s: unclosed [ in the host", u);
+			goto out;
+		}
+		pc = he + 1 < auth_end && he[1] == ':' ? he + 1 : NULL;
+		h++;
+	} else {
+		pc = memchr(h, ':', (size_t)(auth_end - h));
+		he = pc ? pc : auth_end;
+	}
+	if (he == h || (size_t)(he - h) >= sizeof(host)) {
+		err = URI_ERR("NBD URI %s: no host (" URI_FORMS ")", u);
+		goto out;
+	}
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = 0;
+	if (pc) {
+		size_t pl = (size_t)(auth_end - pc - 1);
+
+		if (!pl || pl >= sizeof(port) || strspn(pc + 1, "0123456789") < pl) {
+			err = URI_ERR("NBD URI %s: bad port", u);
+			goto out;
+		}
+		memcpy(port, pc + 1, pl);
+		port[pl] = 0;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	int g = getaddrinfo(host, port, &hints, &ai);
+
+	if (g) {
+		err = ufp_error(g == EAI_NONAME ? -ENOENT : -EHOSTUNREACH,
+				SWB_ERR "NBD URI %s: cannot resolve %s: %s", u, host,
+				gai_strerror(g));
+		goto out;
+	}
+	memcpy(&q->sa, ai->ai_addr, ai->ai_addrlen);
+	q->salen = ai->ai_addrlen;
+	q->family = ai->ai_family;
+	freeaddrinfo(ai);
+out:
+	free(sock);
+	return err;
+}
+
+/* ======================================================================
+ * Connections.
+ * ====================================================================== */
+
+static void nbd_say(struct nbdq *q, const char *what, int err, const char *detail)
+{
+	pthread_mutex_lock(&q->err_lock);
+	snprintf(q->last_err, sizeof(q->last_err), "%s: %s%s%s", what, strerror(err),
+		 detail ? " -- " : "", detail ? detail : "");
+	pthread_mutex_unlock(&q->err_lock);
+}
+
+/* Start connecting c (loop or create). 0, or -errno with the reason said. */
+static int conn_start(struct nbdq *q, struct nbd_conn *c)
+{
+	c->h = nbd_create();
+	if (!c->h)
+		return -ENOMEM;
+	if (nbd_set_export_name(c->h, q->export) == -1 ||
+	    nbd_aio_connect(c->h, (const struct sockaddr *)&q->sa, q->salen) == -1) {
+		int err = nbd_get_errno() ?: EIO;
+
+		nbd_say(q, "connect", err, nbd_get_error());
+		nbd_close(c->h);
+		c->h = NULL;
+		return -err;
+	}
+	c->state = CN_CONNECTING;
+	c->since = ufp_now_ns();
+	return 0;
+}
+
+/* Create time: connect c and wait for the handshake. */
+static int conn_open_sync(struct nbdq *q, struct nbd_conn *c)
+{
+	uint64_t t0 = ufp_now_ns();
+	int err = conn_start(q, c);
+
+	while (!err && nbd_aio_is_connecting(c->h)) {
+		int64_t left = NBD_CONNECT_TIMEOUT_MS - (int64_t)((ufp_now_ns() - t0) / 1000000);
+
+		if (left <= 0) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (nbd_poll(c->h, (int)left) == -1)
+			err = -(nbd_get_errno() ?: EIO);
+	}
+	if (!err && !nbd_aio_is_ready(c->h))
+		err = -(nbd_get_errno() ?: ECONNREFUSED);
+	if (err) {
+		const char *d = nbd_get_error();
+
+		if (c->h) {
+			nbd_say(q, "connect", -err, d);
+			nbd_close(c->h);
+		}
+		c->h = NULL;
+		c->state = CN_DOWN;
+		return err;
+	}
+	c->state = CN_READY;
+	return 0;
+}
+
+/* ======================================================================
+ * The loop (the swap I/O thread only).
+ * ====================================================================== */
+
+static int nbd_done_cb(void *ud, int *error)
+{
+	struct nbd_req *r = ud;
+
+	r->cb_err = *error;
+	r->cb_done = true;
+	return 1;            /* retire the command: we keep our own state */
+}
+
+/* Hand r back to its owner; r is not touched after this. */
+static void req_complete(struct nbdq *q, struct nbd_req *r, int res)
+{
+	_Atomic uint32_t *pend = r->pending;
+
+	if (res)
+		atomic_fetch_add_explicit(&q->errors, 1, memory_order_relaxed);
+	r->res = res;
+	/* release: pairs with the owner's acquire load of the count; the last
+	 * one wakes it */
+	if (atomic_fetch_sub_explicit(pend, 1, memory_order_release) == 1)
+		futex_wake(pend, 1);
+}
+
+static void pending_add(struct nbdq *q, struct nbd_req *r)
+{
+	r->next = NULL;
+	if (q->pending_tail)
+		q->pending_tail->next = r;
+	else
+		q->pending = r;
+	q->pending_tail = r;
+}
+
+/* The next attempt: 5 ms after a drop, doubling to 500 ms. */
+static void conn_backoff(struct nbd_conn *c, uint64_t now)
+{
+	c->backoff = !c->backoff ? NBD_BACKOFF_MIN_NS : c->backoff * 2 > NBD_BACKOFF_MAX_NS ?
+		     NBD_BACKOFF_MAX_NS : c->backoff * 2;
+	c->next_try = now + c->backoff;
+}
+
+static void conn_fail(struct nbdq *q, struct nbd_conn *c, const char *why)
+{
+	struct nbd_req *r, *nx;
+	int err = nbd_get_errno() ?: ECONNRESET;
+
+	if (c->state == CN_READY)
+		atomic_fetch_sub_explicit(&q->ready, 1, memory_order_relaxed);
+	nbd_say(q, why, err, c->h ? nbd_get_error() : NULL);
+	ufp_log("ufpager: swap: NBD connection %u to %s: %s (%s); reconnecting\n",
+		(unsigned)(c - q->conn), q->uri, why, strerror(err));
+	/* everything it had in flight is sent again on the next connection */
+	for (r = c->inflight; r; r = nx) {
+		nx = r->next;
+		atomic_fetch_add_explicit(&q->retries, 1, memory_order_relaxed);
+		pending_add(q, r);
+	}
+	c->inflight = NULL;
+	if (c->h)
+		nbd_close(c->h);    /* no callback of ours runs after this */
+	c->h = NULL;
+	c->state = CN_DOWN;
+	conn_backoff(c, ufp_now_ns());
+	if (!atomic_load_explicit(&q->ready, memory_order_relaxed) &&
+	    !atomic_load_explicit(&q->down_since, memory_order_relaxed))
+		atomic_store_explicit(&q->down_since, ufp_now_ns(), memory_order_relaxed);
+}
+
+static void conn_up(struct nbdq *q, struct nbd_conn *c)
+{
+	c->state = CN_READY;
+	c->backoff = 0;
+	atomic_fetch_add_explicit(&q->ready, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->reconnects, 1, memory_order_relaxed);
+	atomic_store_explicit(&q->down, false, memory_order_relaxed);
+	atomic_store_explicit(&q->down_since, 0, memory_order_relaxed);
+}
+
+/* Issue r on its connection: true when it is in flight. */
+static bool req_issue(struct nbdq *q, struct nbd_req *r)
+{
+	struct nbd_conn *c = &q->conn[r->conn];
+	nbd_completion_callback cb = { .callback = nbd_done_cb, .user_data = r };
+	int64_t ck;
+
+	r->cb_done = false;
+	r->cb_err = 0;
+	if (r->op == NR_READ)
+		ck = nbd_aio_pread(c->h, r->buf, r->len, r->off, cb, 0);
+	else if (r->op == NR_WRITE)
+		ck = nbd_aio_pwrite(c->h, r->buf, r->len, r->off, cb, 0);
+	else
+		ck = nbd_aio_trim(c->h, r->len, r->off, cb, 0);
+	if (ck == -1) {
+		conn_fail(q, c, r->op == NR_READ ? "read" : r->op == NR_WRITE ? "write" : "trim");
+		return false;       /* back on pending (conn_fail does not see r) */
+	}
+	r->next = c->inflight;
+	c->inflight = r;
+	return true;
+}
+
+/* New requests from the contexts, in the order they were pushed. */
+static void take_submitted(struct nbdq *q, uint64_t now)
+{
+	struct cds_lfs_head *head = __cds_lfs_pop_all(&q->submit);
+	struct cds_lfs_node *n, *nx;
+	struct nbd_req *rev = NULL;
+
+	tsan_acquire(&q->submit_sync);
+	if (!head)
+		return;
+	for (n = &head->node; n; n = nx) {
+		struct nbd_req *r = caa_container_of(n, struct nbd_req, node);
+
+		nx = n->next;
+		r->next = rev;
+		rev = r;
+	}
+	while (rev) {
+		struct nbd_req *r = rev;
+		bool away = atomic_load_explicit(&q->down, memory_order_relaxed);
+
+		rev = r->next;
+		/* the server is away: a write or trim fails at once (the page
+		 * stays resident), a read waits for it */
+		if (away && r->op != NR_READ) {
+			req_complete(q, r, -ENOTCONN);
+			continue;
+		}
+		r->deadline = now + (r->op == NR_READ ? NBD_READ_DEADLINE_NS : r->op == NR_WRITE ?
+				     NBD_WRITE_DEADLINE_NS : NBD_TRIM_DEADLINE_NS);
+		pending_add(q, r);
+	}
+}
+
+/* Send what can be sent; fail what waited past its deadline. */
+static void dispatch(struct nbdq *q, uint64_t now)
+{
+	struct nbd_req *r = q->pending, *keep = NULL, *tail = NULL;
+
+	q->pending = q->pending_tail = NULL;
+	while (r) {
+		struct nbd_req *nx = r->next;
+
+		if (now > r->deadline)
+			req_complete(q, r, r->op == NR_READ ? -EIO : -ENOTCONN);
+		else if (q->conn[r->conn].state == CN_READY && req_issue(q, r))
+			;
+		else {
+			r->next = NULL;
+			if (tail)
+				tail->next = r;
+			else
+				keep = r;
+			tail = r;
+		}
+		r = nx;
+	}
+	/* conn_fail in req_issue may have queued others meanwhile */
+	if (tail) {
+		tail->next = q->pending;
+		if (!q->pending)
+			q->pending_tail = tail;
+		q->pending = keep;
+	}
+}
+
+/* Completed requests of c: done, or sent again after a transport error. */
+static void reap(struct nbdq *q, struct nbd_conn *c, uint64_t now)
+{
+	struct nbd_req **pp = &c->inflight, *r;
+	bool stuck = false;
+
+	while ((r = *pp)) {
+		if (!r->cb_done) {
+			stuck |= now > r->deadline;
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (!r->cb_err)
+			req_complete(q, r, 0);
+		else if (r->op == NR_READ && r->cb_err != ENOTCONN && r->cb_err != ESHUTDOWN &&
+			 r->cb_err != ECONNRESET && r->cb_err != EPIPE)
+			req_complete(q, r, -EIO);          /* the server said no: poison */
+		else if (r->cb_err == ENOTCONN || r->cb_err == ESHUTDOWN ||
+			 r->cb_err == ECONNRESET || r->cb_err == EPIPE) {
+			atomic_fetch_add_explicit(&q->retries, 1, memory_order_relaxed);
+			pending_add(q, r);
+		} else
+			req_complete(q, r, -r->cb_err);
+	}
+	/* a request past its deadline on a live socket: the server hangs;
+	 * start over on a new connection (the requests go back to pending) */
+	if (stuck)
+		conn_fail(q, c, "request timed out");
+}
+
+static void reconnect(struct nbdq *q, uint64_t now)
+{
+	for (unsigned i = 0; i < q->nconn; i++) {
+		struct nbd_conn *c = &q->conn[i];
+
+		if (c->state == CN_DOWN && now >= c->next_try && conn_start(q, c))
+			conn_backoff(c, now);
+		if (c->state == CN_CONNECTING && now - c->since > NBD_CONNECT_TIMEOUT_MS * 1000000ull)
+			conn_fail(q, c, "connect timed out");
+	}
+	/* the server is away: every connection down, and one full backoff
+	 * round failed (the first reconnect attempt after a drop usually
+	 * finds a restarted server) */
+	uint64_t since = atomic_load_explicit(&q->down_since, memory_order_relaxed);
+
+	if (since && now - since > 200000000ull)
+		atomic_store_explicit(&q->down, true, memory_order_relaxed);
+}
+
+void swnbd_run(struct nbdq *q)
+{
+	struct pollfd pf[NBD_MAX_CONNS + 1];
+	unsigned idx[NBD_MAX_CONNS + 1];
+
+	atomic_store_explicit(&q->running, true, memory_order_relaxed);
+	/* acquire: pairs with the release store in swnbd_stop */
+	while (!atomic_load_explicit(&q->stop, memory_order_acquire)) {
+		uint64_t now = ufp_now_ns(), wake = now + 100000000ull;
+		unsigned n = 0;
+		uint64_t v;
+
+		reconnect(q, now);
+		take_submitted(q, now);
+		dispatch(q, now);
+		pf[n].fd = q->kick_fd;
+		pf[n].events = POLLIN;
+		idx[n++] = UINT32_MAX;
+		for (unsigned i = 0; i < q->nconn; i++) {
+			struct nbd_conn *c = &q->conn[i];
+			unsigned dir;
+
+			if (c->state == CN_DOWN) {
+				if (c->next_try < wake)
+					wake = c->next_try;
+				continue;
+			}
+			dir = nbd_aio_get_direction(c->h);
+			pf[n].fd = nbd_aio_get_fd(c->h);
+			pf[n].events = (short)((dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+					       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0));
+			if (pf[n].fd < 0)
+				continue;
+			idx[n++] = i;
+		}
+		for (struct nbd_req *r = q->pending; r; r = r->next)
+			if (r->deadline < wake)
+				wake = r->deadline;
+		/* seq_cst store then load: pairs with swnbd_submit's push then
+		 * load of sleeping (either it sees us asleep and kicks, or we
+		 * see its request) */
+		for (unsigned j = 0; j < n; j++)
+			pf[j].revents = 0;      /* poll skipped: nothing to notify */
+		atomic_store(&q->sleeping, true);
+		if (cds_lfs_empty(&q->submit)) {
+			int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+
+			if (poll(pf, n, ms) < 0 && errno != EINTR)
+				usleep(1000);
+		}
+		atomic_store(&q->sleeping, false);
+		if (pf[0].revents & POLLIN && read(q->kick_fd, &v, sizeof(v)) < 0) {
+			/* EAGAIN: someone else drained it */
+		}
+		now = ufp_now_ns();
+		for (unsigned j = 1; j < n; j++) {
+			struct nbd_conn *c = &q->conn[idx[j]];
+			bool was_connecting = c->state == CN_CONNECTING;
+
+			if (pf[j].revents & (POLLIN | POLLHUP | POLLERR))
+				nbd_aio_notify_read(c->h);
+			if (pf[j].revents & POLLOUT && c->h && !nbd_aio_is_dead(c->h))
+				nbd_aio_notify_write(c->h);
+			if (nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h)) {
+				reap(q, c, now);       /* what finished before it died */
+				conn_fail(q, c, was_connecting ? "connect" : "connection lost");
+				continue;
+			}
+			if (was_connecting && nbd_aio_is_ready(c->h))
+				conn_up(q, c);
+		}
+		for (unsigned i = 0; i < q->nconn; i++)
+			if (q->conn[i].state == CN_READY)
+				reap(q, &q->conn[i], now);
+	}
+	/* stopping: nobody submits any more (the pager stopped its users);
+	 * anything left fails */
+	take_submitted(q, ufp_now_ns());
+	for (struct nbd_req *r = q->pending, *nx; r; r = nx) {
+		nx = r->next;
+		req_complete(q, r, -ESHUTDOWN);
+	}
+	q->pending = q->pending_tail = NULL;
+	atomic_store_explicit(&q->running, false, memory_order_relaxed);
+}
+
+void swnbd_stop(struct nbdq *q)
+{
+	uint64_t one = 1;
+
+	/* release: pairs with the loop's acquire load */
+	atomic_store_explicit(&q->stop, true, memory_order_release);
+	if (write(q->kick_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the loop is awake anyway */
+	}
+}
+
+int swnbd_kick_fd(struct nbdq *q)
+{
+	return q->kick_fd;
+}
+
+int swnbd_family(struct nbdq *q)
+{
+	return q->family;
+}
+
+/* ======================================================================
+ * Submitting and waiting (async-signal-safe).
+ * ====================================================================== */
+
+/* Queue n requests and wait for all. Returns 0 (results in each res). */
+static void swnbd_submit_wait(struct nbdq *q, struct nbd_req *r, unsigned n,
+			      _Atomic uint32_t *pending)
+{
+	uint64_t one = 1;
+	uint32_t v;
+
+	atomic_store_explicit(pending, n, memory_order_relaxed);
+	for (unsigned i = 0; i < n; i++) {
+		r[i].pending = pending;
+		cds_lfs_node_init(&r[i].node);
+		tsan_release(&q->submit_sync);
+		cds_lfs_push(&q->submit, &r[i].node);
+	}
+	/* seq_cst: pairs with the loop's store of sleeping then empty check */
+	if (atomic_load(&q->sleeping) && write(q->kick_fd, &one, sizeof(one)) < 0) {
+		/* full counter: the loop wakes anyway */
+	}
+	/* acquire: pairs with the release decrement in req_complete */
+	while ((v = atomic_load_explicit(pending, memory_order_acquire)))
+		futex_wait(pending, v, NULL);
+}
+
+static struct nbd_req *ctx_last(struct swb_ctx *c)
+{
+	return c->nreq ? &c->nreqs[c->nreq - 1] : NULL;
+}
+
+/* Add page k at slot to the batch, extending the last request when the
+ * slot and the bounce page follow on, within one cluster. */
+static void swnbd_prep(struct swb_ctx *c, uint8_t op, unsigned k, uint64_t slot)
+{
+	struct nbdq *q = c->s->nbd;
+	struct nbd_req *l = ctx_last(c);
+	uint64_t off = slot * PAGE;
+
+	if (l && l->op == op && l->off + l->len == off && off % CL_BYTES &&
+	    (char *)l->buf + l->len == c->bufs + (size_t)k * PAGE) {
+		l->len += PAGE;
+		return;
+	}
+	l = &c->nreqs[c->nreq++];
+	l->op = op;
+	l->off = off;
+	l->len = PAGE;
+	l->buf = c->bufs + (size_t)k * PAGE;
+	l->k0 = (uint16_t)k;
+	l->conn = (uint32_t)((slot / CL_SLOTS) % q->nconn);
+}
+
+void swnbd_write_prep(struct swb_ctx *c, unsigned k, uint64_t slot)
+{
+	swnbd_prep(c, NR_WRITE, k, slot);
+}
+
+int swnbd_write_wait(struct swb_ctx *c, unsigned n)
+{
+	unsigned nr = c->nreq;
+	int err = 0;
+
+	(void)n;
+	c->nreq = 0;
+	swnbd_submit_wait(c->s->nbd, c->nreqs, nr, &c->npending);
+	for (unsigned i = 0; i < nr; i++)
+		if (c->nreqs[i].res && !err)
+			err = c->nreqs[i].res;
+	return err;
+}
+
+void swnbd_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag)
+{
+	c->ktag[k] = (uint16_t)tag;
+	swnbd_prep(c, NR_READ, k, slot);
+}
+
+int swnbd_read_wait(struct swb_ctx *c, unsigned n, int res[])
+{
+	unsigned nr = c->nreq;
+
+	(void)n;
+	c->nreq = 0;
+	swnbd_submit_wait(c->s->nbd, c->nreqs, nr, &c->npending);
+	for (unsigned i = 0; i < nr; i++) {
+		struct nbd_req *r = &c->nreqs[i];
+
+		for (unsigned j = 0; j < r->len / PAGE; j++)
+			res[c->ktag[r->k0 + j]] = r->res ? r->res : (int)PAGE;
+	}
+	return 0;
+}
+
+/* ======================================================================
+ * Normal context: contexts, trim, corrupt, usage, open and close.
+ * ====================================================================== */
+
+int swnbd_ctx_init(struct swb_ctx *c)
+{
+	c->bufs = mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	c->nreqs = calloc(c->nbufs, sizeof(*c->nreqs));
+	c->ktag = calloc(c->nbufs, sizeof(*c->ktag));
+	if (c->bufs == MAP_FAILED || !c->nreqs || !c->ktag) {
+		if (c->bufs != MAP_FAILED)
+			munmap(c->bufs, (size_t)c->nbufs * PAGE);
+		c->bufs = NULL;
+		free(c->nreqs);
+		free(c->ktag);
+		return ufp_error(-ENOMEM, SWB_ERR "out of memory for a context");
+	}
+	return 0;
+}
+
+void swnbd_ctx_fini(struct swb_ctx *c)
+{
+	munmap(c->bufs, (size_t)c->nbufs * PAGE);
+	c->bufs = NULL;
+	free(c->nreqs);
+	free(c->ktag);
+}
+
+/* One request from normal context, waited for. */
+static int swnbd_sync(struct nbdq *q, uint8_t op, uint64_t off, uint64_t len, void *buf)
+{
+	struct nbd_req r = { .op = op, .off = off, .len = len, .buf = buf,
+			     .conn = (uint32_t)((off / CL_BYTES) % q->nconn) };
+	_Atomic uint32_t pending;
+
+	/* relaxed: a hint; without the loop nothing would complete */
+	if (!atomic_load_explicit(&q->running, memory_order_relaxed))
+		return -ENOTCONN;
+	pthread_mutex_lock(&q->sync_lock);
+	swnbd_submit_wait(q, &r, 1, &pending);
+	pthread_mutex_unlock(&q->sync_lock);
+	return r.res;
+}
+
+int swnbd_cluster_trim(struct nbdq *q, uint32_t k)
+{
+	int err;
+
+	if (!q->can_trim)
+		return 0;
+	err = swnbd_sync(q, NR_TRIM, (uint64_t)k * CL_BYTES, CL_BYTES, NULL);
+	return err ? err : 1;
+}
+
+int swnbd_corrupt(struct nbdq *q, uint64_t slot)
+{
+	void *garbage;
+	int err;
+
+	if (posix_memalign(&garbage, PAGE, PAGE))
+		return -ENOMEM;
+	memset(garbage, 0xa5, PAGE);
+	err = swnbd_sync(q, NR_WRITE, slot * PAGE, PAGE, garbage);
+	free(garbage);
+	return err ? -EIO : 0;
+}
+
+void swnbd_usage(struct nbdq *q, struct swb_usage *u)
+{
+	/* relaxed: gauges and counters */
+	u->net_conns = q->nconn;
+	u->net_ready = atomic_load_explicit(&q->ready, memory_order_relaxed);
+	u->net_down = atomic_load_explicit(&q->down, memory_order_relaxed);
+	u->net_reconnects = atomic_load_explicit(&q->reconnects, memory_order_relaxed);
+	u->net_retries = atomic_load_explicit(&q->retries, memory_order_relaxed);
+	u->net_errors = atomic_load_explicit(&q->errors, memory_order_relaxed);
+}
+
+int swnbd_status(struct nbdq *q, char *buf, size_t len)
+{
+	/* relaxed: gauges */
+	uint64_t since = atomic_load_explicit(&q->down_since, memory_order_relaxed);
+	uint32_t ready = atomic_load_explicit(&q->ready, memory_order_relaxed);
+	char dur[64] = "";
+
+	if (since)
+		snprintf(dur, sizeof(dur), ", unreachable for %.1f s",
+			 (double)(ufp_now_ns() - since) / 1e9);
+	pthread_mutex_lock(&q->err_lock);
+	snprintf(buf, len, "NBD server %s: %u of %u connections up%s%s%s", q->uri, ready,
+		 q->nconn, dur, q->last_err[0] ? "; last error: " : "", q->last_err);
+	pthread_mutex_unlock(&q->err_lock);
+	return since != 0;
+}
+
+void swnbd_close(struct nbdq *q)
+{
+	if (!q)
+		return;
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
+		if (q->conn[i].h) {
+			nbd_shutdown(q->conn[i].h, 0);
+			nbd_close(q->conn[i].h);
+		}
+	if (q->kick_fd >= 0)
+		close(q->kick_fd);
+	pthread_mutex_destroy(&q->err_lock);
+	pthread_mutex_destroy(&q->sync_lock);
+	free(q->uri);
+	free(q->export);
+	free(q);
+}
+
+int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size)
+{
+	struct nbdq *q = calloc(1, sizeof(*q));
+	int err;
+
+	if (!q || !(q->uri = strdup(uri))) {
+		free(q);
+		return ufp_error(-ENOMEM, SWB_ERR "out of memory");
+	}
+	q->kick_fd = -1;
+	q->nconn = NBD_DEF_CONNS;
+	pthread_mutex_init(&q->err_lock, NULL);
+	pthread_mutex_init(&q->sync_lock, NULL);
+	__cds_lfs_init(&q->submit);
+	err = uri_parse(q);
+	if (err)
+		goto fail;
+	q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->kick_fd < 0) {
+		err = ufp_error(-errno, SWB_ERR "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	for (unsigned i = 0; i < q->nconn; i++) {
+		err = conn_open_sync(q, &q->conn[i]);
+		if (err) {
+			err = ufp_error(err, SWB_ERR "cannot connect to the NBD server %s: %s", uri,
+					q->last_err);
+			goto fail;
+		}
+		atomic_fetch_add_explicit(&q->ready, 1, memory_order_relaxed);
+	}
+	int64_t sz = nbd_get_size(q->conn[0].h);
+
+	if (sz < 0) {
+		err = ufp_error(-EIO, SWB_ERR "NBD server %s: no export size: %s", uri,
+				nbd_get_error());
+		goto fail;
+	}
+	if (nbd_is_read_only(q->conn[0].h) == 1) {
+		err = ufp_error(-EROFS, SWB_ERR "NBD export %s is read-only", uri);
+		goto fail;
+	}
+	if ((uint64_t)sz < NBD_MIN_EXPORT) {
+		err = ufp_error(-ENOSPC, SWB_ERR "NBD export %s is too small: %lld bytes (swap "
+				"needs at least %llu)", uri, (long long)sz,
+				(unsigned long long)NBD_MIN_EXPORT);
+		goto fail;
+	}
+	q->size = (uint64_t)sz;
+	q->can_trim = nbd_can_trim(q->conn[0].h) == 1;
+	q->last_err[0] = 0;
+	*size = q->size;
+	*out = q;
+	return 0;
+fail:
+	swnbd_close(q);
+	return err;
+}
