@@ -95,10 +95,13 @@ struct nbd_req {
 	uint32_t conn;
 };
 
-enum { CN_DOWN, CN_CONNECTING, CN_READY };
+/* DOWN -> SOCKET (our non-blocking connect in progress on fd) ->
+ * CONNECTING (libnbd's handshake on h) -> READY; any failure -> DOWN. */
+enum { CN_DOWN, CN_SOCKET, CN_CONNECTING, CN_READY };
 
 struct nbd_conn {
 	struct nbd_handle *h;
+	int fd;                         /* SOCKET only: ours until the handshake */
 	int state;
 	uint64_t next_try, backoff;
 	uint64_t since;                 /* CONNECTING: when it began */
@@ -336,24 +339,91 @@ static void nbd_say(struct nbdq *q, const char *what, int err, const char *detai
 	pthread_mutex_unlock(&q->err_lock);
 }
 
-/* Start connecting c (loop or create). 0, or -errno with the reason said. */
-static int conn_start(struct nbdq *q, struct nbd_conn *c)
+/* The socket is connected: libnbd takes it over for the handshake. */
+static int conn_handshake(struct nbdq *q, struct nbd_conn *c)
 {
+	int fd = c->fd;
+
+	c->fd = -1;
 	c->h = nbd_create();
-	if (!c->h)
+	if (!c->h) {
+		close(fd);
 		return -ENOMEM;
+	}
 	if (nbd_set_export_name(c->h, q->export) == -1 ||
-	    nbd_aio_connect(c->h, (const struct sockaddr *)&q->sa, q->salen) == -1) {
+	    nbd_aio_connect_socket(c->h, fd) == -1) {
 		int err = nbd_get_errno() ?: EIO;
 
-		nbd_say(q, "connect", err, nbd_get_error());
-		nbd_close(c->h);
+		nbd_say(q, "handshake", err, nbd_get_error());
+		nbd_close(c->h);        /* the handle owns fd now */
 		c->h = NULL;
 		return -err;
 	}
 	c->state = CN_CONNECTING;
-	c->since = ufp_now_ns();
 	return 0;
+}
+
+/*
+ * Start connecting c (loop or create): our own non-blocking socket and
+ * connect to the address resolved at create time (so the loop makes no
+ * name lookup, and a refused connect is seen as such: libnbd's own
+ * connect left a refused Unix socket stuck in CONNECT.START), then
+ * libnbd's handshake on it. 0, or -errno with the reason said.
+ */
+static int conn_start(struct nbdq *q, struct nbd_conn *c)
+{
+	int err;
+
+	c->since = ufp_now_ns();
+	c->fd = socket(q->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		err = errno;
+		nbd_say(q, "socket", err, NULL);
+		return -err;
+	}
+	if (connect(c->fd, (const struct sockaddr *)&q->sa, q->salen) == 0)
+		return conn_handshake(q, c);
+	if (errno == EINPROGRESS) {
+		c->state = CN_SOCKET;
+		return 0;
+	}
+	err = errno;
+	nbd_say(q, "connect", err, NULL);
+	close(c->fd);
+	c->fd = -1;
+	return -err;
+}
+
+/* SOCKET and poll said it is writable: connected, or why not. */
+static int conn_socket_done(struct nbdq *q, struct nbd_conn *c)
+{
+	int soerr = 0;
+	socklen_t l = sizeof(soerr);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &l))
+		soerr = errno;
+	if (!soerr)
+		return conn_handshake(q, c);
+	nbd_say(q, "connect", soerr, NULL);
+	close(c->fd);
+	c->fd = -1;
+	return -soerr;
+}
+
+/* Tell libnbd what poll saw on c's socket. An error or hangup goes to
+ * the direction libnbd waits for: a refused non-blocking connect shows
+ * as POLLERR|POLLHUP while libnbd waits to write, and a read there is
+ * "invalid in state CONNECT.START" (no error learnt, the handle stuck);
+ * as a write, libnbd reads SO_ERROR and fails with ECONNREFUSED. */
+static void conn_notify(struct nbd_conn *c, short revents, unsigned dir)
+{
+	bool err = revents & (POLLHUP | POLLERR);
+
+	if ((revents & POLLIN) || (err && (dir & LIBNBD_AIO_DIRECTION_READ)))
+		nbd_aio_notify_read(c->h);
+	if (((revents & POLLOUT) || (err && (dir & LIBNBD_AIO_DIRECTION_WRITE))) &&
+	    !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h))
+		nbd_aio_notify_write(c->h);
 }
 
 /* Create time: connect c and wait for the handshake. */
@@ -362,25 +432,42 @@ static int conn_open_sync(struct nbdq *q, struct nbd_conn *c)
 	uint64_t t0 = ufp_now_ns();
 	int err = conn_start(q, c);
 
-	while (!err && nbd_aio_is_connecting(c->h)) {
+	while (!err && (c->state == CN_SOCKET || nbd_aio_is_connecting(c->h))) {
 		int64_t left = NBD_CONNECT_TIMEOUT_MS - (int64_t)((ufp_now_ns() - t0) / 1000000);
+		unsigned dir = c->state == CN_SOCKET ? LIBNBD_AIO_DIRECTION_WRITE :
+			       nbd_aio_get_direction(c->h);
+		struct pollfd pf = { .fd = c->state == CN_SOCKET ? c->fd : nbd_aio_get_fd(c->h),
+				     .events = (short)(
+			(dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+			(dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0)) };
 
 		if (left <= 0) {
+			nbd_say(q, "connect", ETIMEDOUT, NULL);
 			err = -ETIMEDOUT;
 			break;
 		}
-		if (nbd_poll(c->h, (int)left) == -1)
+		if (pf.fd < 0) {
 			err = -(nbd_get_errno() ?: EIO);
-	}
-	if (!err && !nbd_aio_is_ready(c->h))
-		err = -(nbd_get_errno() ?: ECONNREFUSED);
-	if (err) {
-		const char *d = nbd_get_error();
-
-		if (c->h) {
-			nbd_say(q, "connect", -err, d);
-			nbd_close(c->h);
+			nbd_say(q, "handshake", -err, nbd_get_error());
+			break;
 		}
+		if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
+			err = -errno;
+		else if (pf.revents && c->state == CN_SOCKET)
+			err = conn_socket_done(q, c);
+		else if (pf.revents)
+			conn_notify(c, pf.revents, dir);
+	}
+	if (!err && !nbd_aio_is_ready(c->h)) {
+		err = -(nbd_get_errno() ?: ECONNREFUSED);
+		nbd_say(q, "handshake", -err, nbd_get_error());
+	}
+	if (err) {
+		if (c->fd >= 0)
+			close(c->fd);
+		if (c->h)
+			nbd_close(c->h);
+		c->fd = -1;
 		c->h = NULL;
 		c->state = CN_DOWN;
 		return err;
@@ -441,9 +528,11 @@ static void conn_fail(struct nbdq *q, struct nbd_conn *c, const char *why)
 
 	if (c->state == CN_READY)
 		atomic_fetch_sub_explicit(&q->ready, 1, memory_order_relaxed);
-	nbd_say(q, why, err, c->h ? nbd_get_error() : NULL);
-	ufp_log("ufpager: swap: NBD connection %u to %s: %s (%s); reconnecting\n",
-		(unsigned)(c - q->conn), q->uri, why, strerror(err));
+	if (why) {     /* NULL: the caller said why already */
+		nbd_say(q, why, err, c->h ? nbd_get_error() : NULL);
+		ufp_log("ufpager: swap: NBD connection %u to %s: %s (%s); reconnecting\n",
+			(unsigned)(c - q->conn), q->uri, why, strerror(err));
+	}
 	/* everything it had in flight is sent again on the next connection */
 	for (r = c->inflight; r; r = nx) {
 		nx = r->next;
@@ -453,7 +542,10 @@ static void conn_fail(struct nbdq *q, struct nbd_conn *c, const char *why)
 	c->inflight = NULL;
 	if (c->h)
 		nbd_close(c->h);    /* no callback of ours runs after this */
+	if (c->fd >= 0)
+		close(c->fd);
 	c->h = NULL;
+	c->fd = -1;
 	c->state = CN_DOWN;
 	conn_backoff(c, ufp_now_ns());
 	if (!atomic_load_explicit(&q->ready, memory_order_relaxed) &&
@@ -535,10 +627,12 @@ static void dispatch(struct nbdq *q, uint64_t now)
 	struct nbd_req *r = q->pending, *keep = NULL, *tail = NULL;
 
 	q->pending = q->pending_tail = NULL;
+	bool away = atomic_load_explicit(&q->down, memory_order_relaxed);
+
 	while (r) {
 		struct nbd_req *nx = r->next;
 
-		if (now > r->deadline)
+		if (now > r->deadline || (away && r->op != NR_READ))
 			req_complete(q, r, r->op == NR_READ ? -EIO : -ENOTCONN);
 		else if (q->conn[r->conn].state == CN_READY && req_issue(q, r))
 			;
@@ -562,7 +656,7 @@ static void dispatch(struct nbdq *q, uint64_t now)
 }
 
 /* Completed requests of c: done, or sent again after a transport error. */
-static void reap(struct nbdq *q, struct nbd_conn *c, uint64_t now)
+static void reap(struct nbdq *q, struct nbd_conn *c, uint64_t now, bool dying)
 {
 	struct nbd_req **pp = &c->inflight, *r;
 	bool stuck = false;
@@ -576,15 +670,15 @@ static void reap(struct nbdq *q, struct nbd_conn *c, uint64_t now)
 		*pp = r->next;
 		if (!r->cb_err)
 			req_complete(q, r, 0);
-		else if (r->op == NR_READ && r->cb_err != ENOTCONN && r->cb_err != ESHUTDOWN &&
-			 r->cb_err != ECONNRESET && r->cb_err != EPIPE)
-			req_complete(q, r, -EIO);          /* the server said no: poison */
-		else if (r->cb_err == ENOTCONN || r->cb_err == ESHUTDOWN ||
+		else if (dying || r->cb_err == ENOTCONN || r->cb_err == ESHUTDOWN ||
 			 r->cb_err == ECONNRESET || r->cb_err == EPIPE) {
+			/* the transport failed, not the request: again */
 			atomic_fetch_add_explicit(&q->retries, 1, memory_order_relaxed);
 			pending_add(q, r);
-		} else
-			req_complete(q, r, -r->cb_err);
+		} else {
+			/* the server refused it: a read poisons its pages */
+			req_complete(q, r, r->op == NR_READ ? -EIO : -r->cb_err);
+		}
 	}
 	/* a request past its deadline on a live socket: the server hangs;
 	 * start over on a new connection (the requests go back to pending) */
@@ -599,7 +693,12 @@ static void reconnect(struct nbdq *q, uint64_t now)
 
 		if (c->state == CN_DOWN && now >= c->next_try && conn_start(q, c))
 			conn_backoff(c, now);
-		if (c->state == CN_CONNECTING && now - c->since > NBD_CONNECT_TIMEOUT_MS * 1000000ull)
+		/* libnbd may finish a handshake inside nbd_aio_connect_socket
+		 * (a fast server): no poll event will say so */
+		if (c->state == CN_CONNECTING && nbd_aio_is_ready(c->h))
+			conn_up(q, c);
+		if ((c->state == CN_CONNECTING || c->state == CN_SOCKET) &&
+		    now > c->since && now - c->since > NBD_CONNECT_TIMEOUT_MS * 1000000ull)
 			conn_fail(q, c, "connect timed out");
 	}
 	/* the server is away: every connection down, and one full backoff
@@ -614,7 +713,7 @@ static void reconnect(struct nbdq *q, uint64_t now)
 void swnbd_run(struct nbdq *q)
 {
 	struct pollfd pf[NBD_MAX_CONNS + 1];
-	unsigned idx[NBD_MAX_CONNS + 1];
+	unsigned idx[NBD_MAX_CONNS + 1], dirs[NBD_MAX_CONNS + 1];
 
 	atomic_store_explicit(&q->running, true, memory_order_relaxed);
 	/* acquire: pairs with the release store in swnbd_stop */
@@ -631,19 +730,21 @@ void swnbd_run(struct nbdq *q)
 		idx[n++] = UINT32_MAX;
 		for (unsigned i = 0; i < q->nconn; i++) {
 			struct nbd_conn *c = &q->conn[i];
-			unsigned dir;
 
 			if (c->state == CN_DOWN) {
 				if (c->next_try < wake)
 					wake = c->next_try;
 				continue;
 			}
-			dir = nbd_aio_get_direction(c->h);
-			pf[n].fd = nbd_aio_get_fd(c->h);
-			pf[n].events = (short)((dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
-					       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0));
-			if (pf[n].fd < 0)
+			dirs[n] = c->state == CN_SOCKET ? LIBNBD_AIO_DIRECTION_WRITE :
+				  nbd_aio_get_direction(c->h);
+			pf[n].fd = c->state == CN_SOCKET ? c->fd : nbd_aio_get_fd(c->h);
+			pf[n].events = (short)((dirs[n] & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+					       (dirs[n] & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0));
+			if (pf[n].fd < 0) {
+				conn_fail(q, c, "no socket");
 				continue;
+			}
 			idx[n++] = i;
 		}
 		for (struct nbd_req *r = q->pending; r; r = r->next)
@@ -670,12 +771,17 @@ void swnbd_run(struct nbdq *q)
 			struct nbd_conn *c = &q->conn[idx[j]];
 			bool was_connecting = c->state == CN_CONNECTING;
 
-			if (pf[j].revents & (POLLIN | POLLHUP | POLLERR))
-				nbd_aio_notify_read(c->h);
-			if (pf[j].revents & POLLOUT && c->h && !nbd_aio_is_dead(c->h))
-				nbd_aio_notify_write(c->h);
+			if (c->state == CN_SOCKET) {
+				if (pf[j].revents && conn_socket_done(q, c))
+					conn_fail(q, c, NULL);
+				continue;
+			}
+			if (pf[j].revents)
+				conn_notify(c, pf[j].revents, dirs[j]);
 			if (nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h)) {
-				reap(q, c, now);       /* what finished before it died */
+				/* what it finished before it died is done; what
+				 * failed with it goes again on the next one */
+				reap(q, c, now, true);
 				conn_fail(q, c, was_connecting ? "connect" : "connection lost");
 				continue;
 			}
@@ -684,7 +790,7 @@ void swnbd_run(struct nbdq *q)
 		}
 		for (unsigned i = 0; i < q->nconn; i++)
 			if (q->conn[i].state == CN_READY)
-				reap(q, &q->conn[i], now);
+				reap(q, &q->conn[i], now, false);
 	}
 	/* stopping: nobody submits any more (the pager stopped its users);
 	 * anything left fails */
@@ -938,6 +1044,8 @@ int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size)
 	}
 	q->kick_fd = -1;
 	q->nconn = NBD_DEF_CONNS;
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
+		q->conn[i].fd = -1;
 	pthread_mutex_init(&q->err_lock, NULL);
 	pthread_mutex_init(&q->sync_lock, NULL);
 	__cds_lfs_init(&q->submit);
