@@ -179,6 +179,9 @@ struct swb_usage {
 	 * is unreachable, connections re-established, requests sent again,
 	 * requests that failed */
 	uint64_t net_conns, net_ready, net_down, net_reconnects, net_retries, net_errors;
+	/* NBD readahead: whole clusters read ahead of a sequential stream,
+	 * and pages served from them */
+	uint64_t net_ra_reads, net_ra_hits;
 };
 /* Normal context (takes the context-list lock). */
 void swb_usage(struct swb *s, struct swb_usage *u);

@@ -173,6 +173,9 @@ struct swb_ctx {
 	unsigned nreq;                   /* queued in this batch */
 	_Atomic uint32_t npending;       /* in flight; futex word */
 	uint16_t *ktag;                  /* reads: bounce page -> caller's tag */
+	uint64_t *kslot;                 /* reads: bounce page -> slot */
+	uint16_t *rk;                    /* reads: bounce pages in prep order */
+	unsigned nrk;
 	/* swap_slots.c */
 	uint32_t cl;                     /* owned cluster, UINT32_MAX: none */
 	/* swap_ztier.c */

@@ -26,6 +26,15 @@
  * does not promise consistency across connections (multi-conn).
  * Contiguous slots of one batch go in one request.
  *
+ * Readahead: a load of several pages (the fault path's readahead is on:
+ * the faults are sequential) also reads whole clusters -- the one it is
+ * in and the next NBD_RA_AHEAD -- into a small cache (NBD_RA_ENTRIES
+ * clusters, direct-mapped), asynchronously: the next loads find their
+ * pages there, or wait for a read already in flight, instead of paying
+ * a round trip per 16 pages. A page from the cache is used only when it
+ * matches its slot's checksum (a slot rewritten since the cluster was
+ * read is read again from the server: never stale data, never a poison).
+ *
  * Faults: a connection that dies (EOF, error, a request stuck past its
  * deadline) is closed; every request it had in flight goes back to the
  * queue and is sent again on the new connection, which the loop opens
@@ -60,6 +69,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <urcu/compiler.h>
+#include <xxhash.h>
 
 #include "swap_internal.h"
 #include "base.h"
@@ -77,6 +87,11 @@
 
 enum { NR_READ, NR_WRITE, NR_TRIM };
 
+#define NBD_RA_ENTRIES 16u                      /* clusters cached: 4 MiB */
+#define NBD_RA_AHEAD 3u                         /* clusters read ahead */
+
+struct ra_entry;
+
 /* A request: written by its owner before the push, then by the loop
  * alone until it completes it (the release decrement of *pending); the
  * owner reads res after its acquire load sees the count reach 0. */
@@ -86,6 +101,7 @@ struct nbd_req {
 	uint64_t off, len;
 	void *buf;
 	_Atomic uint32_t *pending;      /* owner's count: last one wakes it */
+	struct ra_entry *ra;            /* a readahead read (no owner waits) */
 	uint64_t deadline;              /* set by the loop when it first sees it */
 	int res;                        /* 0 or -errno when complete */
 	int cb_err;                     /* libnbd's completion callback */
@@ -98,6 +114,28 @@ struct nbd_req {
 /* DOWN -> SOCKET (our non-blocking connect in progress on fd) ->
  * CONNECTING (libnbd's handshake on h) -> READY; any failure -> DOWN. */
 enum { CN_DOWN, CN_SOCKET, CN_CONNECTING, CN_READY };
+
+/*
+ * A readahead cluster. ctl = gen << 16 | refs << 2 | state: FREE ->
+ * CLAIMED (by one context, which writes key and req) -> LOADING (the loop
+ * owns buf) -> READY (readers take a ref to copy; a refill needs refs 0)
+ * -> CLAIMED again for another cluster, or FREE (dropped, failed). Every
+ * claim bumps gen. key (cluster + 1) is written while CLAIMED and read
+ * after an acquire load that saw LOADING or READY.
+ */
+enum { RA_FREE, RA_CLAIMED, RA_LOADING, RA_READY };
+#define RA_STATE(v) ((v) & 3u)
+#define RA_REFS(v) (((v) >> 2) & 0x3fffu)
+#define RA_REF 4u
+#define RA_GEN(v) ((v) >> 16)
+#define RA_CTL(gen, st) (((uint32_t)(gen) << 16) | (st))
+
+struct ra_entry {
+	_Atomic uint32_t ctl;           /* futex word: waiters for LOADING */
+	_Atomic uint32_t key;
+	char *buf;                      /* CL_BYTES */
+	struct nbd_req req;
+};
 
 struct nbd_conn {
 	struct nbd_handle *h;
@@ -134,6 +172,11 @@ struct nbdq {
 	char last_err[200];
 	/* synchronous requests of normal context (trim, corrupt) */
 	pthread_mutex_t sync_lock;
+	/* readahead */
+	uint64_t nclusters;
+	struct ra_entry ra[NBD_RA_ENTRIES];
+	char *ra_bufs;
+	_Atomic uint64_t ra_reads, ra_hits;
 };
 
 /* ======================================================================
@@ -494,6 +537,17 @@ static void req_complete(struct nbdq *q, struct nbd_req *r, int res)
 {
 	_Atomic uint32_t *pend = r->pending;
 
+	if (r->ra) {
+		struct ra_entry *e = r->ra;
+		uint32_t v = atomic_load_explicit(&e->ctl, memory_order_relaxed);
+
+		/* release: pairs with the acquire of readers that see READY
+		 * (buf filled); a failed read just leaves the cache */
+		atomic_store_explicit(&e->ctl, RA_CTL(RA_GEN(v), res ? RA_FREE : RA_READY),
+				      memory_order_release);
+		futex_wake(&e->ctl, INT32_MAX);
+		return;
+	}
 	if (res)
 		atomic_fetch_add_explicit(&q->errors, 1, memory_order_relaxed);
 	r->res = res;
@@ -828,6 +882,20 @@ int swnbd_family(struct nbdq *q)
  * Submitting and waiting (async-signal-safe).
  * ====================================================================== */
 
+/* Queue r without waiting (a readahead read). */
+static void swnbd_push(struct nbdq *q, struct nbd_req *r)
+{
+	uint64_t one = 1;
+
+	cds_lfs_node_init(&r->node);
+	tsan_release(&q->submit_sync);
+	cds_lfs_push(&q->submit, &r->node);
+	/* seq_cst: pairs with the loop's store of sleeping then empty check */
+	if (atomic_load(&q->sleeping) && write(q->kick_fd, &one, sizeof(one)) < 0) {
+		/* full counter: the loop wakes anyway */
+	}
+}
+
 /* Queue n requests and wait for all. Returns 0 (results in each res). */
 static void swnbd_submit_wait(struct nbdq *q, struct nbd_req *r, unsigned n,
 			      _Atomic uint32_t *pending)
@@ -849,6 +917,90 @@ static void swnbd_submit_wait(struct nbdq *q, struct nbd_req *r, unsigned n,
 	/* acquire: pairs with the release decrement in req_complete */
 	while ((v = atomic_load_explicit(pending, memory_order_acquire)))
 		futex_wait(pending, v, NULL);
+}
+
+/* Start reading cluster k into the cache unless it is there, on its way,
+ * or its entry is busy with another cluster. Async-signal-safe. */
+static void ra_start(struct nbdq *q, uint64_t k)
+{
+	struct ra_entry *e;
+	uint32_t v;
+
+	if (k >= q->nclusters)
+		return;
+	e = &q->ra[k % NBD_RA_ENTRIES];
+	/* acquire: pairs with the release that published key's state */
+	v = atomic_load_explicit(&e->ctl, memory_order_acquire);
+	if ((RA_STATE(v) == RA_LOADING || RA_STATE(v) == RA_READY) &&
+	    atomic_load_explicit(&e->key, memory_order_relaxed) == k + 1)
+		return;
+	if (RA_STATE(v) == RA_LOADING || RA_STATE(v) == RA_CLAIMED || RA_REFS(v))
+		return;
+	/* acquire: pairs with the release of the last reader's unref */
+	if (!atomic_compare_exchange_strong_explicit(&e->ctl, &v,
+			RA_CTL(RA_GEN(v) + 1, RA_CLAIMED), memory_order_acquire,
+			memory_order_relaxed))
+		return;
+	atomic_store_explicit(&e->key, (uint32_t)(k + 1), memory_order_relaxed);
+	e->req = (struct nbd_req){ .op = NR_READ, .off = k * CL_BYTES, .len = CL_BYTES,
+				   .buf = e->buf, .ra = e, .conn = (uint32_t)(k % q->nconn) };
+	/* release: key and req before LOADING (readers, then the loop) */
+	atomic_store_explicit(&e->ctl, RA_CTL(RA_GEN(v) + 1, RA_LOADING), memory_order_release);
+	atomic_fetch_add_explicit(&q->ra_reads, 1, memory_order_relaxed);
+	swnbd_push(q, &e->req);
+}
+
+/* Copy slot's page from the cache into dst if it is there and matches
+ * csum (1), else 0. Waits for a read of its cluster already in flight.
+ * Async-signal-safe. */
+static int ra_get(struct nbdq *q, uint64_t slot, void *dst, uint64_t csum)
+{
+	uint64_t k = slot / CL_SLOTS;
+	struct ra_entry *e = &q->ra[k % NBD_RA_ENTRIES];
+	struct timespec ts = { 0, 20000000 };
+	int hit;
+
+	for (;;) {
+		/* acquire: pairs with the release that made it LOADING / READY */
+		uint32_t v = atomic_load_explicit(&e->ctl, memory_order_acquire);
+
+		if ((RA_STATE(v) != RA_LOADING && RA_STATE(v) != RA_READY) ||
+		    atomic_load_explicit(&e->key, memory_order_relaxed) != k + 1)
+			return 0;
+		if (RA_STATE(v) == RA_LOADING) {
+			futex_wait(&e->ctl, v, &ts);
+			continue;
+		}
+		/* acquire: buf as the loop left it; refs keep a refill out */
+		if (RA_REFS(v) < 0x3fffu &&
+		    atomic_compare_exchange_weak_explicit(&e->ctl, &v, v + RA_REF,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+	}
+	hit = atomic_load_explicit(&e->key, memory_order_relaxed) == k + 1;
+	if (hit) {
+		memcpy(dst, e->buf + (slot % CL_SLOTS) * PAGE, PAGE);
+		hit = XXH3_64bits(dst, PAGE) == csum;   /* rewritten since: read it anew */
+	}
+	/* release: our reads of buf before a refill's claim */
+	atomic_fetch_sub_explicit(&e->ctl, RA_REF, memory_order_release);
+	if (hit)
+		atomic_fetch_add_explicit(&q->ra_hits, 1, memory_order_relaxed);
+	return hit;
+}
+
+/* Forget cluster k (written, trimmed): free its entry if nobody uses it.
+ * A copy that stays has its checksum checked anyway. */
+static void ra_drop(struct nbdq *q, uint64_t k)
+{
+	struct ra_entry *e = &q->ra[k % NBD_RA_ENTRIES];
+	uint32_t v = atomic_load_explicit(&e->ctl, memory_order_relaxed);
+
+	if (RA_STATE(v) == RA_READY && !RA_REFS(v) &&
+	    atomic_load_explicit(&e->key, memory_order_relaxed) == k + 1)
+		/* relaxed: nothing is published with FREE */
+		atomic_compare_exchange_strong_explicit(&e->ctl, &v, RA_CTL(RA_GEN(v) + 1, RA_FREE),
+				memory_order_relaxed, memory_order_relaxed);
 }
 
 static struct nbd_req *ctx_last(struct swb_ctx *c)
@@ -880,6 +1032,7 @@ static void swnbd_prep(struct swb_ctx *c, uint8_t op, unsigned k, uint64_t slot)
 
 void swnbd_write_prep(struct swb_ctx *c, unsigned k, uint64_t slot)
 {
+	ra_drop(c->s->nbd, slot / CL_SLOTS);
 	swnbd_prep(c, NR_WRITE, k, slot);
 }
 
@@ -900,16 +1053,40 @@ int swnbd_write_wait(struct swb_ctx *c, unsigned n)
 void swnbd_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag)
 {
 	c->ktag[k] = (uint16_t)tag;
-	swnbd_prep(c, NR_READ, k, slot);
+	c->kslot[k] = slot;
+	c->rk[c->nrk++] = (uint16_t)k;
 }
 
 int swnbd_read_wait(struct swb_ctx *c, unsigned n, int res[])
 {
-	unsigned nr = c->nreq;
+	struct nbdq *q = c->s->nbd;
+	unsigned nrk = c->nrk, nr;
+	uint64_t last = 0;
 
 	(void)n;
+	c->nrk = 0;
 	c->nreq = 0;
-	swnbd_submit_wait(c->s->nbd, c->nreqs, nr, &c->npending);
+	/* pages the readahead cache has (or is reading), then the rest */
+	for (unsigned i = 0; i < nrk; i++) {
+		unsigned k = c->rk[i];
+		uint64_t slot = c->kslot[k];
+
+		last = slot;
+		if (ra_get(q, slot, c->bufs + (size_t)k * PAGE, c->s->sl.csum[slot]))
+			res[c->ktag[k]] = (int)PAGE;
+		else
+			swnbd_prep(c, NR_READ, k, slot);
+	}
+	/* a sequential stream (the fault path reads ahead): read the rest of
+	 * this cluster and the next ones while the program works on these */
+	if (nrk >= 4)
+		for (uint64_t d = 0; d <= NBD_RA_AHEAD; d++)
+			if (d || (last + 1) % CL_SLOTS)
+				ra_start(q, last / CL_SLOTS + d);
+	nr = c->nreq;
+	c->nreq = 0;
+	if (nr)
+		swnbd_submit_wait(q, c->nreqs, nr, &c->npending);
 	for (unsigned i = 0; i < nr; i++) {
 		struct nbd_req *r = &c->nreqs[i];
 
@@ -929,12 +1106,16 @@ int swnbd_ctx_init(struct swb_ctx *c)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	c->nreqs = calloc(c->nbufs, sizeof(*c->nreqs));
 	c->ktag = calloc(c->nbufs, sizeof(*c->ktag));
-	if (c->bufs == MAP_FAILED || !c->nreqs || !c->ktag) {
+	c->kslot = calloc(c->nbufs, sizeof(*c->kslot));
+	c->rk = calloc(c->nbufs, sizeof(*c->rk));
+	if (c->bufs == MAP_FAILED || !c->nreqs || !c->ktag || !c->kslot || !c->rk) {
 		if (c->bufs != MAP_FAILED)
 			munmap(c->bufs, (size_t)c->nbufs * PAGE);
 		c->bufs = NULL;
 		free(c->nreqs);
 		free(c->ktag);
+		free(c->kslot);
+		free(c->rk);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory for a context");
 	}
 	return 0;
@@ -946,6 +1127,8 @@ void swnbd_ctx_fini(struct swb_ctx *c)
 	c->bufs = NULL;
 	free(c->nreqs);
 	free(c->ktag);
+	free(c->kslot);
+	free(c->rk);
 }
 
 /* One request from normal context, waited for. */
@@ -968,6 +1151,7 @@ int swnbd_cluster_trim(struct nbdq *q, uint32_t k)
 {
 	int err;
 
+	ra_drop(q, k);
 	if (!q->can_trim)
 		return 0;
 	err = swnbd_sync(q, NR_TRIM, (uint64_t)k * CL_BYTES, CL_BYTES, NULL);
@@ -982,6 +1166,7 @@ int swnbd_corrupt(struct nbdq *q, uint64_t slot)
 	if (posix_memalign(&garbage, PAGE, PAGE))
 		return -ENOMEM;
 	memset(garbage, 0xa5, PAGE);
+	ra_drop(q, slot / CL_SLOTS);
 	err = swnbd_sync(q, NR_WRITE, slot * PAGE, PAGE, garbage);
 	free(garbage);
 	return err ? -EIO : 0;
@@ -996,6 +1181,8 @@ void swnbd_usage(struct nbdq *q, struct swb_usage *u)
 	u->net_reconnects = atomic_load_explicit(&q->reconnects, memory_order_relaxed);
 	u->net_retries = atomic_load_explicit(&q->retries, memory_order_relaxed);
 	u->net_errors = atomic_load_explicit(&q->errors, memory_order_relaxed);
+	u->net_ra_reads = atomic_load_explicit(&q->ra_reads, memory_order_relaxed);
+	u->net_ra_hits = atomic_load_explicit(&q->ra_hits, memory_order_relaxed);
 }
 
 int swnbd_status(struct nbdq *q, char *buf, size_t len)
@@ -1026,6 +1213,8 @@ void swnbd_close(struct nbdq *q)
 		}
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
+	if (q->ra_bufs)
+		munmap(q->ra_bufs, (size_t)NBD_RA_ENTRIES * CL_BYTES);
 	pthread_mutex_destroy(&q->err_lock);
 	pthread_mutex_destroy(&q->sync_lock);
 	free(q->uri);
@@ -1084,6 +1273,16 @@ int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size)
 		goto fail;
 	}
 	q->size = (uint64_t)sz;
+	q->nclusters = q->size / CL_BYTES;
+	q->ra_bufs = mmap(NULL, (size_t)NBD_RA_ENTRIES * CL_BYTES, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (q->ra_bufs == MAP_FAILED) {
+		q->ra_bufs = NULL;
+		err = ufp_error(-ENOMEM, SWB_ERR "out of memory for the NBD readahead");
+		goto fail;
+	}
+	for (unsigned i = 0; i < NBD_RA_ENTRIES; i++)
+		q->ra[i].buf = q->ra_bufs + (size_t)i * CL_BYTES;
 	q->can_trim = nbd_can_trim(q->conn[0].h) == 1;
 	q->last_err[0] = 0;
 	*size = q->size;

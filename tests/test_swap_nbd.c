@@ -406,6 +406,13 @@ START_TEST(patterns_survive_swap_over_nbd)
 	ck_assert_uint_eq(st.pages_poisoned, 0);
 	ck_assert_uint_eq(st.sandbox_kills, 0);
 	ck_assert_uint_eq(st.swap_unreachable, 0);
+	/* the sequential pass read whole clusters ahead and used them */
+	struct swb_usage u;
+
+	swb_usage(((struct ufp_pager *)p)->swb, &u);
+	ck_assert_uint_gt(u.net_ra_reads, 0);
+	ck_assert_uint_gt(u.net_ra_hits, PAGES / 2);
+	ck_assert_uint_eq(u.net_conns, 4);
 	ufp_pager_destroy(p);
 	srv_kill(&s, SIGTERM);
 }
