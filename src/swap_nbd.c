@@ -1207,10 +1207,12 @@ void swnbd_close(struct nbdq *q)
 	if (!q)
 		return;
 	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
-		if (q->conn[i].h) {
-			nbd_shutdown(q->conn[i].h, 0);
+		if (q->conn[i].h)
+			/* no nbd_shutdown: it waits for the server's goodbye,
+			 * forever if the server hangs; we keep no data there */
 			nbd_close(q->conn[i].h);
-		}
+		else if (q->conn[i].fd >= 0)
+			close(q->conn[i].fd);
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
 	if (q->ra_bufs)
