@@ -810,6 +810,9 @@ void swnbd_run(struct nbdq *q)
 		for (unsigned j = 0; j < n; j++)
 			pf[j].revents = 0;      /* poll skipped: nothing to notify */
 		atomic_store(&q->sleeping, true);
+		/* seq_cst: cds_lfs_empty is a plain load; keep it after the
+		 * store (the submitter's push is a full barrier on its side) */
+		atomic_thread_fence(memory_order_seq_cst);
 		if (cds_lfs_empty(&q->submit)) {
 			int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 
