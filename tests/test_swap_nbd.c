@@ -26,6 +26,7 @@
 #include "ufp_test.h"
 #include "ufp_internal.h"
 #include "swap_backend.h"
+#include "sandbox.h"
 
 extern char **environ;
 
@@ -595,6 +596,42 @@ START_TEST(failed_reads_and_bad_copies_poison_only_their_page)
 }
 END_TEST
 
+/* The swap I/O thread runs under its own filter: it may make sockets of
+ * the server's kind only (a Unix socket beside a TCP server traps and
+ * ends the thread; beside a Unix server it is allowed). */
+START_TEST(swap_io_thread_makes_only_the_servers_sockets)
+{
+	struct srv tcp = { 0 }, unx = { 0 };
+	ufp_pager *p;
+	uint64_t kills = 0;
+
+	srv_start(&tcp, NBDKIT_MEM_TCP, "16M");
+	sandbox_test_call.what = SB_TEST_SOCKET;
+	atomic_store(&sandbox_test_call.done, 0);
+	atomic_store(&sandbox_test_call.armed_role, SB_SWAP_IO + 1);
+	p = nbd_pager(UFP_DELIVERY_SIGBUS, 1 << 20, tcp.uri);
+	for (int i = 0; i < 300 && !kills; i++) {
+		kills = ufp_test_stats(p).sandbox_kills;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(kills, 1);
+	ck_assert_int_eq(atomic_load(&sandbox_test_call.done), 0);
+	ufp_pager_destroy(p);            /* joins the ended thread */
+	srv_start(&unx, NBDKIT_MEM_UNIX, "16M");
+	atomic_store(&sandbox_test_call.armed_role, SB_SWAP_IO + 1);
+	p = nbd_pager(UFP_DELIVERY_SIGBUS, 1 << 20, unx.uri);
+	for (int i = 0; i < 300 && !atomic_load(&sandbox_test_call.done); i++)
+		usleep(10000);
+	ck_assert_int_eq(atomic_load(&sandbox_test_call.done), 1);
+	ck_assert_int_ge(atomic_load(&sandbox_test_call.result), 0);
+	ck_assert_uint_eq(ufp_test_stats(p).sandbox_kills, 0);
+	ck_assert_uint_ge(ufp_test_stats(p).sandbox_threads, 1);
+	ufp_pager_destroy(p);
+	srv_kill(&tcp, SIGTERM);
+	srv_kill(&unx, SIGTERM);
+}
+END_TEST
+
 static Suite *nbd_suite(void)
 {
 	Suite *s = suite_create("swap_nbd");
@@ -608,6 +645,7 @@ static Suite *nbd_suite(void)
 	tcase_add_loop_test(tc, server_killed_and_restarted_mid_run_loses_nothing, 0, 2);
 	tcase_add_loop_test(tc, server_away_stops_eviction_and_resumes_when_back, 0, 2);
 	tcase_add_loop_test(tc, failed_reads_and_bad_copies_poison_only_their_page, 0, 2);
+	tcase_add_test(tc, swap_io_thread_makes_only_the_servers_sockets);
 	suite_add_tcase(s, tc);
 	return s;
 }
