@@ -1053,6 +1053,40 @@ int swnbd_write_wait(struct swb_ctx *c, unsigned n)
 	return err;
 }
 
+/* The server refused a read of several pages (an I/O error on its side,
+ * -EIO): read them again one by one, so that only the pages it cannot
+ * read fail (are poisoned), not their neighbours in the request. */
+static void swnbd_read_isolate(struct swb_ctx *c, unsigned nr, int res[])
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < nr; i++) {
+		struct nbd_req *r = &c->nreqs[i];
+
+		if (r->res != -EIO || r->len == PAGE)
+			continue;
+		for (unsigned j = 0; j < r->len / PAGE; j++) {
+			unsigned k = r->k0 + j;
+
+			c->rk[n++] = (uint16_t)k;   /* rk is free again: reads are prepped */
+		}
+	}
+	if (!n)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = c->rk[i];
+		uint64_t slot = c->kslot[k];
+
+		c->nreqs[i] = (struct nbd_req){ .op = NR_READ, .off = slot * PAGE, .len = PAGE,
+						.buf = c->bufs + (size_t)k * PAGE, .k0 = (uint16_t)k,
+						.conn = (uint32_t)((slot / CL_SLOTS) %
+								   c->s->nbd->nconn) };
+	}
+	swnbd_submit_wait(c->s->nbd, c->nreqs, n, &c->npending);
+	for (unsigned i = 0; i < n; i++)
+		res[c->ktag[c->nreqs[i].k0]] = c->nreqs[i].res ? c->nreqs[i].res : (int)PAGE;
+}
+
 void swnbd_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag)
 {
 	c->ktag[k] = (uint16_t)tag;
@@ -1096,6 +1130,7 @@ int swnbd_read_wait(struct swb_ctx *c, unsigned n, int res[])
 		for (unsigned j = 0; j < r->len / PAGE; j++)
 			res[c->ktag[r->k0 + j]] = r->res ? r->res : (int)PAGE;
 	}
+	swnbd_read_isolate(c, nr, res);
 	return 0;
 }
 

@@ -596,6 +596,68 @@ START_TEST(failed_reads_and_bad_copies_poison_only_their_page)
 }
 END_TEST
 
+/* A bad block on the server (nbdkit's ddrescue filter) under one page of
+ * a sequential run: the run is read in multi-page requests, and only
+ * that page is poisoned, not its neighbours in the request. */
+START_TEST(a_bad_block_poisons_its_page_not_its_request)
+{
+	struct sigaction sa = { .sa_sigaction = app_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	enum { N = 32, BAD = 9 };
+	char map[160], arg[200];
+	struct srv s = { 0 };
+	struct ufp_pager *ip;
+	ufp_pager *p;
+	uint64_t h, bad, size = 16ull << 20;
+	char *m;
+	FILE *f;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	srv_start(&s, NBDKIT_FILE_UNIX, "16M");
+	p = nbd_pager(deliveries[_i], 1 << 20, s.uri);
+	ip = (struct ufp_pager *)p;
+	ck_assert_int_eq(ufp_alloc(p, N * PAGE, (void **)&m), 0);
+	for (int i = 0; i < N; i++)
+		ufp_fill_rand(m + (size_t)i * PAGE, 3);
+	ck_assert_int_eq(ufp_advise(p, m, N * PAGE, UFP_ADV_PAGEOUT), 0);
+	h = atomic_load(&ip->slots[pte_index(ip, (uintptr_t)m) + BAD]);
+	ck_assert(swb_handle_is_file(h));
+	bad = (h & ((1ull << 40) - 1)) * PAGE;
+	/* the same image again, with one bad 4 KiB block under page BAD */
+	srv_kill(&s, SIGKILL);
+	snprintf(map, sizeof(map), "%s/bad.map", tdir);
+	f = fopen(map, "w");
+	ck_assert(f != NULL);
+	fprintf(f, "# Mapfile. Created by GNU ddrescue version 1.27\n"
+		"# current_pos  current_status  current_pass\n0x00000000     +               1\n"
+		"#      pos        size  status\n");
+	if (bad)
+		fprintf(f, "0x%08llx  0x%08llx  +\n", 0ull, (unsigned long long)bad);
+	fprintf(f, "0x%08llx  0x%08llx  -\n", (unsigned long long)bad, (unsigned long long)PAGE);
+	fprintf(f, "0x%08llx  0x%08llx  +\n", (unsigned long long)(bad + PAGE),
+		(unsigned long long)(size - bad - PAGE));
+	fclose(f);
+	snprintf(arg, sizeof(arg), "ddrescue-mapfile=%s", map);
+	s.extra[0] = "--filter=ddrescue";
+	s.extra[1] = arg;
+	srv_spawn(&s);
+	for (int i = 0; i < N; i++) {           /* sequential: readahead batches */
+		bool faults = access_faults(m + (size_t)i * PAGE);
+
+		ck_assert_msg(faults == (i == BAD), "page %d", i);
+		if (i != BAD)
+			ck_assert_msg(ufp_check_rand(m + (size_t)i * PAGE, 3), "page %d", i);
+	}
+	struct ufp_stats st = ufp_test_stats(p);
+
+	ck_assert_uint_eq(st.pages_poisoned, 1);
+	ck_assert_uint_gt(st.swapins, N / 2);
+	ufp_pager_destroy(p);
+	signal(SIGBUS, SIG_DFL);
+	srv_kill(&s, SIGTERM);
+}
+END_TEST
+
 /* The swap I/O thread runs under its own filter: it may make sockets of
  * the server's kind only (a Unix socket beside a TCP server traps and
  * ends the thread; beside a Unix server it is allowed). */
@@ -645,6 +707,7 @@ static Suite *nbd_suite(void)
 	tcase_add_loop_test(tc, server_killed_and_restarted_mid_run_loses_nothing, 0, 2);
 	tcase_add_loop_test(tc, server_away_stops_eviction_and_resumes_when_back, 0, 2);
 	tcase_add_loop_test(tc, failed_reads_and_bad_copies_poison_only_their_page, 0, 2);
+	tcase_add_loop_test(tc, a_bad_block_poisons_its_page_not_its_request, 0, 2);
 	tcase_add_test(tc, swap_io_thread_makes_only_the_servers_sockets);
 	suite_add_tcase(s, tc);
 	return s;
