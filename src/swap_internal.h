@@ -15,7 +15,8 @@
  *    +-> swap_slots.c   clusters and slots of the file or export (slots_*)
  *    |    +-> swap_file.c, swap_nbd.c
  *    +-> swap_file.c    the O_TMPFILE file, io_uring rings (swfile_*)
- *    +-> swap_nbd.c     or an NBD export: connections, the loop (swnbd_*)
+ *    +-> swap_nbd.c     or an NBD export: connections, the loop (swnbd_*),
+ *        swap_nbd_io.c  and the contexts' side: requests, readahead
  *
  * Concurrency: every call says its context. Loads and releases are
  * async-signal-safe all the way down; whatever allocates or takes a mutex
