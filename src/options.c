@@ -202,11 +202,14 @@ static int api_set(struct ufp_options *o, const char *name, int64_t v)
 	return 0;
 }
 
-/* The effective swap location: UFPAGER_SWAP beats UFPAGER_SWAP_DIR. */
+/* The effective swap location: UFPAGER_SWAP beats UFPAGER_SWAP_DIR (and
+ * `ufpagerctl config` shows where the value came from). */
 static int options_swap(struct ufp_options *o)
 {
-	if (o->swap && *o->swap)
+	if (o->swap && *o->swap) {
 		o->swap_dir = o->swap;
+		o->src[opt_find("swap_dir") - opts] = o->src[opt_find("swap") - opts];
+	}
 	return 0;
 }
 
