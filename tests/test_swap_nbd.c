@@ -178,6 +178,14 @@ static void srv_spawn(struct srv *s)
 			usleep(10000);
 		}
 		unlink(pidf);
+		/* nbd-server does not go with us (no --exit-with-parent): main
+		 * ends every one this run started, whatever became of its test */
+		snprintf(pidf, sizeof(pidf), "%s/nbd-server.pids", tdir);
+		f = fopen(pidf, "a");
+		if (f) {
+			fprintf(f, "%d\n", s->pid);
+			fclose(f);
+		}
 	} else {
 		s->pid = pid;
 	}
@@ -773,6 +781,16 @@ int main(void)
 	}
 	int r = ufp_run_suite(nbd_suite());
 	char cmd[128];
+	FILE *f;
+	int pid;
+
+	snprintf(cmd, sizeof(cmd), "%s/nbd-server.pids", tdir);
+	f = fopen(cmd, "r");
+	while (f && fscanf(f, "%d", &pid) == 1)
+		if (pid > 0)
+			kill(pid, SIGTERM);
+	if (f)
+		fclose(f);
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tdir);
 	if (system(cmd)) {
