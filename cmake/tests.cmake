@@ -82,6 +82,8 @@ target_link_libraries(quickstart PRIVATE ufpager)
 add_test(NAME readme_quickstart COMMAND quickstart)
 set_tests_properties(readme_quickstart PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 60)
 ufp_test(test_swap LABEL unit race)
+# swap over NBD against nbdkit and nbd-server (skips without them)
+ufp_test(test_swap_nbd LABEL unit)
 ufp_test(test_locks LABEL race)
 
 # The long stress run: the data test of test_locks for 2 minutes across

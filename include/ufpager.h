@@ -74,7 +74,7 @@ struct ufp_params {
 	uint32_t fault_around;     /* pages zero-filled per first-touch fault */
 	uint32_t flags;            /* UFP_PF_* */
 	/* swap (the swap backend; 0 means default) */
-	const char *swap_dir;
+	const char *swap_dir;      /* a directory, or an NBD URI (README "Swap over NBD") */
 	uint64_t swap_size;
 	uint64_t ztier_size;
 	uint64_t reserved[8];
@@ -262,8 +262,10 @@ struct ufp_latency {
 	X(inject_kill,         C, "service threads killed by injection (process-wide)") \
 	X(sandbox_threads,     C, "service threads started under their seccomp filter") \
 	X(sandbox_unavailable, C, "service threads that ran unsandboxed (seccomp failed)") \
-	X(sandbox_kills,       C, "service threads ended by the sandbox (forbidden call)")
-#define UFP_STAT_V3_COUNT 13
+	X(sandbox_kills,       C, "service threads ended by the sandbox (forbidden call)") \
+	X(swap_reconnects,     C, "connections to the NBD swap server re-established") \
+	X(swap_unreachable,    G, "1 while the NBD swap server cannot be reached (eviction stops)")
+#define UFP_STAT_V3_COUNT 15
 #define UFP_STATS_FIRST_V3 fork_swapin_failed  /* the first field after version 2 */
 
 #define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X)
@@ -400,6 +402,20 @@ struct ufp_probe {
  * sizeof(struct ufp_probe) and out->version = UFP_PROBE_VERSION; at most
  * out->size bytes are written. Returns 0 or -EINVAL. */
 UFP_API int ufp_probe_machine(struct ufp_probe *out);
+
+/*
+ * Check a swap location before a pager uses it (`ufpagerctl check
+ * --swap`): a directory (an O_TMPFILE swap file can be made there;
+ * *size gets the bytes free in its filesystem) or an NBD URI
+ * (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH: every
+ * connection is made and its handshake completed; *size gets the
+ * export's size, the swap space it offers). Normal context; may block
+ * for the connection (5 s at most). Returns 0, or -EINVAL (a bad URI,
+ * NULL arguments), -ECONNREFUSED / -ENOENT (no server there), -ENOSPC
+ * (an export too small), -EROFS, or the errno of the directory; the
+ * sentence is in ufp_last_error().
+ */
+UFP_API int ufp_swap_probe(const char *where, uint64_t *size);
 
 #ifdef __cplusplus
 }

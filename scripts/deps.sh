@@ -3,7 +3,7 @@
 # Sourced by run.sh and test.sh; needs root (apt-get) when something is missing.
 ufp_install_deps() {
 	local pkgs=(build-essential cmake pkg-config liburing-dev liburcu-dev libseccomp-dev
-		    check liblz4-dev libxxhash-dev "$@")
+		    check liblz4-dev libxxhash-dev libnbd-dev nbdkit nbd-server nbdkit-plugin-dev "$@")
 	local missing=()
 	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -51,6 +51,8 @@ static const struct opt_desc opts[] = {
 	{ "ztier_size", OK_SIZE, OFF(ztier_size), 64LL << 20, 0, 1LL << 46, 0,
 	  "compressed RAM tier cap (0: no tier)" },
 	STR_OPT(swap_dir, "directory of the O_TMPFILE swap file (default /var/tmp)"),
+	STR_OPT(swap, "where evicted pages go: a directory (as swap_dir), or an NBD URI "
+		"nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH (beats swap_dir)"),
 	BOOL_OPT(dirty_track, 1,
 		 "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)"),
 	BOOL_OPT(second_chance, 1, "CLOCK second chance for referenced pages (0: FIFO sweep)"),
@@ -200,6 +202,17 @@ static int api_set(struct ufp_options *o, const char *name, int64_t v)
 	return 0;
 }
 
+/* The effective swap location: UFPAGER_SWAP beats UFPAGER_SWAP_DIR (and
+ * `ufpagerctl config` shows where the value came from). */
+static int options_swap(struct ufp_options *o)
+{
+	if (o->swap && *o->swap) {
+		o->swap_dir = o->swap;
+		o->src[opt_find("swap_dir") - opts] = o->src[opt_find("swap") - opts];
+	}
+	return 0;
+}
+
 int options_resolve(const struct ufp_params *p, struct ufp_options *o)
 {
 	int err = 0;
@@ -223,7 +236,7 @@ int options_resolve(const struct ufp_params *p, struct ufp_options *o)
 		o->src[i] = UFP_SRC_ENV;
 	}
 	if (!p)
-		return 0;
+		return options_swap(o);
 	if (p->size < offsetof(struct ufp_params, reserved) || p->version != UFP_PARAMS_VERSION)
 		return ufp_error(-EINVAL, "struct ufp_params: size %u / version %u do not match "
 				 "this library (set size = sizeof(struct ufp_params), version = "
@@ -254,10 +267,13 @@ int options_resolve(const struct ufp_params *p, struct ufp_options *o)
 		o->src[opt_find("sandbox") - opts] = UFP_SRC_API;
 	}
 	if (p->swap_dir) {
+		/* the API field takes a directory or an NBD URI, like UFPAGER_SWAP */
 		store(o, opt_find("swap_dir"), 0, p->swap_dir);
 		o->src[opt_find("swap_dir") - opts] = UFP_SRC_API;
+		store(o, opt_find("swap"), 0, p->swap_dir);
+		o->src[opt_find("swap") - opts] = UFP_SRC_API;
 	}
-	return 0;
+	return options_swap(o);
 }
 
 void options_print(FILE *f, const struct ufp_options *o)

@@ -27,13 +27,15 @@ struct ufp_options {
 	uint64_t export_stats;
 	uint64_t swap_size;
 	uint64_t ztier_size;
-	const char *swap_dir;
+	const char *swap_dir;          /* the effective swap location: UFPAGER_SWAP
+					* beats UFPAGER_SWAP_DIR (options_resolve) */
+	const char *swap;              /* UFPAGER_SWAP: a directory or an NBD URI */
 	uint64_t dirty_track;
 	uint64_t second_chance;
 	uint64_t verbose;
 	const char *inject;            /* fault injection spec (inject.h) */
 	uint64_t sandbox;
-	enum ufp_opt_source src[16];
+	enum ufp_opt_source src[24];
 };
 
 /* Resolve params (may be NULL) + environment into *o. Returns 0 or -EINVAL

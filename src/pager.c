@@ -40,6 +40,42 @@ static int prot_norm(int prot)
 }
 
 /* ======================================================================
+ * The swap I/O thread: an NBD store's loop (swap_nbd.c), which owns its
+ * connections, under its own seccomp filter (sandbox.c, SB_SWAP_IO).
+ * ====================================================================== */
+
+static void *swap_io_main(void *arg)
+{
+	struct ufp_pager *p = arg;
+
+	sandbox_enter(p, SB_SWAP_IO);
+	swb_io_loop(p->swb);
+	return NULL;
+}
+
+static int swap_io_start(struct ufp_pager *p)
+{
+	if (!p->swb || !swb_io_loop_needed(p->swb))
+		return 0;
+	if (service_start(&p->swap_io, swap_io_main, p)) {
+		ufp_set_error("ufpager: cannot start the swap I/O thread");
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* After every user of the store stopped (handlers, reclaim, events). */
+static void swap_io_stop(struct ufp_pager *p)
+{
+	_Atomic uint32_t unused = 0;
+
+	if (!p->swap_io.started)
+		return;
+	swb_io_loop_stop(p->swb);
+	service_stop(&p->swap_io, &unused);
+}
+
+/* ======================================================================
  * Public API.
  * ====================================================================== */
 
@@ -135,6 +171,8 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	}
 	/* Swap state is complete before any service thread can read it. */
 	err = reclaim_init(p);
+	if (!err)
+		err = swap_io_start(p);
 	if (err)
 		goto fail_threads;
 	err = uffd_start_threads(p);
@@ -157,6 +195,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 fail_threads:
 	reclaim_stop_thread(p);
 	uffd_stop_threads(p);
+	swap_io_stop(p);
 	reclaim_fini(p);
 	pagers_del(p);
 fail_sig:
@@ -195,6 +234,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 		uffd_unregister(p, p->arena_base, p->arena_end - p->arena_base);
 		pager_write_unlock(p);
 		uffd_stop_threads(p);
+		swap_io_stop(p);
 		reclaim_fini(p);
 		/* every deferred free (tree nodes, regions) runs before we go */
 		urcu_memb_barrier();

@@ -74,6 +74,7 @@ struct ufp_pager {
 	size_t npages;
 	_Atomic uint32_t pwait[UFP_PWAIT_WORDS];  /* page wait futexes (pte.c) */
 	struct swb *swb;               /* the swap backend; NULL: no budget, no swap */
+	struct service_thread swap_io; /* pager.c: the backend's I/O loop (NBD only) */
 	unsigned slot;                 /* index in the SIGBUS pager table */
 	bool forked_child;
 	uint64_t id;                   /* unique per pager in the process */

@@ -47,6 +47,8 @@ int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out)
 		swb_usage(p->swb, &u);
 		st.ztier_bytes_in = u.ztier_raw_bytes;
 		st.ztier_bytes_out = u.ztier_bytes_used;
+		st.swap_reconnects = u.net_reconnects;
+		st.swap_unreachable = u.net_down;
 	}
 	/* a call that succeeds may leave a note: over budget for want of swap */
 	if (p->swb && atomic_load_explicit(&p->reclaim.swap_full, memory_order_relaxed) &&
@@ -59,6 +61,15 @@ int pager_stats_fill(struct ufp_pager *p, struct ufp_stats *out)
 			      (unsigned long long)st.resident_pages,
 			      (unsigned long long)p->reclaim.budget_pages,
 			      (unsigned long long)st.swap_full_events);
+	/* an NBD server that went away: say which, since when, and why */
+	if (p->swb) {
+		char why[320];
+
+		if (swb_status(p->swb, why, sizeof(why)))
+			ufp_set_error("ufpager: swap: %s; pages over the budget stay resident, "
+				      "pages stored there wait for it (swap_unreachable %llu)", why,
+				      (unsigned long long)st.swap_unreachable);
+	}
 	/* never more than the caller's struct holds */
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	out->size = size;

@@ -2,7 +2,8 @@
 /*
  * sandbox.c - a seccomp allowlist for each of ufpager's own service
  * threads (handlers, the SIGBUS-mode event reader, the event worker, the
- * reclaim thread, the stats exporter), loaded by each thread for itself
+ * reclaim thread, the stats exporter, the watchdog, an NBD swap store's
+ * I/O loop), loaded by each thread for itself
  * after its setup: no SECCOMP_FILTER_FLAG_TSYNC, so the application's
  * threads are never filtered. What each role may call is the table below;
  * ioctl is allowed only with the request numbers that role uses, on the
@@ -64,6 +65,7 @@ static const char *const role_names[SB_NROLES] = {
 	[SB_HANDLER] = "handler", [SB_EVENT_READER] = "event reader",
 	[SB_EVENT_WORKER] = "event worker", [SB_RECLAIM] = "reclaim",
 	[SB_EXPORTER] = "stats exporter", [SB_WATCHDOG] = "watchdog",
+	[SB_SWAP_IO] = "swap I/O",
 };
 
 const char *sandbox_role_name(enum sandbox_role role)
@@ -86,7 +88,8 @@ struct sandbox_test_call sandbox_test_call;
 #define C (1u << SB_RECLAIM)
 #define X (1u << SB_EXPORTER)
 #define D (1u << SB_WATCHDOG)
-#define ALL (H | R | W | C | X | D)
+#define N (1u << SB_SWAP_IO)
+#define ALL (H | R | W | C | X | D | N)
 
 static const struct {
 	int nr;
@@ -115,8 +118,8 @@ static const struct {
 	{ SCMP_SYS(gettid), ALL },
 	/* waiting on the uffd and the stop eventfd (ppoll: glibc's poll on
 	 * architectures without poll(2)) */
-	{ SCMP_SYS(poll), H | R | W | D },        /* + the watchdog's look at the uffd */
-	{ SCMP_SYS(ppoll), H | R | W | D },
+	{ SCMP_SYS(poll), H | R | W | D | N },    /* + the watchdog's look at the uffd */
+	{ SCMP_SYS(ppoll), H | R | W | D | N },   /* N: the NBD sockets and its eventfd */
 	/*
 	 * liburcu starts its call_rcu worker thread on the first call_rcu
 	 * in the process, from whichever thread makes it; the event worker
@@ -136,8 +139,32 @@ static const struct {
 	 * event worker reads a mremapped range's evicted pages (remap.c) on
 	 * a pooled ring */
 	{ SCMP_SYS(io_uring_enter), H | C | W },
-	/* thread exit destroys the thread's I/O context (ring fd) */
-	{ SCMP_SYS(close), H | C | X },
+	/* thread exit destroys the thread's I/O context (ring fd); the swap
+	 * I/O loop closes a dead connection's socket */
+	{ SCMP_SYS(close), H | C | X | N },
+	/*
+	 * The NBD swap store (swap_nbd.c): one loop thread owns every
+	 * connection, so only it talks to the server; the threads that do
+	 * swap I/O (H, C, W) only wake it (write on its eventfd, below) and
+	 * wait on a futex. libnbd sends and receives with send/recv
+	 * (sendto/recvfrom; sendmsg/recvmsg for completeness), never
+	 * read/write on the socket. The socket's fd changes with every
+	 * reconnection, so these cannot be tied to an fd; they only work on
+	 * sockets, and the only sockets this thread can make are the
+	 * server's kind (socket's domain and type are checked below).
+	 * Reconnecting (socket, connect, getsockopt(SO_ERROR) after a
+	 * non-blocking connect, fcntl for O_NONBLOCK) is this role's alone:
+	 * the address was resolved at create time, so no name lookup and no
+	 * file is opened here.
+	 */
+	{ SCMP_SYS(sendto), N },
+	{ SCMP_SYS(recvfrom), N },
+	{ SCMP_SYS(sendmsg), N },
+	{ SCMP_SYS(recvmsg), N },
+	{ SCMP_SYS(connect), N },
+	{ SCMP_SYS(getsockopt), N },
+	{ SCMP_SYS(setsockopt), N },
+	{ SCMP_SYS(shutdown), N },
 #ifdef SB_SANITIZER
 	/* sanitizer runtimes on our threads: allocator, thread teardown,
 	 * reports (symbolizing reads /proc/self/maps and the binaries) */
@@ -184,6 +211,7 @@ static const struct {
 #undef C
 #undef X
 #undef D
+#undef N
 #undef ALL
 
 /* The kernel reads int and unsigned int arguments (fds, ioctl requests)
@@ -238,8 +266,24 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 	/* a sanitizer report asks whether stderr is a terminal */
 	RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, 2), ARG32_EQ(1, TCGETS));
 #endif
-	if (swap_io && p->swb)   /* cluster reservation and hole punching */
+	if (swap_io && p->swb && swb_fd(p->swb) >= 0)   /* cluster reservation, hole punching */
 		RULE(SCMP_SYS(fallocate), 1, ARG32_EQ(0, (uint32_t)swb_fd(p->swb)));
+	/* an NBD store: the threads that do swap I/O wake its loop (the event
+	 * worker too: it reads a mremapped range's evicted pages) */
+	if ((swap_io || role == SB_EVENT_WORKER) && p->swb && swb_io_kick_fd(p->swb) >= 0)
+		RULE(SCMP_SYS(write), 1, ARG32_EQ(0, (uint32_t)swb_io_kick_fd(p->swb)));
+	if (role == SB_SWAP_IO && p->swb && swb_io_kick_fd(p->swb) >= 0) {
+		int fam = swb_io_socket_family(p->swb);
+
+		/* the eventfd's count; the server's kind of socket only */
+		RULE(SCMP_SYS(read), 1, ARG32_EQ(0, (uint32_t)swb_io_kick_fd(p->swb)));
+		RULE(SCMP_SYS(socket), 2, ARG32_EQ(0, (uint32_t)fam),
+		     ARG_MASKED_EQ(1, 0xf, SOCK_STREAM));
+		RULE(SCMP_SYS(fcntl), 1, ARG32_EQ(1, F_GETFL));
+		RULE(SCMP_SYS(fcntl), 1, ARG32_EQ(1, F_SETFL));
+		RULE(SCMP_SYS(fcntl), 1, ARG32_EQ(1, F_GETFD));
+		RULE(SCMP_SYS(fcntl), 1, ARG32_EQ(1, F_SETFD));
+	}
 #undef RULE
 	return rc;
 }
@@ -618,7 +662,7 @@ void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 {
 	static const char *const names[SB_NROLES] = {
 		"ufp-handler", "ufp-evreader", "ufp-events", "ufp-reclaim", "ufp-export",
-		"ufp-watchdog",
+		"ufp-watchdog", "ufp-swapio",
 	};
 	scmp_filter_ctx f;
 	sigset_t sys;

@@ -23,6 +23,7 @@ enum sandbox_role {
 	SB_RECLAIM,        /* the reclaim thread */
 	SB_EXPORTER,       /* the live stats exporter */
 	SB_WATCHDOG,       /* the service-thread watchdog (watchdog.c) */
+	SB_SWAP_IO,        /* an NBD swap store's loop: its sockets (swap_nbd.c) */
 	SB_NROLES
 };
 

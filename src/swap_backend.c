@@ -9,6 +9,7 @@
  *   swap_ztier.c  the lz4 tier               ztier_*
  *   swap_slots.c  the file's slot allocator  slots_*
  *   swap_file.c   the file and its rings     swfile_*
+ *   swap_nbd.c    or an NBD export           swnbd_*
  * Failures of create and ctx_create leave their detail in ufp_last_error().
  *
  * Concurrency contract: swb_load and swb_release are async-signal-safe
@@ -18,6 +19,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -76,6 +78,33 @@ static unsigned swb_bounce_next(const uint64_t map[], unsigned *next)
 	while (map[*next / 64] & (1ull << (*next % 64)))
 		(*next)++;
 	return (*next)++;
+}
+
+/* The slots' transport: the file's ring, or NBD requests. */
+static inline void io_write_prep(struct swb_ctx *c, unsigned k, uint64_t slot)
+{
+	if (c->s->nbd)
+		swnbd_write_prep(c, k, slot);
+	else
+		swfile_write_prep(c, k, slot);
+}
+
+static inline int io_write_wait(struct swb_ctx *c, unsigned n)
+{
+	return c->s->nbd ? swnbd_write_wait(c, n) : swfile_write_wait(c, n);
+}
+
+static inline void io_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag)
+{
+	if (c->s->nbd)
+		swnbd_read_prep(c, k, slot, tag);
+	else
+		swfile_read_prep(c, k, slot, tag);
+}
+
+static inline int io_read_wait(struct swb_ctx *c, unsigned n, int res[])
+{
+	return c->s->nbd ? swnbd_read_wait(c, n, res) : swfile_read_wait(c, n, res);
 }
 
 /* ======================================================================
@@ -142,17 +171,17 @@ int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t
 		s->sl.csum[slot] = csum;
 		/* relaxed: a test hook, see swb_load */
 		atomic_store_explicit(&s->sl.inject[slot], 0, memory_order_relaxed);
-		swfile_write_prep(c, k, (uint64_t)slot);
+		io_write_prep(c, k, (uint64_t)slot);
 		handles[i] = swb_handle_make(SWB_TIER_FILE, (uint64_t)slot);
 		nfile++;
 	}
 	for (k = i; k < n; k++)
 		handles[k] = 0;
-	if (nfile && swfile_write_wait(c, nfile)) {
+	if (nfile && (err = io_write_wait(c, nfile))) {
 		CSTAT(c, io_errors, 1);
 		swb_store_undo(c, handles, i);
 		swb_ctx_exit(c);
-		return -EIO;
+		return err == -ENOTCONN ? err : -EIO;
 	}
 	CSTAT(c, stores_file, nfile);
 	CSTAT(c, bytes_written, (uint64_t)nfile * PAGE);
@@ -256,11 +285,11 @@ int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *cons
 		if (!swfile_buf_index(c, dst[i], &k))
 			k = swb_bounce_next(isdst, &nextb);
 		bufk[i] = k;
-		swfile_read_prep(c, k, idx, i);
+		io_read_prep(c, k, idx, i);
 		nfile++;
 	}
 	if (nfile) {
-		int r = swfile_read_wait(c, nfile, res);
+		int r = io_read_wait(c, nfile, res);
 
 		swb_load_check(c, handles, n, dst, bufk, res, failed, &err);
 		if (r) {
@@ -315,6 +344,8 @@ void swb_usage(struct swb *s, struct swb_usage *u)
 	ztier_usage(&s->z, u);
 	same_usage(&s->same, u);
 	u->file_direct = s->f.direct;
+	if (s->nbd)
+		swnbd_usage(s->nbd, u);
 	/* relaxed: counters; each has one writer */
 	ufp_mutex_lock(&s->ctx_lock, LL_SWAP);
 #define X(f) u->f = atomic_load_explicit(&s->gone.f, memory_order_relaxed);
@@ -343,7 +374,7 @@ int swb_inject(struct swb *s, uint64_t h, int what)
 	if (!swb_handle_is_file(h) || idx >= s->sl.nslots)
 		return -EINVAL;
 	if (what == SWB_INJECT_CORRUPT)
-		return swfile_corrupt(&s->f, idx);
+		return s->nbd ? swnbd_corrupt(s->nbd, idx) : swfile_corrupt(&s->f, idx);
 	/* relaxed: the test orders it before the load it asks for */
 	atomic_store_explicit(&s->sl.inject[idx], 1, memory_order_relaxed);
 	return 0;
@@ -352,6 +383,41 @@ int swb_inject(struct swb *s, uint64_t h, int what)
 int swb_fd(struct swb *s)
 {
 	return s->f.fd;
+}
+
+bool swb_io_loop_needed(struct swb *s)
+{
+	return s->nbd != NULL;
+}
+
+void swb_io_loop(struct swb *s)
+{
+	if (s->nbd)
+		swnbd_run(s->nbd);
+}
+
+void swb_io_loop_stop(struct swb *s)
+{
+	if (s->nbd)
+		swnbd_stop(s->nbd);
+}
+
+int swb_io_kick_fd(struct swb *s)
+{
+	return s->nbd ? swnbd_kick_fd(s->nbd) : -1;
+}
+
+int swb_io_socket_family(struct swb *s)
+{
+	return s->nbd ? swnbd_family(s->nbd) : -1;
+}
+
+int swb_status(struct swb *s, char *buf, size_t len)
+{
+	if (s->nbd)
+		return swnbd_status(s->nbd, buf, len);
+	snprintf(buf, len, "swap file (%s)", s->f.direct ? "O_DIRECT" : "buffered");
+	return 0;
 }
 
 #ifdef UFP_INTERNAL_TESTING
@@ -371,20 +437,36 @@ int swb_create(const struct swb_params *p, struct swb **out)
 	const struct swb_params *pp = p ? p : &defaults;
 	const char *dir = pp->dir ? pp->dir : "/var/tmp";
 	uint64_t size = pp->file_size ? pp->file_size : 1ull << 30;
-	uint64_t ncl = (size + CL_BYTES - 1) / CL_BYTES;
+	uint64_t ncl;
+	struct nbdq *nbd = NULL;
 	struct swb *s;
 	int err;
 
-	if (pp->ctx_bufs > SWB_MAX_BUFS || ncl > UINT32_MAX / 2)
+	if (swnbd_is_uri(dir)) {
+		/* the export's size is the slot space: whole clusters of it */
+		err = swnbd_open(dir, &nbd, &size);
+		if (err)
+			return err;
+		size -= size % CL_BYTES;
+	}
+	ncl = (size + CL_BYTES - 1) / CL_BYTES;
+	if (pp->ctx_bufs > SWB_MAX_BUFS || ncl > UINT32_MAX / 2) {
+		swnbd_close(nbd);
 		return ufp_error(-EINVAL, SWB_ERR "ctx_bufs must be at most %u and the file "
 				 "below 2^43 bytes", SWB_MAX_BUFS);
-	if (pp->ztier_size / Z_GRAN + 1 >= Z_NONE)
+	}
+	if (pp->ztier_size / Z_GRAN + 1 >= Z_NONE) {
+		swnbd_close(nbd);
 		return ufp_error(-EINVAL, SWB_ERR "ztier_size %llu is too large",
 				 (unsigned long long)pp->ztier_size);
+	}
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		swnbd_close(nbd);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory");
+	}
 	s->f.fd = -1;
+	s->nbd = nbd;
 	s->nbufs = pp->ctx_bufs ? pp->ctx_bufs : 32;
 	s->qd = pp->queue_depth ? pp->queue_depth : 64;
 	if (s->qd < s->nbufs)
@@ -397,9 +479,11 @@ int swb_create(const struct swb_params *p, struct swb **out)
 		ufp_set_error(SWB_ERR "out of memory");
 		goto fail;
 	}
-	err = swfile_open(&s->f, dir, s->sl.nslots * PAGE);
-	if (err)
-		goto fail;
+	if (!nbd) {
+		err = swfile_open(&s->f, dir, s->sl.nslots * PAGE);
+		if (err)
+			goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -415,6 +499,7 @@ void swb_destroy(struct swb *s)
 	pthread_mutex_destroy(&s->ctx_lock);
 	slots_fini(s);
 	swfile_close(&s->f);
+	swnbd_close(s->nbd);
 	free(s);
 }
 
@@ -430,7 +515,7 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	c->s = s;
 	c->nbufs = s->nbufs;
 	c->cl = UINT32_MAX;
-	err = swfile_ctx_init(c);
+	err = s->nbd ? swnbd_ctx_init(c) : swfile_ctx_init(c);
 	if (err) {
 		ztier_ctx_fini(c);
 		free(c);
@@ -464,7 +549,10 @@ void swb_ctx_destroy(struct swb_ctx *c)
 	CTX_STATS(X)
 #undef X
 	ufp_mutex_unlock(&s->ctx_lock, LL_SWAP);
-	swfile_ctx_fini(c);
+	if (s->nbd)
+		swnbd_ctx_fini(c);
+	else
+		swfile_ctx_fini(c);
 	ztier_ctx_fini(c);
 	free(c);
 }
@@ -477,4 +565,29 @@ void *swb_ctx_buf(struct swb_ctx *c, unsigned i)
 unsigned swb_ctx_nbufs(struct swb_ctx *c)
 {
 	return c->nbufs;
+}
+
+/* ======================================================================
+ * The public probe of a swap location (normal context).
+ * ====================================================================== */
+
+UFP_API int ufp_swap_probe(const char *where, uint64_t *size)
+{
+	struct swb_params sp = { .dir = where, .file_size = CL_BYTES };
+	struct swb *s;
+	struct statvfs vfs;
+	int err;
+
+	ufp_clear_error();
+	if (!where || !size)
+		return ufp_error(-EINVAL, "ufp_swap_probe: NULL argument");
+	err = swb_create(&sp, &s);
+	if (err)
+		return err;
+	if (s->nbd)
+		*size = s->sl.nslots * PAGE;
+	else
+		*size = statvfs(where, &vfs) ? 0 : (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	swb_destroy(s);
+	return 0;
 }

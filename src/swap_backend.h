@@ -55,7 +55,9 @@
 #include <stdint.h>
 
 struct swb_params {
-	const char *dir;        /* directory of the swap file; NULL: /var/tmp */
+	const char *dir;        /* directory of the swap file; NULL: /var/tmp; or an
+				 * NBD URI (swap_nbd.c), whose export's size is the
+				 * slot space (file_size is then unused) */
 	uint64_t file_size;     /* bytes; 0: 1 GiB; rounded up to 256 KiB clusters */
 	uint64_t ztier_size;    /* compressed tier cap, bytes; 0: no tier */
 	unsigned queue_depth;   /* ring entries per context; 0: 64; raised to ctx_bufs */
@@ -173,6 +175,13 @@ struct swb_usage {
 	uint64_t loads_file, loads_ztier, loads_same;
 	uint64_t bytes_read, bytes_written, io_errors, csum_errors;
 	uint64_t file_direct;       /* 1: O_DIRECT; 0: buffered fallback */
+	/* NBD (0 for the file): connections, those up, 1 while the server
+	 * is unreachable, connections re-established, requests sent again,
+	 * requests that failed */
+	uint64_t net_conns, net_ready, net_down, net_reconnects, net_retries, net_errors;
+	/* NBD readahead: whole clusters read ahead of a sequential stream,
+	 * and pages served from them */
+	uint64_t net_ra_reads, net_ra_hits;
 };
 /* Normal context (takes the context-list lock). */
 void swb_usage(struct swb *s, struct swb_usage *u);
@@ -187,8 +196,29 @@ void swb_usage(struct swb *s, struct swb_usage *u);
 #define SWB_INJECT_EIO 1
 #define SWB_INJECT_CORRUPT 2
 int swb_inject(struct swb *s, uint64_t handle, int what);
-/* The swap file descriptor, for tests (fstat). */
+/* The swap file descriptor, for tests (fstat) and the sandbox; -1 on NBD. */
 int swb_fd(struct swb *s);
+
+/*
+ * An NBD store needs its I/O loop to run on a thread of the caller's
+ * (the pager's "swap I/O" service thread, sandboxed): swb_io_loop_needed
+ * says whether it does, swb_io_loop runs it until swb_io_loop_stop
+ * (normal context, any thread). Until the loop runs, NBD stores and loads
+ * wait. swb_io_kick_fd: the eventfd that contexts write to wake the loop
+ * (-1 for the file), for the sandbox's allowlist.
+ */
+bool swb_io_loop_needed(struct swb *s);
+void swb_io_loop(struct swb *s);
+void swb_io_loop_stop(struct swb *s);
+int swb_io_kick_fd(struct swb *s);
+/* The address family of the NBD server's socket (AF_UNIX, AF_INET,
+ * AF_INET6; -1 for the file), for the sandbox. */
+int swb_io_socket_family(struct swb *s);
+/* One sentence on the store's health into buf (NBD: connections, how
+ * long the server has been away, the last error); returns 1 while the
+ * store cannot be reached, 0 otherwise (always 0 for the file). Normal
+ * context. */
+int swb_status(struct swb *s, char *buf, size_t len);
 #ifdef UFP_INTERNAL_TESTING
 /* A context's ring, for tests of its restrictions (liburing's type). */
 struct io_uring;

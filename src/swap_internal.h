@@ -12,9 +12,11 @@
  *    |               contexts, counters
  *    +-> swap_same.c    same-filled pages (same_*)
  *    +-> swap_ztier.c   the lz4 tier and its slab allocator (ztier_*)
- *    +-> swap_slots.c   clusters and slots of the file (slots_*)
- *    |    +-> swap_file.c
+ *    +-> swap_slots.c   clusters and slots of the file or export (slots_*)
+ *    |    +-> swap_file.c, swap_nbd.c
  *    +-> swap_file.c    the O_TMPFILE file, io_uring rings (swfile_*)
+ *    +-> swap_nbd.c     or an NBD export: connections, the loop (swnbd_*),
+ *        swap_nbd_io.c  and the contexts' side: requests, readahead
  *
  * Concurrency: every call says its context. Loads and releases are
  * async-signal-safe all the way down; whatever allocates or takes a mutex
@@ -142,9 +144,12 @@ struct ctx_stats {
 #undef X
 };
 
+struct nbdq;
+
 struct swb {
 	unsigned nbufs, qd;
-	struct swfile f;
+	struct swfile f;                 /* fd -1 when the slots are on NBD */
+	struct nbdq *nbd;                /* NULL: the file */
 	struct slots sl;
 	struct same_table same;
 	struct ztier z;
@@ -164,6 +169,14 @@ struct swb_ctx {
 	char *bufs;                      /* nbufs registered bounce pages */
 	unsigned nbufs;
 	bool broken;                     /* a submit failed: ring state unknown */
+	/* swap_nbd.c (bufs above too) */
+	struct nbd_req *nreqs;           /* nbufs requests: a batch's runs */
+	unsigned nreq;                   /* queued in this batch */
+	_Atomic uint32_t npending;       /* in flight; futex word */
+	uint16_t *ktag;                  /* reads: bounce page -> caller's tag */
+	uint64_t *kslot;                 /* reads: bounce page -> slot */
+	uint16_t *rk;                    /* reads: bounce pages in prep order */
+	unsigned nrk;
 	/* swap_slots.c */
 	uint32_t cl;                     /* owned cluster, UINT32_MAX: none */
 	/* swap_ztier.c */
@@ -253,5 +266,44 @@ void swfile_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag
  * for each read reaped (the others keep what the caller put there).
  * Returns 0, or the ring's error (c->broken set; reads left unreaped). */
 int swfile_read_wait(struct swb_ctx *c, unsigned n, int res[]);
+
+/* ======================================================================
+ * swap_nbd.c: the slots on an NBD export. open/close, ctx_init/fini,
+ * cluster_trim, corrupt, usage, status: normal context; the prep/wait
+ * calls are async-signal-safe (atomics, eventfd write, futex) on a
+ * context the caller holds; swnbd_run is the loop thread's body.
+ * ====================================================================== */
+
+/* Is where an NBD URI (nbd://, nbd+unix://, or another nbd scheme that
+ * open refuses with a reason)? */
+bool swnbd_is_uri(const char *where);
+/* Parse uri, connect every connection, read the export's size. 0 or
+ * -errno (-EINVAL bad URI, -ECONNREFUSED / -ENOENT no server, -ENOSPC
+ * export too small, -EROFS read-only), the detail in ufp_last_error(). */
+int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size);
+void swnbd_close(struct nbdq *q);
+/* The loop (returns after swnbd_stop); the eventfd that wakes it. */
+void swnbd_run(struct nbdq *q);
+void swnbd_stop(struct nbdq *q);
+int swnbd_kick_fd(struct nbdq *q);
+int swnbd_family(struct nbdq *q);
+/* Bounce pages and requests for c. 0 or -ENOMEM. */
+int swnbd_ctx_init(struct swb_ctx *c);
+void swnbd_ctx_fini(struct swb_ctx *c);
+/* As swfile_*: queue (contiguous slots of one cluster share a request),
+ * then send the batch and wait for all of it. */
+void swnbd_write_prep(struct swb_ctx *c, unsigned k, uint64_t slot);
+int swnbd_write_wait(struct swb_ctx *c, unsigned n);
+void swnbd_read_prep(struct swb_ctx *c, unsigned k, uint64_t slot, unsigned tag);
+int swnbd_read_wait(struct swb_ctx *c, unsigned n, int res[]);
+/* TRIM cluster k (the image of hole punching): 1 trimmed, 0 not
+ * supported by the server, -errno. Waits for the reply. */
+int swnbd_cluster_trim(struct nbdq *q, uint32_t k);
+/* Overwrite a slot with garbage (SWB_INJECT_CORRUPT). 0, -ENOMEM, -EIO. */
+int swnbd_corrupt(struct nbdq *q, uint64_t slot);
+void swnbd_usage(struct nbdq *q, struct swb_usage *u);
+/* A sentence on the connections into buf; returns 1 while the server is
+ * unreachable. */
+int swnbd_status(struct nbdq *q, char *buf, size_t len);
 
 #endif /* UFP_SWAP_INTERNAL_H */

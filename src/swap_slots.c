@@ -95,7 +95,7 @@ static int slots_reap_count(struct swb *s, unsigned *nret)
 		int r;
 
 		next = node->next;      /* before the cluster can be queued again */
-		r = swfile_cluster_punch(&s->f, k);
+		r = s->nbd ? swnbd_cluster_trim(s->nbd, k) : swfile_cluster_punch(&s->f, k);
 		if (r > 0)
 			/* relaxed: a counter for swb_usage */
 			atomic_fetch_add_explicit(&sl->punched, 1, memory_order_relaxed);

@@ -28,8 +28,11 @@ def library_functions(path):
 
 def map_functions(path):
     text = re.sub(r"/\*.*?\*/", " ", open(path).read(), flags=re.S)
-    glob = re.search(r"global:(.*?)local:", text, flags=re.S)
-    return set(re.findall(r"(\w+)\s*;", glob.group(1))) if glob else set()
+    # every version node's global list (UFPAGER_1, then UFPAGER_1.1 ...)
+    names = set()
+    for block in re.findall(r"global:(.*?)(?:local:|\})", text, flags=re.S):
+        names |= set(re.findall(r"(\w+)\s*;", block))
+    return names
 
 
 def differ(want, have, where):

@@ -29,6 +29,9 @@ expect 0 "libufpager 0." --version
 expect 0 "libufpager 0." version
 expect 2 "unexpected argument 'x'" version x
 expect 2 "unexpected argument 'x'" check x
+expect 1 "NBD URI" check --swap "nbd+unix:///x"
+expect 1 "UNUSABLE" check --swap "nbd+unix:///x?socket=$tmp/nobody.sock"
+expect 0 "usable" check --swap "$tmp"
 expect 2 "bad option '--bogus'" config --bogus
 expect 2 "--interval: 'abc' is not a number" top --interval abc 1
 expect 2 "--count: '0' is out of range" top --count 0 1

@@ -100,17 +100,66 @@ static const struct {
 	{ FEATURE_MOVE, "MOVE", "realloc without copies; atomic eviction" },
 };
 
+/* `check --swap WHERE`: can a pager put its swap there, and how much. */
+static int check_swap(const char *where)
+{
+	uint64_t size = 0;
+	int err = ufp_swap_probe(where, &size);
+
+	printf("swap %s:\n", where);
+	if (err) {
+		printf("  UNUSABLE: %s (%s)\n", ufp_last_error(), strerror(-err));
+		return 1;
+	}
+	if (strstr(where, "://"))
+		printf("  connected: NBD export of %llu bytes (%.1f GiB): the swap space it offers\n",
+		       (unsigned long long)size, (double)size / (1 << 30));
+	else
+		printf("  usable: a private swap file can be made there; %llu bytes (%.1f GiB) "
+		       "free\n", (unsigned long long)size, (double)size / (1 << 30));
+	printf("  use it: UFPAGER_SWAP='%s' (or ufp_params.swap_dir)\n", where);
+	return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	struct ufp_probe pr = { .size = sizeof(pr), .version = UFP_PROBE_VERSION };
-	int problems = 0, rc;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "swap", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char use[] = "usage: ufpagerctl check [--swap DIR|URI]\n";
+	const char *swap = NULL;
+	int problems = 0, c;
 
-	static const char use[] = "usage: ufpagerctl check\n";
-
-	if ((rc = no_args("check", argc, argv, use, "Probe userfaultfd (features, ioctls, "
-			  "privileges), io_uring and swap on this machine.\nExit status: 0 if "
-			  "ufpager can run here, 1 if not.\n")) >= 0)
-		return rc;
+	optind = 0;    /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hs:", opts, NULL)) != -1) {
+		if (c == 'h') {
+			printf("%s\nProbe userfaultfd (features, ioctls, privileges), io_uring and "
+			       "swap on this machine.\n  --swap DIR|URI  only check a swap location: "
+			       "a directory for the swap\n                  file, or an NBD URI "
+			       "(nbd://HOST[:PORT]/EXPORT,\n                  nbd+unix:///EXPORT?"
+			       "socket=PATH): does it connect, how big\n                  is the "
+			       "export\nExit status: 0 if ufpager can run here (the swap location "
+			       "is usable), 1 if not.\n", use);
+			return 0;
+		}
+		if (c == 's') {
+			swap = optarg;
+			continue;
+		}
+		cli_bad_option("check", argc, argv);
+		fputs(use, stderr);
+		return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ufpagerctl check: unexpected argument '%s'\n%s", argv[optind], use);
+		return 2;
+	}
+	if (swap)
+		return check_swap(swap);
 	if (ufp_probe_machine(&pr)) {
 		fprintf(stderr, "ufpagerctl check: %s\n", ufp_last_error());
 		return 1;

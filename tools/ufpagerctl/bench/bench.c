@@ -624,7 +624,9 @@ static void bench_usage(FILE *f)
 		"           1,000 and 100,000 regions (the internals alone: tests/bench_proto)\n"
 		"  swap     refault after eviction (seq / random / zipf, text / random data):\n"
 		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
-		"           (the kernel baselines need root)\n"
+		"           (the kernel baselines need root); with --backend nbd: swap over\n"
+		"           NBD (nbdkit on a Unix socket and loopback TCP, and with 50 us and\n"
+		"           500 us per request) beside the local swap file\n"
 		"  all      every suite (the same as none)\n"
 		"  soak     not part of 'all': a data-integrity run of --minutes N (default 1):\n"
 		"           T threads (first of --threads, default 4) write, read and verify\n"
@@ -648,6 +650,9 @@ static void bench_usage(FILE *f)
 		"  --writers LIST     structural threads W, e.g. 0,1,2 (default; starts with 0)\n"
 		"  --delivery MODE    sigbus (default) or handler, for 'churn'\n"
 		"  --writer-mb N      populated MiB the mmap_lock writer toggles (default 512)\n"
+		"  --backend B        swap: file (default: the suite above) or nbd (swap over\n"
+		"                     NBD; starts nbdkit, Debian package nbdkit)\n"
+		"  --swap URI         swap --backend nbd: also time this NBD server of yours\n"
 		"  --json FILE        also write every row as JSON (and the summary)\n"
 		"  --plot DIR         write plot data and DIR/plots.gp there, and draw PNGs with\n"
 		"                     gnuplot when it is installed: headline-cdf.png,\n"
@@ -690,7 +695,8 @@ int cmd_bench(int argc, char **argv)
 		{ "writers", required_argument, 0, 'w' }, { "json", required_argument, 0, 'j' },
 		{ "delivery", required_argument, 0, 'd' }, { "writer-mb", required_argument, 0, 'm' },
 		{ "plot", required_argument, 0, 'P' }, { "minutes", required_argument, 0, 'M' },
-		{ "inject", required_argument, 0, 'I' },
+		{ "inject", required_argument, 0, 'I' }, { "backend", required_argument, 0, 'B' },
+		{ "swap", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	struct bench_opts o = {
@@ -716,6 +722,15 @@ int cmd_bench(int argc, char **argv)
 			o.seconds = o.soak_seconds = d;
 			break;
 		case 'I': o.soak_inject = optarg; break;
+		case 'B':
+			if (strcmp(optarg, "file") && strcmp(optarg, "nbd")) {
+				fprintf(stderr, "ufpagerctl bench: --backend: '%s' is not file or nbd\n",
+					optarg);
+				return 2;
+			}
+			o.backend = optarg;
+			break;
+		case 'S': o.swap_uri = optarg; break;
 		case 'M':
 			if (cli_parse_positive("bench", "--minutes", optarg, 60 * 24 * 7, &d))
 				return 2;

@@ -54,6 +54,8 @@ struct bench_opts {
 	double soak_seconds;      /* soak: --minutes / --seconds (default 60) */
 	unsigned soak_threads;    /* soak: first value of --threads (default 4) */
 	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
+	const char *backend;      /* swap: --backend file (default) | nbd */
+	const char *swap_uri;     /* swap --backend nbd: --swap URI, a server of the user's */
 };
 
 /* The closing table of key ratios: num / den under a machine-readable key

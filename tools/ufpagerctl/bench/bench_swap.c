@@ -7,8 +7,15 @@
  * MADV_PAGEOUT), then refaults it in sequential, random or zipf order,
  * timing each page's first access, and verifies every page.
  */
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -94,7 +101,7 @@ static size_t sw_order(enum kb_pattern pat, size_t n, size_t *out, size_t cap)
 }
 
 static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pattern pat,
-		      bool compr, size_t pages, struct sw_res *res)
+		      bool compr, size_t pages, struct sw_res *res, const char *where)
 {
 	struct ufp_params pr = {
 		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
@@ -103,7 +110,7 @@ static int sw_ufpager(struct bench_opts *o, bool lz4, bool no_evict, enum kb_pat
 		.fault_around = 1,
 		.swap_size = (uint64_t)pages * BENCH_PAGE * 2,
 		.ztier_size = lz4 ? (uint64_t)pages * BENCH_PAGE : 4096,
-		.flags = UFP_PF_NO_EXPORT,
+		.flags = UFP_PF_NO_EXPORT, .swap_dir = where,
 	};
 	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION }, s0;
 	size_t n, *order = malloc(pages * sizeof(size_t));
@@ -357,10 +364,258 @@ static const struct sw_sum {
 	  "swap random refault: ufpager file / kernel file" },
 };
 
+
+/* ======================================================================
+ * --backend nbd: swap over NBD beside the local swap file.
+ * ====================================================================== */
+
+extern char **environ;
+
+/* An nbdkit (memory plugin) this bench starts: on a Unix socket or
+ * loopback TCP, with latency_us per request (tools/nbdkit's filter). */
+struct nbd_srv {
+	pid_t pid;
+	char sock[96], uri[160], why[200];
+};
+
+/* The latency filter: built beside ufpagerctl (CMake), or where
+ * UFPAGER_BENCH_LATENCY_FILTER says. NULL when it is not there. */
+static const char *latency_filter(void)
+{
+	static char path[4200];
+	const char *env = getenv("UFPAGER_BENCH_LATENCY_FILTER");
+	char exe[4096];
+	ssize_t n;
+
+	if (env && access(env, R_OK) == 0)
+		return env;
+#ifdef UFP_LATENCY_FILTER
+	if (access(UFP_LATENCY_FILTER, R_OK) == 0)
+		return UFP_LATENCY_FILTER;
+#endif
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		if (strrchr(exe, '/'))
+			*strrchr(exe, '/') = 0;
+		snprintf(path, sizeof(path), "%s/ufp-latency-filter.so", exe);
+		if (access(path, R_OK) == 0)
+			return path;
+	}
+	return NULL;
+}
+
+static int nbd_srv_start(struct nbd_srv *v, bool tcp, unsigned latency_us, size_t bytes)
+{
+	char size[32], lat[32], port[16], filt[4300];
+	const char *argv[20];
+	int n = 0, fd;
+	static int seq;
+
+	memset(v, 0, sizeof(*v));
+	snprintf(size, sizeof(size), "%zu", bytes);
+	argv[n++] = "nbdkit";
+	argv[n++] = "-f";
+	argv[n++] = "--exit-with-parent";
+	if (tcp) {
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t l = sizeof(a);
+
+		fd = socket(AF_INET, SOCK_STREAM, 0);   /* a free port */
+		if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+		    getsockname(fd, (struct sockaddr *)&a, &l)) {
+			snprintf(v->why, sizeof(v->why), "no free loopback port: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		close(fd);
+		snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+		argv[n++] = "-i";
+		argv[n++] = "127.0.0.1";
+		argv[n++] = "-p";
+		argv[n++] = port;
+		snprintf(v->uri, sizeof(v->uri), "nbd://127.0.0.1:%s/", port);
+	} else {
+		snprintf(v->sock, sizeof(v->sock), "/tmp/ufpagerctl-nbd.%d.%d.sock", (int)getpid(),
+			 seq++);
+		unlink(v->sock);
+		argv[n++] = "-U";
+		argv[n++] = v->sock;
+		snprintf(v->uri, sizeof(v->uri), "nbd+unix:///?socket=%s", v->sock);
+	}
+	if (latency_us) {
+		const char *f = latency_filter();
+
+		if (!f) {
+			snprintf(v->why, sizeof(v->why), "skipped: the latency filter "
+				 "(ufp-latency-filter.so) was not built: Debian package "
+				 "nbdkit-plugin-dev");
+			return -1;
+		}
+		snprintf(filt, sizeof(filt), "--filter=%s", f);
+		argv[n++] = filt;
+	}
+	argv[n++] = "memory";
+	argv[n++] = size;
+	if (latency_us) {
+		snprintf(lat, sizeof(lat), "latency-us=%u", latency_us);
+		argv[n++] = lat;
+	}
+	argv[n] = NULL;
+	/* posix_spawn: no fork of a process that may hold pagers */
+	posix_spawn_file_actions_t fa;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	int e = posix_spawnp(&v->pid, "nbdkit", &fa, NULL, (char *const *)argv, environ);
+
+	posix_spawn_file_actions_destroy(&fa);
+	if (e) {
+		snprintf(v->why, sizeof(v->why), "skipped: cannot start nbdkit (%s): Debian "
+			 "package nbdkit", strerror(e));
+		v->pid = 0;
+		return -1;
+	}
+	for (int i = 0; i < 300; i++) {      /* up to 3 s for it to listen */
+		uint64_t sz;
+
+		if (ufp_swap_probe(v->uri, &sz) == 0)
+			return 0;
+		if (waitpid(v->pid, NULL, WNOHANG) == v->pid) {
+			snprintf(v->why, sizeof(v->why), "skipped: nbdkit exited at start");
+			v->pid = 0;
+			return -1;
+		}
+		usleep(10000);
+	}
+	snprintf(v->why, sizeof(v->why), "skipped: nbdkit did not listen within 3 s");
+	return -1;
+}
+
+static void nbd_srv_stop(struct nbd_srv *v)
+{
+	if (v->pid > 0) {
+		kill(v->pid, SIGTERM);
+		waitpid(v->pid, NULL, 0);
+	}
+	if (v->sock[0])
+		unlink(v->sock);
+	v->pid = 0;
+}
+
+enum { NB_FILE, NB_UNIX, NB_TCP, NB_UNIX_50, NB_UNIX_500, NB_TCP_500, NB_USER, NB_NR };
+static const struct {
+	const char *name;
+	bool tcp;
+	unsigned latency_us;
+} nb_rows[NB_NR] = {
+	[NB_FILE] = { "local-file", false, 0 },
+	[NB_UNIX] = { "nbd-unix", false, 0 },
+	[NB_TCP] = { "nbd-tcp", true, 0 },
+	[NB_UNIX_50] = { "nbd-unix+50us", false, 50 },
+	[NB_UNIX_500] = { "nbd-unix+500us", false, 500 },
+	[NB_TCP_500] = { "nbd-tcp+500us", true, 500 },
+	[NB_USER] = { "nbd (--swap)", false, 0 },
+};
+
+static int bench_swap_nbd(struct bench_opts *o, size_t pages)
+{
+	static const enum kb_pattern pats[2] = { KB_SEQ, KB_RANDOM };
+
+	printf("\n== swap over NBD: refault after eviction; working set %zu MiB of random\n"
+	       "   (incompressible) pages, budget 1/4 of it, everything pushed out first;\n"
+	       "   nbdkit (memory plugin) on a Unix socket / loopback TCP, latency added per\n"
+	       "   request by a filter; the local swap file beside it. pages/RTT: pages\n"
+	       "   served per request latency (1 = one page per round trip; more = what\n"
+	       "   readahead, merged requests and several connections hide)\n",
+	       pages * BENCH_PAGE >> 20);
+	printf("%-7s %-16s %11s %9s %9s %9s %10s\n", "order", "swap", "pages/s", "p50", "p99",
+	       "pages/RTT", "vs file");
+	for (int pi = 0; pi < 2; pi++) {
+		struct sw_res r[NB_NR] = { { 0 } };
+
+		for (int k = 0; k < NB_NR; k++) {
+			struct nbd_srv v = { 0 };
+			const char *where = NULL;
+
+			if (k == NB_USER && !o->swap_uri)
+				continue;
+			progress("[swap nbd] %s %s", kb_pattern_name(pats[pi]), nb_rows[k].name);
+			if (k == NB_USER) {
+				where = o->swap_uri;
+			} else if (k != NB_FILE) {
+				if (nbd_srv_start(&v, nb_rows[k].tcp, nb_rows[k].latency_us,
+						  pages * BENCH_PAGE * 2)) {
+					r[k].why = strdup(v.why);
+					nbd_srv_stop(&v);
+					progress_done();
+					continue;
+				}
+				where = v.uri;
+			}
+			if (sw_ufpager(o, false, false, pats[pi], false, pages, &r[k], where) &&
+			    !r[k].why)
+				r[k].why = "failed";
+			nbd_srv_stop(&v);
+			progress_done();
+		}
+		for (int k = 0; k < NB_NR; k++) {
+			double rtt = nb_rows[k].latency_us ? r[k].pages_s * nb_rows[k].latency_us / 1e6 : 0;
+
+			if (k == NB_USER && !o->swap_uri)
+				continue;
+			if (!r[k].pages_s) {
+				printf("%-7s %-16s %s\n", kb_pattern_name(pats[pi]), nb_rows[k].name,
+				       r[k].why ? r[k].why : "-");
+				continue;
+			}
+			char rttcol[16] = "-";
+
+			if (rtt)
+				snprintf(rttcol, sizeof(rttcol), "%.1f", rtt);
+			printf("%-7s %-16s %11.0f %7.1fus %7.1fus %9s %9.2fx%s%s\n",
+			       kb_pattern_name(pats[pi]), nb_rows[k].name, r[k].pages_s,
+			       r[k].p50 / 1e3, r[k].p99 / 1e3, rttcol, r[NB_FILE].pages_s ?
+			       r[k].pages_s / r[NB_FILE].pages_s : 0, r[k].why ? "  " : "",
+			       r[k].why ? r[k].why : "");
+			json_row_begin(o, "swap_nbd");
+			json_kv_str(o, "order", kb_pattern_name(pats[pi]));
+			json_kv_str(o, "swap", nb_rows[k].name);
+			json_kv_num(o, "latency_us", nb_rows[k].latency_us);
+			json_kv_num(o, "pages_per_s", r[k].pages_s);
+			json_kv_num(o, "p50_ns", (double)r[k].p50);
+			json_kv_num(o, "p99_ns", (double)r[k].p99);
+			json_kv_num(o, "pages_per_rtt", rtt);
+			json_kv_ratio(o, "vs_file", r[k].pages_s, r[NB_FILE].pages_s,
+				      "local-file pages/s");
+			json_kv_num(o, "verified", r[k].ok);
+			json_row_end(o);
+		}
+		if (pi == 0) {
+			summary_add(o, "swap_nbd.seq.unix_over_file", "swap seq refault: NBD (Unix "
+				    "socket) / local file", r[NB_UNIX].pages_s, r[NB_FILE].pages_s);
+			summary_add(o, "swap_nbd.seq.500us_over_file", "swap seq refault: NBD at "
+				    "500 us per request / local file (goal >= 0.5)",
+				    r[NB_UNIX_500].pages_s, r[NB_FILE].pages_s);
+		} else {
+			summary_add(o, "swap_nbd.random.500us_over_file", "swap random refault: NBD "
+				    "at 500 us per request / local file", r[NB_UNIX_500].pages_s,
+				    r[NB_FILE].pages_s);
+		}
+	}
+	return 0;
+}
+
 int bench_swap(struct bench_opts *o)
 {
 	static const enum kb_pattern pats[3] = { KB_SEQ, KB_RANDOM, KB_ZIPF };
 	size_t pages = o->quick ? 4096 : 16384;
+
+	if (o->backend && !strcmp(o->backend, "nbd"))
+		return bench_swap_nbd(o, pages);
 
 	printf("\n== swap: refault after eviction; working set %zu MiB, ufpager budget 1/4 of it;\n"
 	       "   everything pushed out first (PAGEOUT / MADV_PAGEOUT); first access timed\n",
@@ -379,7 +634,7 @@ int bench_swap(struct bench_opts *o)
 					c ? "random" : "text", sw_name[s]);
 				if (s <= SW_UFP_LZ4_NE)
 					sw_ufpager(o, s == SW_UFP_LZ4 || s == SW_UFP_LZ4_NE,
-						   s >= SW_UFP_FILE_NE, pats[pi], !c, pages, &r[s]);
+						   s >= SW_UFP_FILE_NE, pats[pi], !c, pages, &r[s], NULL);
 				else
 					sw_kernel(s == SW_ZRAM, pats[pi], !c, pages, &r[s]);
 				progress_done();
