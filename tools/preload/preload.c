@@ -1,0 +1,817 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libufpager_preload.so - puts an unmodified program's large memory on
+ * ufpager (`ufpagerctl run`, or LD_PRELOAD by hand). A user of the library
+ * like any other: libufpager.so through <ufpager.h> only.
+ *
+ * What is routed to the pager (at or above UFPAGER_PRELOAD_MIN bytes,
+ * default 256K):
+ *  - malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
+ *    aligned_alloc, valloc, pvalloc: one ufp_alloc object per block, with a
+ *    32-byte header in front (its base and size); smaller blocks, and every
+ *    block while the pager cannot be used, go to glibc's own allocator
+ *    (__libc_malloc and friends: no dlsym, so no bootstrap problem);
+ *  - anonymous private mmap without PROT_EXEC, MAP_STACK, MAP_GROWSDOWN or
+ *    MAP_HUGETLB: ufp_map; munmap, mprotect, madvise and mremap on those
+ *    ranges: ufp_unmap, ufp_protect, ufp_advise, and mremap emulated with
+ *    ufp_map (in place when the following space is free, else a new range
+ *    and a copy).
+ * Everything else goes to the next definition (dlsym(RTLD_NEXT)).
+ *
+ * Recursion: the library's own calls (and its service threads, which are
+ * created inside a ufp_ call) run with a thread-local guard set, under
+ * which every call here passes straight through: the library's own
+ * mallocs and mmaps never come back into the pager.
+ *
+ * fork: the library makes the inherited pager inert in the child (its
+ * memory becomes plain memory, README "Fork"). The child hands that
+ * memory's munmap/free/mremap to the kernel, and creates a pager of its
+ * own on its first large allocation (a stress-ng worker or a redis save
+ * child keeps being paged).
+ *
+ * exec: LD_PRELOAD stays in the environment, so the preload follows into
+ * the new program; UFPAGER_PRELOAD_EXEC=0 takes it out at start.
+ *
+ * Statistics: the pager's live segment (`ufpagerctl stats PID`); with
+ * UFPAGER_STATS_FILE each process appends one JSON line at exit:
+ * {"pid":N,"exe":"...","stats":<ufp_stats_json>}.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <ufpager.h>
+
+#define PAGE 4096ul
+#define HDR 32ul
+#define HDR_MAGIC 0x75667061676572aaull   /* "ufpager" */
+#define MAX_RETIRED 16
+
+/* glibc's allocator under its own names (exported by libc.so.6). */
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+struct hdr {
+	uint64_t magic;
+	uint64_t base_off;   /* user pointer - base of the ufp_alloc object */
+	uint64_t size;       /* usable bytes from the user pointer */
+	uint64_t pad;
+};
+
+/* Address range a pager has handed out: every address in [lo, hi) lies
+ * in its arena, which nothing else can map. */
+struct span {
+	_Atomic uintptr_t lo, hi;
+};
+
+enum { ST_NONE, ST_STARTING, ST_READY, ST_OFF };
+
+static ufp_pager *pager;                /* this process's live pager */
+static _Atomic int state;               /* ST_*: release on READY pairs with acquire in usable() */
+static struct span live = { UINTPTR_MAX, 0 };
+/* Pagers inherited across fork: their memory is plain memory here. */
+static struct span retired[MAX_RETIRED];
+static _Atomic unsigned nretired;       /* written in the fork child only (one thread) */
+static size_t min_bytes = 256 << 10;
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* >0 while inside the library (or on one of its threads): pass through. */
+static __thread int guard __attribute__((tls_model("initial-exec")));
+
+static void *(*next_mmap)(void *, size_t, int, int, int, off_t);
+static int (*next_munmap)(void *, size_t);
+static int (*next_mprotect)(void *, size_t, int);
+static int (*next_madvise)(void *, size_t, int);
+static void *(*next_mremap)(void *, size_t, size_t, int, ...);
+static size_t (*next_usable)(void *);
+static int (*next_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		(void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void resolve(void)
+{
+	if (next_mmap)
+		return;
+	guard++;
+	next_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+	next_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
+	next_madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+	next_mremap = (void *(*)(void *, size_t, size_t, int, ...))dlsym(RTLD_NEXT, "mremap");
+	next_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+	next_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+				       void *))dlsym(RTLD_NEXT, "pthread_create");
+	next_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	guard--;
+}
+
+/* ---- the kernel's calls, for what is not ours ---------------------------- */
+
+static void *k_mmap(void *a, size_t l, int p, int f, int fd, off_t o)
+{
+	if (next_mmap)
+		return next_mmap(a, l, p, f, fd, o);
+	return (void *)syscall(SYS_mmap, a, l, p, f, fd, o);
+}
+
+static int k_munmap(void *a, size_t l)
+{
+	return next_munmap ? next_munmap(a, l) : (int)syscall(SYS_munmap, a, l);
+}
+
+static int k_mprotect(void *a, size_t l, int p)
+{
+	return next_mprotect ? next_mprotect(a, l, p) : (int)syscall(SYS_mprotect, a, l, p);
+}
+
+static int k_madvise(void *a, size_t l, int adv)
+{
+	return next_madvise ? next_madvise(a, l, adv) : (int)syscall(SYS_madvise, a, l, adv);
+}
+
+/* ---- spans ---------------------------------------------------------------- */
+
+static void span_note(struct span *s, void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p, e = a + len;
+	uintptr_t cur = atomic_load_explicit(&s->lo, memory_order_relaxed);
+
+	/* relaxed: a span only widens, and an address is in it only after the
+	 * caller got it back from this very call (program order) or through
+	 * the program's own synchronisation with the thread that did */
+	while (a < cur && !atomic_compare_exchange_weak_explicit(&s->lo, &cur, a,
+			memory_order_relaxed, memory_order_relaxed))
+		;
+	cur = atomic_load_explicit(&s->hi, memory_order_relaxed);
+	while (e > cur && !atomic_compare_exchange_weak_explicit(&s->hi, &cur, e,
+			memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+static bool span_has(struct span *s, const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return a >= atomic_load_explicit(&s->lo, memory_order_relaxed) &&
+	       a < atomic_load_explicit(&s->hi, memory_order_relaxed);
+}
+
+/* Memory of a pager inherited across fork (plain memory now). */
+static bool in_retired(const void *p)
+{
+	unsigned n = atomic_load_explicit(&nretired, memory_order_relaxed);
+
+	for (unsigned i = 0; i < n && i < MAX_RETIRED; i++)
+		if (span_has(&retired[i], p))
+			return true;
+	return false;
+}
+
+static bool in_live(const void *p)
+{
+	return atomic_load_explicit(&state, memory_order_acquire) == ST_READY &&
+	       span_has(&live, p);
+}
+
+/* ---- the pager ------------------------------------------------------------- */
+
+static void start_pager(void);
+
+/* The pager may serve a new allocation from this thread now. */
+static bool usable(void)
+{
+	int s;
+
+	if (guard)
+		return false;
+	s = atomic_load_explicit(&state, memory_order_acquire);   /* pairs with the release in start_pager */
+	if (s == ST_READY)
+		return true;
+	if (s == ST_NONE) {
+		start_pager();
+		return atomic_load_explicit(&state, memory_order_acquire) == ST_READY;
+	}
+	return false;
+}
+
+static void atfork_prepare(void)
+{
+	guard++;   /* the library's own fork handlers run inside this window */
+}
+
+static void atfork_parent(void)
+{
+	guard--;
+}
+
+static void atfork_child(void)
+{
+	guard--;
+	if (atomic_load_explicit(&state, memory_order_relaxed) == ST_READY) {
+		unsigned n = atomic_load_explicit(&nretired, memory_order_relaxed);
+
+		if (n < MAX_RETIRED) {
+			atomic_store_explicit(&retired[n].lo,
+				atomic_load_explicit(&live.lo, memory_order_relaxed), memory_order_relaxed);
+			atomic_store_explicit(&retired[n].hi,
+				atomic_load_explicit(&live.hi, memory_order_relaxed), memory_order_relaxed);
+			atomic_store_explicit(&nretired, n + 1, memory_order_relaxed);
+		}
+		atomic_store_explicit(&live.lo, UINTPTR_MAX, memory_order_relaxed);
+		atomic_store_explicit(&live.hi, 0, memory_order_relaxed);
+		pager = NULL;
+		/* a pager of its own on the child's first large allocation;
+		 * past MAX_RETIRED generations the child stays on the kernel */
+		atomic_store_explicit(&state, n < MAX_RETIRED ? ST_NONE : ST_OFF,
+				      memory_order_relaxed);
+	}
+	pthread_mutex_init(&start_lock, NULL);
+}
+
+static void start_pager(void)
+{
+	struct ufp_params prm = { .size = sizeof(prm), .version = UFP_PARAMS_VERSION };
+	ufp_pager *p = NULL;
+	int err;
+
+	pthread_mutex_lock(&start_lock);
+	if (atomic_load_explicit(&state, memory_order_relaxed) != ST_NONE) {
+		pthread_mutex_unlock(&start_lock);
+		return;
+	}
+	atomic_store_explicit(&state, ST_STARTING, memory_order_relaxed);
+	resolve();
+	/* Handler delivery unless asked otherwise: the kernel waits for the
+	 * page when a system call reads or writes managed memory (SIGBUS
+	 * delivery would fail such a call with EFAULT). */
+	if (!getenv("UFPAGER_DELIVERY"))
+		prm.delivery = UFP_DELIVERY_HANDLER;
+	guard++;
+	err = ufp_pager_create(&prm, &p);
+	guard--;
+	if (err) {
+		say("ufpager preload: no pager (%s); the program runs on the kernel's memory\n",
+		    ufp_last_error());
+		atomic_store_explicit(&state, ST_OFF, memory_order_release);
+	} else {
+		pager = p;
+		atomic_store_explicit(&state, ST_READY, memory_order_release);
+	}
+	pthread_mutex_unlock(&start_lock);
+}
+
+/* Service threads: a thread created inside a ufp_ call is the library's;
+ * it runs with the guard set for its whole life. */
+struct start_arg {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *guarded_start(void *v)
+{
+	struct start_arg a = *(struct start_arg *)v;
+
+	__libc_free(v);
+	guard = 1;
+	return a.fn(a.arg);
+}
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	resolve();
+	if (guard) {
+		struct start_arg *a = __libc_malloc(sizeof(*a));
+
+		if (!a)
+			return EAGAIN;
+		a->fn = fn;
+		a->arg = arg;
+		int err = next_pthread_create(t, attr, guarded_start, a);
+		if (err)
+			__libc_free(a);
+		return err;
+	}
+	return next_pthread_create(t, attr, fn, arg);
+}
+
+/* ---- the malloc family ------------------------------------------------------ */
+
+static struct hdr *hdr_of(void *p)
+{
+	return (struct hdr *)((char *)p - HDR);
+}
+
+/* A block on the pager: ufp_alloc of size + room for the header and the
+ * alignment (at most a page). NULL when the pager cannot take it. */
+static void *big_alloc(size_t size, size_t align)
+{
+	size_t off = align > HDR ? align : HDR;
+	void *base;
+	int err;
+
+	if (size > (1ull << 46))
+		return NULL;
+	guard++;
+	err = ufp_alloc(pager, size + off, &base);
+	guard--;
+	if (err)
+		return NULL;
+	span_note(&live, base, size + off);
+	struct hdr *h = hdr_of((char *)base + off);
+	h->magic = HDR_MAGIC;
+	h->base_off = off;
+	h->size = size;
+	return (char *)base + off;
+}
+
+/* A pointer the preload handed out from a pager (live or inherited). */
+static bool is_big(void *p)
+{
+	return p && (in_live(p) || in_retired(p)) && hdr_of(p)->magic == HDR_MAGIC;
+}
+
+static void big_free(void *p)
+{
+	struct hdr *h = hdr_of(p);
+	char *base = (char *)p - h->base_off;
+
+	h->magic = 0;
+	if (in_live(p)) {
+		guard++;
+		int err = ufp_free(pager, base);
+		guard--;
+		if (!err)
+			return;
+		say("ufpager preload: free(%p): %s\n", p, ufp_last_error());
+		abort();
+	}
+	/* inherited across fork: plain memory */
+	k_munmap(base, (h->base_off + h->size + PAGE - 1) & ~(PAGE - 1));
+}
+
+void *malloc(size_t n)
+{
+	if (n >= min_bytes && usable()) {
+		void *p = big_alloc(n, 0);
+
+		if (p)
+			return p;
+	}
+	return __libc_malloc(n);
+}
+
+void free(void *p)
+{
+	if (is_big(p))
+		big_free(p);
+	else
+		__libc_free(p);
+}
+
+void *calloc(size_t n, size_t m)
+{
+	size_t t;
+
+	if (__builtin_mul_overflow(n, m, &t)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (t >= min_bytes && usable()) {
+		void *p = big_alloc(t, 0);   /* pager memory is zero-filled */
+
+		if (p)
+			return p;
+	}
+	return __libc_calloc(n, m);
+}
+
+size_t malloc_usable_size(void *p)
+{
+	if (is_big(p))
+		return hdr_of(p)->size;
+	if (!p)
+		return 0;
+	resolve();
+	return next_usable(p);
+}
+
+void *realloc(void *p, size_t n)
+{
+	if (!p)
+		return malloc(n);
+	if (!is_big(p)) {
+		if (n >= min_bytes && usable()) {
+			void *q = big_alloc(n, 0);
+
+			if (q) {
+				size_t old = malloc_usable_size(p);
+
+				memcpy(q, p, old < n ? old : n);
+				__libc_free(p);
+				return q;
+			}
+		}
+		return __libc_realloc(p, n);
+	}
+	if (n == 0) {
+		big_free(p);
+		return NULL;
+	}
+	struct hdr *h = hdr_of(p);
+	if (in_live(p) && n >= min_bytes && h->base_off == HDR && !guard) {
+		void *base = (char *)p - HDR, *nb;
+		int err;
+
+		guard++;
+		err = ufp_realloc(pager, base, n + HDR, &nb);
+		guard--;
+		if (!err) {
+			span_note(&live, nb, n + HDR);
+			hdr_of((char *)nb + HDR)->size = n;
+			return (char *)nb + HDR;
+		}
+	}
+	/* a move across allocators, or out of an inherited pager */
+	void *q = malloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, h->size < n ? h->size : n);
+	big_free(p);
+	return q;
+}
+
+void *reallocarray(void *p, size_t n, size_t m)
+{
+	size_t t;
+
+	if (__builtin_mul_overflow(n, m, &t)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(p, t);
+}
+
+void *memalign(size_t align, size_t n)
+{
+	if (align <= 16)
+		return malloc(n);
+	if (align <= PAGE && !(align & (align - 1)) && n >= min_bytes && usable()) {
+		void *p = big_alloc(n, align);
+
+		if (p)
+			return p;
+	}
+	return __libc_memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+	void *p;
+
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	p = memalign(align, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+	if (!align || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return memalign(align, n);
+}
+
+void *valloc(size_t n)
+{
+	return memalign(PAGE, n);
+}
+
+void *pvalloc(size_t n)
+{
+	return memalign(PAGE, (n + PAGE - 1) & ~(PAGE - 1));
+}
+
+/* ---- mappings ---------------------------------------------------------------- */
+
+static int ufp_prot(int prot)
+{
+	if (prot & PROT_WRITE)
+		return UFP_PROT_ALL;
+	return prot & PROT_READ ? UFP_PROT_READ : UFP_PROT_NONE;
+}
+
+static size_t pages(size_t len)
+{
+	return (len + PAGE - 1) & ~(PAGE - 1);
+}
+
+/* errno from a ufp_ result; returns -1 for the caller to hand back. */
+static int fail(int err)
+{
+	errno = err == -EINVAL ? EINVAL : -err;
+	return -1;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	const int not_ours = MAP_STACK | MAP_GROWSDOWN | MAP_HUGETLB;
+
+	/* not ours, or PROT_EXEC over our range: the kernel maps it, and the
+	 * library applies the UNMAP event for what it replaced */
+	if (!len || !(flags & MAP_ANONYMOUS) || (flags & not_ours) ||
+	    (flags & MAP_TYPE) != MAP_PRIVATE || (prot & ~(PROT_READ | PROT_WRITE)) ||
+	    len < min_bytes || guard)
+		return k_mmap(addr, len, prot, flags, fd, off);
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		void *out;
+		int err;
+
+		if (!in_live(addr) || ((uintptr_t)addr & (PAGE - 1)))
+			return k_mmap(addr, len, prot, flags, fd, off);
+		guard++;
+		err = ufp_map(pager, addr, pages(len), ufp_prot(prot), UFP_MAP_FIXED, &out);
+		if (err == -EEXIST && !(flags & MAP_FIXED_NOREPLACE)) {
+			/* MAP_FIXED over our own memory: fresh zero pages */
+			err = ufp_protect(pager, addr, pages(len), ufp_prot(prot));
+			if (!err)
+				err = ufp_advise(pager, addr, pages(len), UFP_ADV_DONTNEED);
+			out = addr;
+		}
+		if (!err && (flags & MAP_POPULATE))
+			ufp_advise(pager, out, pages(len), UFP_ADV_WILLNEED);
+		guard--;
+		if (err) {
+			fail(err == -EINVAL ? -ENOMEM : err);
+			return MAP_FAILED;
+		}
+		return out;
+	}
+	if (usable()) {
+		void *out;
+		int err;
+
+		guard++;
+		err = ufp_map(pager, NULL, pages(len), ufp_prot(prot), 0, &out);
+		if (!err && (flags & MAP_POPULATE))
+			ufp_advise(pager, out, pages(len), UFP_ADV_WILLNEED);
+		guard--;
+		if (!err) {
+			span_note(&live, out, pages(len));
+			return out;
+		}
+		/* arena full or the like: the kernel's memory */
+	}
+	return k_mmap(addr, len, prot, flags, fd, off);
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
+
+int munmap(void *addr, size_t len)
+{
+	if (!guard && in_live(addr) && !((uintptr_t)addr & (PAGE - 1)) && len) {
+		guard++;
+		int err = ufp_unmap(pager, addr, pages(len));
+		guard--;
+		if (!err)
+			return 0;
+		/* holes in the range (munmap allows them, ufp_unmap does not):
+		 * the kernel unmaps, the library applies the UNMAP event */
+	}
+	return k_munmap(addr, len);
+}
+
+int mprotect(void *addr, size_t len, int prot)
+{
+	if (!guard && in_live(addr) && !((uintptr_t)addr & (PAGE - 1)) && len &&
+	    !(prot & ~(PROT_READ | PROT_WRITE))) {
+		guard++;
+		int err = ufp_protect(pager, addr, pages(len), ufp_prot(prot));
+		guard--;
+		return err ? fail(err) : 0;
+	}
+	if (!guard && in_live(addr) && (prot & PROT_EXEC)) {
+		errno = EACCES;   /* pager memory is never executable */
+		return -1;
+	}
+	return k_mprotect(addr, len, prot);
+}
+
+int madvise(void *addr, size_t len, int advice)
+{
+	int adv;
+
+	if (guard || !in_live(addr) || ((uintptr_t)addr & (PAGE - 1)) || !len)
+		return k_madvise(addr, len, advice);
+	switch (advice) {
+	case MADV_DONTNEED:
+	case MADV_FREE:
+	case MADV_REMOVE:
+		adv = UFP_ADV_DONTNEED;
+		break;
+	case MADV_WILLNEED:
+		adv = UFP_ADV_WILLNEED;
+		break;
+	case MADV_PAGEOUT:
+		adv = UFP_ADV_PAGEOUT;
+		break;
+	case MADV_NORMAL:
+	case MADV_RANDOM:
+	case MADV_SEQUENTIAL:
+	case MADV_COLD:
+	case MADV_HUGEPAGE:
+	case MADV_NOHUGEPAGE:
+	case MADV_DONTDUMP:
+	case MADV_DODUMP:
+	case MADV_DONTFORK:
+	case MADV_DOFORK:
+	case MADV_MERGEABLE:
+	case MADV_UNMERGEABLE:
+		return 0;   /* hints the pager has no use for */
+	default:
+		errno = EINVAL;
+		return -1;
+	}
+	guard++;
+	int err = ufp_advise(pager, addr, pages(len), adv);
+	guard--;
+	if (err == -EINVAL && adv == UFP_ADV_PAGEOUT)
+		return 0;   /* PAGEOUT without a budget: a hint */
+	return err ? fail(err) : 0;
+}
+
+void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
+{
+	void *fixed = NULL;
+	va_list ap;
+
+	va_start(ap, flags);
+	if (flags & MREMAP_FIXED)
+		fixed = va_arg(ap, void *);
+	va_end(ap);
+	resolve();
+	if (guard || !in_live(old) || (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) ||
+	    ((uintptr_t)old & (PAGE - 1)) || !newlen)
+		return next_mremap(old, oldlen, newlen, flags, fixed);
+
+	size_t ol = pages(oldlen), nl = pages(newlen);
+	void *out = old;
+	int err = 0;
+
+	guard++;
+	if (nl < ol) {
+		err = ufp_unmap(pager, (char *)old + nl, ol - nl);
+	} else if (nl > ol) {
+		/* in place when the space after it is free; the prot of the
+		 * grown tail is read-write (the pager does not say what the
+		 * range had: programs that mremap grow heaps) */
+		void *tail;
+
+		err = ufp_map(pager, (char *)old + ol, nl - ol, UFP_PROT_ALL, UFP_MAP_FIXED, &tail);
+		if (err == -EEXIST || err == -EINVAL || err == -ENOMEM) {
+			if (!(flags & MREMAP_MAYMOVE)) {
+				err = -ENOMEM;
+			} else {
+				err = ufp_map(pager, NULL, nl, UFP_PROT_ALL, 0, &out);
+				if (!err) {
+					span_note(&live, out, nl);
+					guard--;   /* the copy faults like the program would */
+					memcpy(out, old, ol);
+					guard++;
+					ufp_unmap(pager, old, ol);
+				}
+			}
+		} else if (!err) {
+			span_note(&live, tail, nl - ol);
+		}
+	}
+	guard--;
+	if (err) {
+		fail(err);
+		return MAP_FAILED;
+	}
+	return out;
+}
+
+/* ---- start and exit ------------------------------------------------------------ */
+
+static void strip_from_ld_preload(void)
+{
+	const char *cur = getenv("LD_PRELOAD");
+	char buf[4096], *save = NULL, *tok;
+	size_t o = 0;
+
+	if (!cur || strlen(cur) >= sizeof(buf))
+		return;
+	char copy[4096];
+	snprintf(copy, sizeof(copy), "%s", cur);
+	buf[0] = '\0';
+	for (tok = strtok_r(copy, ": ", &save); tok; tok = strtok_r(NULL, ": ", &save)) {
+		if (strstr(tok, "libufpager_preload"))
+			continue;
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o ? ":" : "", tok);
+	}
+	if (o)
+		setenv("LD_PRELOAD", buf, 1);
+	else
+		unsetenv("LD_PRELOAD");
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	const char *s = getenv("UFPAGER_PRELOAD_MIN");
+
+	resolve();
+	if (s) {
+		char *end;
+		unsigned long long v = strtoull(s, &end, 10);
+
+		if (*end == 'K' || *end == 'k')
+			v <<= 10;
+		else if (*end == 'M' || *end == 'm')
+			v <<= 20;
+		if (v >= PAGE)
+			min_bytes = v;
+		else
+			say("ufpager preload: UFPAGER_PRELOAD_MIN=%s: below a page, kept %zu\n",
+			    s, min_bytes);
+	}
+	s = getenv("UFPAGER_PRELOAD_EXEC");
+	if (s && !strcmp(s, "0"))
+		strip_from_ld_preload();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	/* the pager starts on the first large allocation (usable()): a
+	 * program that never makes one (a shell between `run` and the
+	 * program) pays nothing */
+	s = getenv("UFPAGER_PRELOAD");
+	if (s && !strcmp(s, "0"))
+		atomic_store_explicit(&state, ST_OFF, memory_order_release);
+}
+
+/* One JSON line per process that had a pager, appended with one write. */
+__attribute__((destructor)) static void preload_fini(void)
+{
+	const char *path = getenv("UFPAGER_STATS_FILE");
+	static char buf[32768];
+	struct ufp_stats st = { .size = sizeof(st), .version = UFP_STATS_VERSION };
+	char exe[256] = "";
+	FILE *f;
+	int fd;
+
+	if (!path || !*path || atomic_load_explicit(&state, memory_order_acquire) != ST_READY)
+		return;
+	guard++;
+	if (ufp_stats_get(pager, &st))
+		goto out;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	f = fmemopen(buf, sizeof(buf), "w");
+	if (!f)
+		goto out;
+	fprintf(f, "{\"pid\":%d,\"exe\":\"%s\",\"stats\":", (int)getpid(), exe);
+	ufp_stats_json(&st, f);   /* ends with a newline */
+	long len = ftell(f);
+	fclose(f);
+	if (len <= 2 || (size_t)len >= sizeof(buf))
+		goto out;
+	/* replace the newline with "}\n" */
+	buf[len - 1] = '}';
+	buf[len] = '\n';
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		(void)!write(fd, buf, (size_t)len + 1);
+		close(fd);
+	}
+out:
+	guard--;
+}
