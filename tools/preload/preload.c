@@ -9,8 +9,11 @@
  *  - malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
  *    aligned_alloc, valloc, pvalloc: one ufp_alloc object per block, with a
  *    32-byte header in front (its base and size); smaller blocks, and every
- *    block while the pager cannot be used, go to glibc's own allocator
- *    (__libc_malloc and friends: no dlsym, so no bootstrap problem);
+ *    block while the pager cannot be used, go to the program's own
+ *    allocator (the next malloc: glibc's, or a jemalloc it links), and the
+ *    library's own blocks to glibc's under its internal names (see "the
+ *    malloc family" below: no bootstrap arena is needed, dlsym's own
+ *    allocations are the library's);
  *  - anonymous private mmap without PROT_EXEC, MAP_STACK, MAP_GROWSDOWN or
  *    MAP_HUGETLB: ufp_map; munmap, mprotect, madvise and mremap on those
  *    ranges: ufp_unmap, ufp_protect, ufp_advise, and mremap emulated with
@@ -39,6 +42,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -114,11 +118,11 @@ static void say(const char *fmt, ...)
 		(void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-static void resolve(void)
+static void resolve_malloc(void);
+
+static void resolve_once(void)
 {
-	if (next_mmap)
-		return;
-	guard++;
+	guard++;   /* dlsym's own allocations: library blocks */
 	next_munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
 	next_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
 	next_madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
@@ -127,7 +131,15 @@ static void resolve(void)
 	next_pthread_create = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
 				       void *))dlsym(RTLD_NEXT, "pthread_create");
 	next_mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	resolve_malloc();
 	guard--;
+}
+
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+static void resolve(void)
+{
+	pthread_once(&resolved, resolve_once);
 }
 
 /* ---- the kernel's calls, for what is not ours ---------------------------- */
@@ -321,6 +333,145 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 
 /* ---- the malloc family ------------------------------------------------------ */
 
+/*
+ * Three sources. Big blocks: the pager. Blocks the library itself asks
+ * for (the guard is set): glibc's allocator under its internal names,
+ * never the program's (a program's jemalloc may be inside its own lock,
+ * mapping memory, when that mmap reaches the pager), tagged with a header
+ * so that a free from anywhere (a thread-exit destructor of the library
+ * runs unguarded) finds its way back. Everything else: the program's own
+ * allocator, the next malloc after this library (glibc's, or a jemalloc
+ * the program links).
+ */
+#define LIB_MAGIC 0x6c69627566706167ull   /* "libufpag" */
+#define LIB_ALIGN 64ul
+#define LIB_OFF 48ul   /* a library block is 48 mod 64: never page-aligned */
+
+struct lib_hdr {
+	uint64_t magic;
+	uint64_t size;
+};
+
+static void *(*next_malloc)(size_t);
+static void (*next_free)(void *);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static void *(*next_memalign)(size_t, size_t);
+
+static void resolve_malloc(void)
+{
+	next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+	next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+	next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+	next_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+	next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+}
+
+static void *lib_alloc(size_t n, bool zero)
+{
+	char *base;
+	struct lib_hdr *h;
+
+	if (n > (1ull << 46))
+		return NULL;
+	base = __libc_memalign(LIB_ALIGN, n + LIB_OFF);
+	if (!base)
+		return NULL;
+	if (zero)
+		memset(base + LIB_OFF, 0, n);
+	h = (struct lib_hdr *)(base + LIB_OFF) - 1;
+	h->magic = LIB_MAGIC ^ (uintptr_t)h;
+	h->size = n;
+	return base + LIB_OFF;
+}
+
+/* p is not page-aligned, so the 16 bytes before it are in its own page. */
+static struct lib_hdr *lib_hdr(void *p)
+{
+	struct lib_hdr *h;
+
+	if (!p || ((uintptr_t)p & (LIB_ALIGN - 1)) != LIB_OFF)
+		return NULL;
+	h = (struct lib_hdr *)p - 1;
+	return h->magic == (LIB_MAGIC ^ (uintptr_t)h) ? h : NULL;
+}
+
+static void lib_free(struct lib_hdr *h, void *p)
+{
+	h->magic = 0;
+	__libc_free((char *)p - LIB_OFF);
+}
+
+/*
+ * Library blocks with an alignment above 16 (the lz4 tier's 32K slabs, the
+ * swap file's probe pages): glibc's memalign, their addresses in a table
+ * (a header in front of a page-aligned pointer could not be read safely
+ * for a pointer that is not ours). Few: one per slab.
+ */
+#define ALIGNED_SLOTS 16384u
+static uintptr_t aligned_tab[ALIGNED_SLOTS];   /* 0 free, 1 deleted */
+static pthread_mutex_t aligned_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned long aligned_live;   /* relaxed: only skips the lookup when 0 */
+
+static bool guard_aligned_blocks(void)
+{
+	return atomic_load_explicit(&aligned_live, memory_order_relaxed) != 0;
+}
+
+static unsigned aligned_slot(uintptr_t a, unsigned i)
+{
+	return (unsigned)(((a >> 4) * 0x9E3779B97F4A7C15ull) >> 40) + i;
+}
+
+static void *lib_alloc_aligned(size_t align, size_t n)
+{
+	void *p = __libc_memalign(align, n);
+	unsigned i;
+
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&aligned_lock);
+	for (i = 0; i < ALIGNED_SLOTS; i++) {
+		uintptr_t *e = &aligned_tab[aligned_slot((uintptr_t)p, i) % ALIGNED_SLOTS];
+
+		if (*e <= 1) {
+			*e = (uintptr_t)p;
+			atomic_fetch_add_explicit(&aligned_live, 1, memory_order_relaxed);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&aligned_lock);
+	if (i == ALIGNED_SLOTS) {
+		__libc_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Takes p out of the table: true if it was a library block. */
+static bool lib_aligned_take(void *p)
+{
+	bool found = false;
+
+	if ((uintptr_t)p & 15)
+		return false;
+	pthread_mutex_lock(&aligned_lock);
+	for (unsigned i = 0; i < ALIGNED_SLOTS; i++) {
+		uintptr_t *e = &aligned_tab[aligned_slot((uintptr_t)p, i) % ALIGNED_SLOTS];
+
+		if (*e == (uintptr_t)p) {
+			*e = 1;
+			atomic_fetch_sub_explicit(&aligned_live, 1, memory_order_relaxed);
+			found = true;
+			break;
+		}
+		if (!*e)
+			break;
+	}
+	pthread_mutex_unlock(&aligned_lock);
+	return found;
+}
+
 static struct hdr *hdr_of(void *p)
 {
 	return (struct hdr *)((char *)p - HDR);
@@ -374,23 +525,51 @@ static void big_free(void *p)
 	k_munmap(base, (h->base_off + h->size + PAGE - 1) & ~(PAGE - 1));
 }
 
+/* Usable size of any block; 0 for NULL. */
+static size_t block_size(void *p)
+{
+	struct lib_hdr *lh;
+
+	if (!p)
+		return 0;
+	if (is_big(p))
+		return hdr_of(p)->size;
+	if ((lh = lib_hdr(p)))
+		return lh->size;
+	resolve();
+	return next_usable(p);
+}
+
 void *malloc(size_t n)
 {
+	if (guard)
+		return lib_alloc(n, false);
 	if (n >= min_bytes && usable()) {
 		void *p = big_alloc(n, 0);
 
 		if (p)
 			return p;
 	}
-	return __libc_malloc(n);
+	resolve();
+	return next_malloc(n);
 }
 
 void free(void *p)
 {
+	struct lib_hdr *lh;
+
+	if (!p)
+		return;
 	if (is_big(p))
 		big_free(p);
-	else
+	else if ((lh = lib_hdr(p)))
+		lib_free(lh, p);
+	else if (guard_aligned_blocks() && lib_aligned_take(p))
 		__libc_free(p);
+	else {
+		resolve();
+		next_free(p);
+	}
 }
 
 void *calloc(size_t n, size_t m)
@@ -401,49 +580,36 @@ void *calloc(size_t n, size_t m)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (guard)
+		return lib_alloc(t, true);
 	if (t >= min_bytes && usable()) {
 		void *p = big_alloc(t, 0);   /* pager memory is zero-filled */
 
 		if (p)
 			return p;
 	}
-	return __libc_calloc(n, m);
+	resolve();
+	return next_calloc(n, m);
 }
 
 size_t malloc_usable_size(void *p)
 {
-	if (is_big(p))
-		return hdr_of(p)->size;
-	if (!p)
-		return 0;
-	resolve();
-	return next_usable(p);
+	return block_size(p);
 }
 
 void *realloc(void *p, size_t n)
 {
 	if (!p)
 		return malloc(n);
-	if (!is_big(p)) {
-		if (n >= min_bytes && usable()) {
-			void *q = big_alloc(n, 0);
-
-			if (q) {
-				size_t old = malloc_usable_size(p);
-
-				memcpy(q, p, old < n ? old : n);
-				__libc_free(p);
-				return q;
-			}
-		}
-		return __libc_realloc(p, n);
-	}
 	if (n == 0) {
-		big_free(p);
+		free(p);
 		return NULL;
 	}
-	struct hdr *h = hdr_of(p);
-	if (in_live(p) && n >= min_bytes && h->base_off == HDR && !guard) {
+	if (!guard && !is_big(p) && !lib_hdr(p) && (n < min_bytes || !usable())) {
+		resolve();
+		return next_realloc(p, n);
+	}
+	if (!guard && is_big(p) && in_live(p) && n >= min_bytes && hdr_of(p)->base_off == HDR) {
 		void *base = (char *)p - HDR, *nb;
 		int err;
 
@@ -456,12 +622,14 @@ void *realloc(void *p, size_t n)
 			return (char *)nb + HDR;
 		}
 	}
-	/* a move across allocators, or out of an inherited pager */
+	/* a move between sources */
+	size_t old = block_size(p);
 	void *q = malloc(n);
+
 	if (!q)
 		return NULL;
-	memcpy(q, p, h->size < n ? h->size : n);
-	big_free(p);
+	memcpy(q, p, old < n ? old : n);
+	free(p);
 	return q;
 }
 
@@ -480,13 +648,19 @@ void *memalign(size_t align, size_t n)
 {
 	if (align <= 16)
 		return malloc(n);
+	if (guard) {
+		if (align <= 16)
+			return lib_alloc(n, false);
+		return lib_alloc_aligned(align, n);
+	}
 	if (align <= PAGE && !(align & (align - 1)) && n >= min_bytes && usable()) {
 		void *p = big_alloc(n, align);
 
 		if (p)
 			return p;
 	}
-	return __libc_memalign(align, n);
+	resolve();
+	return next_memalign(align, n);
 }
 
 int posix_memalign(void **out, size_t align, size_t n)
@@ -779,7 +953,7 @@ __attribute__((constructor)) static void preload_init(void)
 }
 
 /* One JSON line per process that had a pager, appended with one write. */
-__attribute__((destructor)) static void preload_fini(void)
+static void write_stats(void)
 {
 	const char *path = getenv("UFPAGER_STATS_FILE");
 	static char buf[32768];
@@ -814,4 +988,46 @@ __attribute__((destructor)) static void preload_fini(void)
 	}
 out:
 	guard--;
+}
+
+__attribute__((destructor)) static void preload_fini(void)
+{
+	write_stats();
+}
+
+/*
+ * A process that ends with _exit (a fork child: stress-ng's workers,
+ * redis's save child) runs no destructor: its statistics line is written
+ * here, and its segments (the library's destructor removes them on exit)
+ * are removed here.
+ */
+static void exit_now(int status) __attribute__((noreturn));
+static void exit_now(int status)
+{
+	if (atomic_load_explicit(&state, memory_order_acquire) == ST_READY) {
+		char pat[64];
+		glob_t g;
+
+		write_stats();
+		snprintf(pat, sizeof(pat), UFP_SNAPSHOT_PATTERN, (int)getpid());
+		guard++;
+		if (!glob(pat, 0, NULL, &g)) {
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				unlink(g.gl_pathv[i]);
+			globfree(&g);
+		}
+		guard--;
+	}
+	syscall(SYS_exit_group, status);
+	__builtin_unreachable();
+}
+
+void _exit(int status)
+{
+	exit_now(status);
+}
+
+void _Exit(int status)
+{
+	exit_now(status);
 }
