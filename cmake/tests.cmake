@@ -140,3 +140,17 @@ ufp_test(test_soak_regress LABEL unit race)
 # The seccomp allowlist of the service threads: forbidden calls end the
 # thread with a logged reason, the swap workload runs under it, the switch.
 ufp_test(test_sandbox LABEL unit)
+
+# `ufpagerctl run` and its preload (label apps: the debug stage of
+# scripts/test.sh only; a sanitizer runtime must come first in
+# LD_PRELOAD, which the preload cannot). test_preload is the program run
+# under it; it links the public library only, to read its own segment.
+add_executable(test_preload tests/test_preload.c)
+target_include_directories(test_preload PRIVATE tests)
+target_link_libraries(test_preload PRIVATE ufpager PkgConfig::CHECK ${CMAKE_DL_LIBS})
+add_test(NAME preload COMMAND ufpagerctl run --budget 4M -- $<TARGET_FILE:test_preload>)
+add_test(NAME preload_no_exec_follow COMMAND ufpagerctl run --budget 4M --no-exec-follow --
+         $<TARGET_FILE:test_preload>)
+set_tests_properties(preload_no_exec_follow PROPERTIES ENVIRONMENT UFP_TEST_EXEC_FOLLOW=0)
+set_tests_properties(preload preload_no_exec_follow PROPERTIES LABELS apps SKIP_RETURN_CODE 77
+                     TIMEOUT 120)

@@ -724,8 +724,17 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	 * library applies the UNMAP event for what it replaced */
 	if (!len || !(flags & MAP_ANONYMOUS) || (flags & not_ours) ||
 	    (flags & MAP_TYPE) != MAP_PRIVATE || (prot & ~(PROT_READ | PROT_WRITE)) ||
-	    len < min_bytes || guard)
+	    len < min_bytes || guard) {
+		/* over our own range (a JVM commits its code cache PROT_EXEC
+		 * into a reservation it got from us): ours goes first, cleanly;
+		 * where that fails (holes) the library applies the UNMAP event */
+		if (!guard && (flags & MAP_FIXED) && in_live(addr) && !((uintptr_t)addr & (PAGE - 1))) {
+			guard++;
+			ufp_unmap(pager, addr, pages(len));
+			guard--;
+		}
 		return k_mmap(addr, len, prot, flags, fd, off);
+	}
 	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
 		void *out;
 		int err;
