@@ -154,3 +154,10 @@ add_test(NAME preload_no_exec_follow COMMAND ufpagerctl run --budget 4M --no-exe
 set_tests_properties(preload_no_exec_follow PROPERTIES ENVIRONMENT UFP_TEST_EXEC_FOLLOW=0)
 set_tests_properties(preload preload_no_exec_follow PROPERTIES LABELS apps SKIP_RETURN_CODE 77
                      TIMEOUT 120)
+# Programs nobody here wrote, each under `ufpagerctl run --budget B` with
+# B below its working set, its output compared with a run on the kernel
+# (ufpagerctl bench apps; 77 when the program is not installed).
+foreach(app python sqlite sort stress-vm stress-malloc redis java)
+  add_test(NAME app_${app} COMMAND ufpagerctl bench apps --app ${app} --no-cgroup)
+  set_tests_properties(app_${app} PROPERTIES LABELS apps SKIP_RETURN_CODE 77 TIMEOUT 120)
+endforeach()

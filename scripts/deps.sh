@@ -2,8 +2,11 @@
 # Install the Debian 12 packages ufpager needs, only those missing.
 # Sourced by run.sh and test.sh; needs root (apt-get) when something is missing.
 ufp_install_deps() {
+	# the second line: the programs the apps label runs under `ufpagerctl run`
 	local pkgs=(build-essential cmake pkg-config liburing-dev liburcu-dev libseccomp-dev
-		    check liblz4-dev libxxhash-dev "$@")
+		    check liblz4-dev libxxhash-dev
+		    python3 sqlite3 stress-ng redis-server redis-tools default-jre-headless
+		    zlib1g "$@")
 	local missing=()
 	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

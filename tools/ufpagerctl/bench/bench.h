@@ -54,6 +54,9 @@ struct bench_opts {
 	double soak_seconds;      /* soak: --minutes / --seconds (default 60) */
 	unsigned soak_threads;    /* soak: first value of --threads (default 4) */
 	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
+	bool apps_full;           /* apps: --apps-full sizes */
+	const char *apps_only;    /* apps: --app NAME (NULL: every program) */
+	bool apps_no_cgroup;      /* apps: --no-cgroup (no kernel-cgroup column) */
 };
 
 /* The closing table of key ratios: num / den under a machine-readable key
@@ -129,6 +132,7 @@ int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
 int bench_soak(struct bench_opts *o);
+int bench_apps(struct bench_opts *o);
 
 /* ---- a crew: benchmark threads that start and stop together (bench_crew.c)
  * The caller spawns every worker with crew_spawn(); each worker does its
