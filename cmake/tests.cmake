@@ -140,3 +140,6 @@ ufp_test(test_soak_regress LABEL unit race)
 # The seccomp allowlist of the service threads: forbidden calls end the
 # thread with a logged reason, the swap workload runs under it, the switch.
 ufp_test(test_sandbox LABEL unit)
+
+# The heap (issue 13): the malloc family on pager memory.
+ufp_test(test_heap LABEL unit)
