@@ -141,6 +141,9 @@ ufp_test(test_soak_regress LABEL unit race)
 # thread with a logged reason, the swap workload runs under it, the switch.
 ufp_test(test_sandbox LABEL unit)
 
+# The heap (issue 13): the malloc family on pager memory.
+ufp_test(test_heap LABEL unit)
+
 # `ufpagerctl run` and its preload (label apps: the debug stage of
 # scripts/test.sh only; a sanitizer runtime must come first in
 # LD_PRELOAD, which the preload cannot). test_preload is the program run

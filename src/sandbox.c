@@ -513,7 +513,7 @@ static void *sandbox_start(void *v)
 	struct sb_thread sb = { .role = SB_NROLES };
 	void *ret = NULL;
 
-	free(v);
+	slab_free(v);
 	tls_sb = &sb;
 	if (sigsetjmp(sb.back, 1) == 0) {
 		sb.can_return = true;
@@ -535,7 +535,7 @@ static void *sandbox_start(void *v)
 
 int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-	struct start *st = malloc(sizeof(*st));
+	struct start *st = slab_alloc(sizeof(*st));
 	sigset_t all, old;
 	int err;
 
@@ -554,7 +554,7 @@ int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	err = pthread_create(t, NULL, sandbox_start, st);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
-		free(st);
+		slab_free(st);
 	return err;
 }
 

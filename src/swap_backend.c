@@ -381,7 +381,7 @@ int swb_create(const struct swb_params *p, struct swb **out)
 	if (pp->ztier_size / Z_GRAN + 1 >= Z_NONE)
 		return ufp_error(-EINVAL, SWB_ERR "ztier_size %llu is too large",
 				 (unsigned long long)pp->ztier_size);
-	s = calloc(1, sizeof(*s));
+	s = slab_calloc(1, sizeof(*s));
 	if (!s)
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory");
 	s->f.fd = -1;
@@ -415,16 +415,16 @@ void swb_destroy(struct swb *s)
 	pthread_mutex_destroy(&s->ctx_lock);
 	slots_fini(s);
 	swfile_close(&s->f);
-	free(s);
+	slab_free(s);
 }
 
 int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 {
-	struct swb_ctx *c = calloc(1, sizeof(*c));
+	struct swb_ctx *c = slab_calloc(1, sizeof(*c));
 	int err;
 
 	if (!c || ztier_ctx_init(c)) {
-		free(c);
+		slab_free(c);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory for a context");
 	}
 	c->s = s;
@@ -433,7 +433,7 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	err = swfile_ctx_init(c);
 	if (err) {
 		ztier_ctx_fini(c);
-		free(c);
+		slab_free(c);
 		return err;
 	}
 	ufp_mutex_lock(&s->ctx_lock, LL_SWAP);
@@ -466,7 +466,7 @@ void swb_ctx_destroy(struct swb_ctx *c)
 	ufp_mutex_unlock(&s->ctx_lock, LL_SWAP);
 	swfile_ctx_fini(c);
 	ztier_ctx_fini(c);
-	free(c);
+	slab_free(c);
 }
 
 void *swb_ctx_buf(struct swb_ctx *c, unsigned i)

@@ -28,8 +28,10 @@ def library_functions(path):
 
 def map_functions(path):
     text = re.sub(r"/\*.*?\*/", " ", open(path).read(), flags=re.S)
-    glob = re.search(r"global:(.*?)local:", text, flags=re.S)
-    return set(re.findall(r"(\w+)\s*;", glob.group(1))) if glob else set()
+    names = set()
+    for glob in re.findall(r"global:(.*?)(?:local:|})", text, flags=re.S):
+        names |= set(re.findall(r"(\w+)\s*;", glob))   # every version node
+    return names
 
 
 def differ(want, have, where):
