@@ -2,8 +2,8 @@
 /*
  * test_preload - runs under `ufpagerctl run --budget 4M` (ctest) and checks
  * what the preload promises, from inside a program that knows nothing of
- * ufpager except how to read its own statistics segment: large blocks
- * and mappings land on the pager (its counters move) and keep their data
+ * ufpager except how to read its own statistics segment: blocks of every
+ * size (the heap) and large mappings land on the pager (its counters move) and keep their data
  * through eviction; munmap/mprotect/madvise/mremap are routed; read() into
  * untouched and evicted memory fills it; threads; the program's own
  * SIGSEGV handler; fork (the child keeps working, with a pager of its
@@ -114,6 +114,33 @@ START_TEST(large_blocks_are_paged_and_keep_data)
 	s = realloc(s, 64);       /* and back */
 	ck_assert_str_eq(s, "small");
 	free(s);
+}
+END_TEST
+
+/* A million small objects (the heap's slabs) three times the budget:
+ * paged, swapped, every one read back. */
+START_TEST(small_blocks_are_paged)
+{
+	enum { COUNT = 120000, SZ = 96 };
+	struct ufp_stats s0, s1;
+	uint64_t **v = malloc(COUNT * sizeof(*v));
+
+	ck_assert(own_stats(&s0));
+	for (size_t i = 0; i < COUNT; i++) {
+		v[i] = malloc(SZ);
+		ck_assert_ptr_nonnull(v[i]);
+		for (size_t j = 0; j < SZ / 8; j++)
+			v[i][j] = ufp_pattern(i, (uint32_t)j);
+	}
+	for (size_t i = 0; i < COUNT; i++)
+		for (size_t j = 0; j < SZ / 8; j++)
+			ck_assert_uint_eq(v[i][j], ufp_pattern(i, (uint32_t)j));
+	ck_assert(own_stats(&s1));
+	ck_assert_uint_gt(s1.swapouts, s0.swapouts);
+	ck_assert_uint_gt(s1.swapins, s0.swapins);
+	for (size_t i = 0; i < COUNT; i++)
+		free(v[i]);
+	free(v);
 }
 END_TEST
 
@@ -258,8 +285,9 @@ START_TEST(programs_own_sigsegv_handler)
 }
 END_TEST
 
-/* The child reads the parent's data, allocates on a pager of its own,
- * frees what it inherited; the parent's memory is untouched by all that. */
+/* The child reads the parent's data, allocates from the heap it inherited
+ * (plain memory now) and maps on a pager of its own, frees what it
+ * inherited; the parent's memory is untouched by all that. */
 START_TEST(fork_child_keeps_working)
 {
 	size_t n = 8 * MB;
@@ -276,7 +304,12 @@ START_TEST(fork_child_keeps_working)
 
 		fill(q, n, 12);
 		ok = ok && check(q, n, 12);
-		ok = ok && own_stats(&s) && s.faults > 0;   /* its own pager */
+		/* a large mapping: on a pager of the child's own */
+		char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		fill(m, n, 15);
+		ok = ok && check(m, n, 15);
+		ok = ok && own_stats(&s) && s.faults > 0 && s.maps > 0;
+		munmap(m, n);
 		free(p);
 		free(q);
 		_exit(ok ? 0 : 1);
@@ -362,8 +395,39 @@ START_TEST(exit_without_free_leaves_nothing)
 }
 END_TEST
 
+/*
+ * Regression: the service threads resolved their PLT entries lazily, and
+ * the dynamic linker's lookup walks the link maps of every library, which
+ * it allocates with the program's malloc: the heap, pager memory. A
+ * library dlopen'd after the heap started, its link map evicted, then the
+ * first swap-in called LZ4_decompress_safe through the PLT on a handler
+ * thread: the handler faulted on managed memory and every thread hung.
+ * Fixed by binding at load (-z now for the library, LD_BIND_NOW in run).
+ */
+static int lazy_bind_child(void)
+{
+	size_t n = 32 * MB;   /* eight times the budget */
+
+	alarm(60);            /* the hang: SIGALRM ends the child, the test fails */
+	if (!dlopen("libz.so.1", RTLD_NOW | RTLD_GLOBAL))
+		return 5;
+	char *p = malloc(n);
+	fill(p, n, 16);          /* evicts the link map's page too */
+	return check(p, n, 16) ? 0 : 6;   /* the first swap-ins */
+}
+
+START_TEST(service_threads_never_bind_lazily)
+{
+	pid_t c;
+
+	ck_assert_int_eq(run_self("lazybind", &c), 0);
+}
+END_TEST
+
 static int child_mode(const char *mode)
 {
+	if (!strcmp(mode, "lazybind"))
+		return lazy_bind_child();
 	if (!strcmp(mode, "probe")) {
 		FILE *f = fopen("/proc/self/maps", "r");
 		char line[512];
@@ -405,6 +469,7 @@ int main(int argc, char **argv)
 	TCase *tc = tcase_create("preload");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, large_blocks_are_paged_and_keep_data);
+	tcase_add_test(tc, small_blocks_are_paged);
 	tcase_add_test(tc, mappings_are_routed);
 	tcase_add_test(tc, read_into_untouched_and_evicted_memory);
 	tcase_add_test(tc, threads_of_the_program);
@@ -413,6 +478,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, dlopen_library_allocates_through_preload);
 	tcase_add_test(tc, exec_follows_or_not);
 	tcase_add_test(tc, exit_without_free_leaves_nothing);
+	tcase_add_test(tc, service_threads_never_bind_lazily);
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -1,24 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libufpager_preload.so - puts an unmodified program's large memory on
- * ufpager (`ufpagerctl run`, or LD_PRELOAD by hand). A user of the library
- * like any other: libufpager.so through <ufpager.h> only.
+ * libufpager_preload.so - puts an unmodified program's heap and large
+ * anonymous mappings on ufpager (`ufpagerctl run`, or LD_PRELOAD by
+ * hand). A user of the library like any other: libufpager.so through
+ * <ufpager.h> only.
  *
- * What is routed to the pager (at or above UFPAGER_PRELOAD_MIN bytes,
- * default 256K):
+ * What is routed to the pager:
  *  - malloc, calloc, realloc, reallocarray, memalign, posix_memalign,
- *    aligned_alloc, valloc, pvalloc: one ufp_alloc object per block, with a
- *    32-byte header in front (its base and size); smaller blocks, and every
- *    block while the pager cannot be used, go to the program's own
- *    allocator (the next malloc: glibc's, or a jemalloc it links), and the
- *    library's own blocks to glibc's under its internal names (see "the
- *    malloc family" below: no bootstrap arena is needed, dlsym's own
- *    allocations are the library's);
- *  - anonymous private mmap without PROT_EXEC, MAP_STACK, MAP_GROWSDOWN or
- *    MAP_HUGETLB: ufp_map; munmap, mprotect, madvise and mremap on those
- *    ranges: ufp_unmap, ufp_protect, ufp_advise, and mremap emulated with
- *    ufp_map (in place when the following space is free, else a new range
- *    and a copy).
+ *    aligned_alloc, valloc, pvalloc, malloc_usable_size, free: the
+ *    library's heap (ufp_heap_*: jemalloc arenas on pager memory), every
+ *    size, from the first call after this library's constructor (blocks
+ *    from before, or with UFPAGER_PRELOAD_MALLOC=0, are the program's own
+ *    allocator's: the next malloc, glibc's or a jemalloc it links; ufp_heap_owns
+ *    tells them apart). The library's own blocks go to glibc's allocator
+ *    under its internal names (see "the malloc family" below: no bootstrap
+ *    arena is needed, dlsym's own allocations are the library's);
+ *  - anonymous private mmap of UFPAGER_PRELOAD_MIN bytes or more (default
+ *    256K) without PROT_EXEC, MAP_STACK, MAP_GROWSDOWN or MAP_HUGETLB:
+ *    ufp_map; munmap, mprotect, madvise and mremap on those ranges:
+ *    ufp_unmap, ufp_protect, ufp_advise, and mremap emulated with ufp_map
+ *    (in place when the following space is free, else a new range and a
+ *    copy).
  * Everything else goes to the next definition (dlsym(RTLD_NEXT)).
  *
  * Recursion: the library's own calls (and its service threads, which are
@@ -28,9 +30,10 @@
  *
  * fork: the library makes the inherited pager inert in the child (its
  * memory becomes plain memory, README "Fork"). The child hands that
- * memory's munmap/free/mremap to the kernel, and creates a pager of its
- * own on its first large allocation (a stress-ng worker or a redis save
- * child keeps being paged).
+ * memory's munmap/mprotect/madvise/mremap to the kernel, keeps the heap
+ * (which goes on serving, with plain memory), and creates a pager of its
+ * own for its first large mapping (a stress-ng --vm worker keeps being
+ * paged).
  *
  * exec: LD_PRELOAD stays in the environment, so the preload follows into
  * the new program; UFPAGER_PRELOAD_EXEC=0 takes it out at start.
@@ -58,9 +61,6 @@
 #include <ufpager.h>
 
 #define PAGE 4096ul
-#define HDR 32ul
-#define HDR_MAGIC 0x75667061676572aaull   /* "ufpager" */
-#define MAX_RETIRED 16
 
 /* glibc's allocator under its own names (exported by libc.so.6). */
 extern void *__libc_malloc(size_t);
@@ -69,12 +69,6 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 
-struct hdr {
-	uint64_t magic;
-	uint64_t base_off;   /* user pointer - base of the ufp_alloc object */
-	uint64_t size;       /* usable bytes from the user pointer */
-	uint64_t pad;
-};
 
 /* Address range a pager has handed out: every address in [lo, hi) lies
  * in its arena, which nothing else can map. */
@@ -85,12 +79,32 @@ struct span {
 enum { ST_NONE, ST_STARTING, ST_READY, ST_OFF };
 
 static ufp_pager *pager;                /* this process's live pager */
+/* The malloc family's heap (see below): stored with release once created,
+ * loaded with acquire (cur_heap) by every thread that allocates or frees. */
+static ufp_heap *_Atomic heap;
+/* Heaps of pagers inherited across fork: their blocks are still freed,
+ * reallocated and measured by them (plain memory in this process). */
+#define MAX_INHERITED 8
+static ufp_heap *inherited[MAX_INHERITED];
+static unsigned ninherited;             /* written in a fork child only (one thread) */
+#define CHILD_OWN_PAGER (1ul << 20)
+static _Atomic size_t child_bytes;   /* relaxed: a threshold, nothing published */
+
+static ufp_heap *cur_heap(void)
+{
+	return atomic_load_explicit(&heap, memory_order_acquire);   /* pairs with set_heap */
+}
+
+static void set_heap(ufp_heap *h)
+{
+	atomic_store_explicit(&heap, h, memory_order_release);   /* pairs with cur_heap */
+}
+
 static _Atomic int state;               /* ST_*: release on READY pairs with acquire in usable() */
 static struct span live = { UINTPTR_MAX, 0 };
-/* Pagers inherited across fork: their memory is plain memory here. */
-static struct span retired[MAX_RETIRED];
-static _Atomic unsigned nretired;       /* written in the fork child only (one thread) */
-static size_t min_bytes = 256 << 10;
+static size_t min_bytes = 256 << 10;   /* mappings routed from this size */
+static bool route_malloc = true;        /* UFPAGER_PRELOAD_MALLOC=0: the program's malloc */
+static bool inited;                     /* the constructor ran */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* >0 while inside the library (or on one of its threads): pass through. */
@@ -193,17 +207,6 @@ static bool span_has(struct span *s, const void *p)
 	       a < atomic_load_explicit(&s->hi, memory_order_relaxed);
 }
 
-/* Memory of a pager inherited across fork (plain memory now). */
-static bool in_retired(const void *p)
-{
-	unsigned n = atomic_load_explicit(&nretired, memory_order_relaxed);
-
-	for (unsigned i = 0; i < n && i < MAX_RETIRED; i++)
-		if (span_has(&retired[i], p))
-			return true;
-	return false;
-}
-
 static bool in_live(const void *p)
 {
 	return atomic_load_explicit(&state, memory_order_acquire) == ST_READY &&
@@ -219,7 +222,7 @@ static bool usable(void)
 {
 	int s;
 
-	if (guard)
+	if (guard || !inited)
 		return false;
 	s = atomic_load_explicit(&state, memory_order_acquire);   /* pairs with the release in start_pager */
 	if (s == ST_READY)
@@ -241,26 +244,25 @@ static void atfork_parent(void)
 	guard--;
 }
 
+/* The child's pager is inert (plain memory, README "Fork"): the live span
+ * empties, so its munmap/mprotect/madvise/mremap go to the kernel, and
+ * the child gets a pager of its own for its next large mapping. */
 static void atfork_child(void)
 {
 	guard--;
 	if (atomic_load_explicit(&state, memory_order_relaxed) == ST_READY) {
-		unsigned n = atomic_load_explicit(&nretired, memory_order_relaxed);
-
-		if (n < MAX_RETIRED) {
-			atomic_store_explicit(&retired[n].lo,
-				atomic_load_explicit(&live.lo, memory_order_relaxed), memory_order_relaxed);
-			atomic_store_explicit(&retired[n].hi,
-				atomic_load_explicit(&live.hi, memory_order_relaxed), memory_order_relaxed);
-			atomic_store_explicit(&nretired, n + 1, memory_order_relaxed);
-		}
 		atomic_store_explicit(&live.lo, UINTPTR_MAX, memory_order_relaxed);
 		atomic_store_explicit(&live.hi, 0, memory_order_relaxed);
 		pager = NULL;
-		/* a pager of its own on the child's first large allocation;
-		 * past MAX_RETIRED generations the child stays on the kernel */
-		atomic_store_explicit(&state, n < MAX_RETIRED ? ST_NONE : ST_OFF,
-				      memory_order_relaxed);
+		atomic_store_explicit(&child_bytes, 0, memory_order_relaxed);
+		if (cur_heap() && ninherited < MAX_INHERITED) {
+			/* the child's next block comes from a heap on its own pager */
+			inherited[ninherited++] = cur_heap();
+			set_heap(NULL);
+		}
+		/* past MAX_INHERITED generations the child keeps the last heap
+		 * (its new blocks are plain memory) */
+		atomic_store_explicit(&state, ST_NONE, memory_order_relaxed);
 	}
 	pthread_mutex_init(&start_lock, NULL);
 }
@@ -292,6 +294,17 @@ static void start_pager(void)
 		atomic_store_explicit(&state, ST_OFF, memory_order_release);
 	} else {
 		pager = p;
+		if (route_malloc) {
+			ufp_heap *h = NULL;
+
+			guard++;
+			err = ufp_heap_create(p, 0, &h);
+			guard--;
+			if (err)
+				say("ufpager preload: no heap (%s); malloc stays the program's\n",
+				    ufp_last_error());
+			set_heap(h);
+		}
 		atomic_store_explicit(&state, ST_READY, memory_order_release);
 	}
 	pthread_mutex_unlock(&start_lock);
@@ -472,57 +485,48 @@ static bool lib_aligned_take(void *p)
 	return found;
 }
 
-static struct hdr *hdr_of(void *p)
-{
-	return (struct hdr *)((char *)p - HDR);
-}
+/*
+ * The heap (ufp_heap_*, jemalloc arenas whose extents are pager memory),
+ * created with the process's first pager. A fork child keeps it: the
+ * library lets it go on serving from what it has and map new extents as
+ * plain memory (include/ufpager.h), so the child's malloc keeps working
+ * and its frees of the parent's blocks find them. Its calls run with the
+ * guard set: jemalloc's own metadata mappings go to the kernel.
+ */
+/*
+ * A fork child allocates from the heap it inherited (plain memory) until
+ * it has taken CHILD_OWN_PAGER bytes, then from a pager and heap of its
+ * own: a shell's short-lived subshells never pay for a pager (pyenv's
+ * shim forks hundreds), a stress-ng worker does after its first blocks.
+ */
 
-/* A block on the pager: ufp_alloc of size + room for the header and the
- * alignment (at most a page). NULL when the pager cannot take it. */
-static void *big_alloc(size_t size, size_t align)
+/* The heap for a new block of n bytes in this thread now (starting the
+ * pager, and the heap with it, on the first call), or NULL. */
+static ufp_heap *heap_for(size_t n)
 {
-	size_t off = align > HDR ? align : HDR;
-	void *base;
-	int err;
-
-	if (size > (1ull << 46))
+	if (guard || !route_malloc)
 		return NULL;
-	guard++;
-	err = ufp_alloc(pager, size + off, &base);
-	guard--;
-	if (err)
-		return NULL;
-	span_note(&live, base, size + off);
-	struct hdr *h = hdr_of((char *)base + off);
-	h->magic = HDR_MAGIC;
-	h->base_off = off;
-	h->size = size;
-	return (char *)base + off;
-}
-
-/* A pointer the preload handed out from a pager (live or inherited). */
-static bool is_big(void *p)
-{
-	return p && (in_live(p) || in_retired(p)) && hdr_of(p)->magic == HDR_MAGIC;
-}
-
-static void big_free(void *p)
-{
-	struct hdr *h = hdr_of(p);
-	char *base = (char *)p - h->base_off;
-
-	h->magic = 0;
-	if (in_live(p)) {
-		guard++;
-		int err = ufp_free(pager, base);
-		guard--;
-		if (!err)
-			return;
-		say("ufpager preload: free(%p): %s\n", p, ufp_last_error());
-		abort();
+	if (!cur_heap()) {
+		if (ninherited &&
+		    atomic_fetch_add_explicit(&child_bytes, n, memory_order_relaxed) + n <
+		    CHILD_OWN_PAGER)
+			return inherited[ninherited - 1];
+		usable();
 	}
-	/* inherited across fork: plain memory */
-	k_munmap(base, (h->base_off + h->size + PAGE - 1) & ~(PAGE - 1));
+	return cur_heap() ? cur_heap() : ninherited ? inherited[ninherited - 1] : NULL;
+}
+
+/* The heap that served p (this process's or an inherited one), or NULL. */
+static ufp_heap *owner(const void *p)
+{
+	ufp_heap *cur = cur_heap();
+
+	if (cur && ufp_heap_owns(cur, p))
+		return cur;
+	for (unsigned i = ninherited; i-- > 0;)
+		if (ufp_heap_owns(inherited[i], p))
+			return inherited[i];
+	return NULL;
 }
 
 /* Usable size of any block; 0 for NULL. */
@@ -532,8 +536,9 @@ static size_t block_size(void *p)
 
 	if (!p)
 		return 0;
-	if (is_big(p))
-		return hdr_of(p)->size;
+	ufp_heap *h = owner(p);
+	if (h)
+		return ufp_heap_usable_size(h, p);
 	if ((lh = lib_hdr(p)))
 		return lh->size;
 	resolve();
@@ -542,13 +547,16 @@ static size_t block_size(void *p)
 
 void *malloc(size_t n)
 {
+	ufp_heap *h;
+	void *p;
+
 	if (guard)
 		return lib_alloc(n, false);
-	if (n >= min_bytes && usable()) {
-		void *p = big_alloc(n, 0);
-
-		if (p)
-			return p;
+	if ((h = heap_for(n))) {
+		guard++;
+		p = ufp_heap_malloc(h, n);
+		guard--;
+		return p;
 	}
 	resolve();
 	return next_malloc(n);
@@ -560,13 +568,16 @@ void free(void *p)
 
 	if (!p)
 		return;
-	if (is_big(p))
-		big_free(p);
-	else if ((lh = lib_hdr(p)))
+	ufp_heap *h = owner(p);
+	if (h) {
+		guard++;
+		ufp_heap_free(h, p);
+		guard--;
+	} else if ((lh = lib_hdr(p))) {
 		lib_free(lh, p);
-	else if (guard_aligned_blocks() && lib_aligned_take(p))
+	} else if (guard_aligned_blocks() && lib_aligned_take(p)) {
 		__libc_free(p);
-	else {
+	} else {
 		resolve();
 		next_free(p);
 	}
@@ -574,7 +585,9 @@ void free(void *p)
 
 void *calloc(size_t n, size_t m)
 {
+	ufp_heap *h;
 	size_t t;
+	void *p;
 
 	if (__builtin_mul_overflow(n, m, &t)) {
 		errno = ENOMEM;
@@ -582,11 +595,11 @@ void *calloc(size_t n, size_t m)
 	}
 	if (guard)
 		return lib_alloc(t, true);
-	if (t >= min_bytes && usable()) {
-		void *p = big_alloc(t, 0);   /* pager memory is zero-filled */
-
-		if (p)
-			return p;
+	if ((h = heap_for(t))) {
+		guard++;
+		p = ufp_heap_calloc(h, n, m);
+		guard--;
+		return p;
 	}
 	resolve();
 	return next_calloc(n, m);
@@ -599,33 +612,46 @@ size_t malloc_usable_size(void *p)
 
 void *realloc(void *p, size_t n)
 {
+	void *q;
+
 	if (!p)
 		return malloc(n);
+	ufp_heap *h = owner(p);
+	/* in its heap; in a fork child without a heap of its own yet, in the
+	 * inherited one */
+	if (h && (h == cur_heap() || !cur_heap())) {
+		guard++;
+		q = ufp_heap_realloc(h, p, n);
+		guard--;
+		return q;
+	}
+	if (h) {   /* inherited: the new block from this process's heap */
+		size_t old = block_size(p);
+
+		if (n == 0) {
+			free(p);
+			return NULL;
+		}
+		q = malloc(n);
+		if (q) {
+			memcpy(q, p, old < n ? old : n);
+			free(p);
+		}
+		return q;
+	}
+	if (!lib_hdr(p)) {   /* the program's allocator's, from before the heap */
+		resolve();
+		return next_realloc(p, n);
+	}
 	if (n == 0) {
 		free(p);
 		return NULL;
 	}
-	if (!guard && !is_big(p) && !lib_hdr(p) && (n < min_bytes || !usable())) {
-		resolve();
-		return next_realloc(p, n);
-	}
-	if (!guard && is_big(p) && in_live(p) && n >= min_bytes && hdr_of(p)->base_off == HDR) {
-		void *base = (char *)p - HDR, *nb;
-		int err;
-
-		guard++;
-		err = ufp_realloc(pager, base, n + HDR, &nb);
-		guard--;
-		if (!err) {
-			span_note(&live, nb, n + HDR);
-			hdr_of((char *)nb + HDR)->size = n;
-			return (char *)nb + HDR;
-		}
-	}
-	/* a move between sources */
+	/* a library block: stays one */
 	size_t old = block_size(p);
-	void *q = malloc(n);
-
+	guard++;
+	q = lib_alloc(n, false);
+	guard--;
 	if (!q)
 		return NULL;
 	memcpy(q, p, old < n ? old : n);
@@ -646,18 +672,18 @@ void *reallocarray(void *p, size_t n, size_t m)
 
 void *memalign(size_t align, size_t n)
 {
+	ufp_heap *h;
+	void *p;
+
 	if (align <= 16)
 		return malloc(n);
-	if (guard) {
-		if (align <= 16)
-			return lib_alloc(n, false);
+	if (guard)
 		return lib_alloc_aligned(align, n);
-	}
-	if (align <= PAGE && !(align & (align - 1)) && n >= min_bytes && usable()) {
-		void *p = big_alloc(n, align);
-
-		if (p)
-			return p;
+	if ((h = heap_for(n))) {
+		guard++;
+		p = ufp_heap_aligned_alloc(h, align, n);
+		guard--;
+		return p;
 	}
 	resolve();
 	return next_memalign(align, n);
@@ -949,6 +975,9 @@ __attribute__((constructor)) static void preload_init(void)
 			say("ufpager preload: UFPAGER_PRELOAD_MIN=%s: below a page, kept %zu\n",
 			    s, min_bytes);
 	}
+	s = getenv("UFPAGER_PRELOAD_MALLOC");
+	if (s && !strcmp(s, "0"))
+		route_malloc = false;
 	s = getenv("UFPAGER_PRELOAD_EXEC");
 	if (s && !strcmp(s, "0"))
 		strip_from_ld_preload();
@@ -959,6 +988,7 @@ __attribute__((constructor)) static void preload_init(void)
 	s = getenv("UFPAGER_PRELOAD");
 	if (s && !strcmp(s, "0"))
 		atomic_store_explicit(&state, ST_OFF, memory_order_release);
+	inited = true;
 }
 
 /* One JSON line per process that had a pager, appended with one write. */

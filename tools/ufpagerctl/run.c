@@ -262,6 +262,11 @@ int cmd_run(int argc, char **argv)
 	}
 	if (stats_file)
 		setenv("UFPAGER_STATS_FILE", stats_file, 1);
+	/* Every library bound at load, not lazily: the service threads call
+	 * into liburing, lz4 and libc, and a lazy PLT resolution reads the
+	 * dynamic linker's link maps, which live in the program's heap,
+	 * pager memory here (a handler would fault on managed memory). */
+	setenv("LD_BIND_NOW", "1", 1);
 	if (prepend_preload(preload)) {
 		fprintf(stderr, "ufpagerctl run: LD_PRELOAD: %s\n", strerror(errno));
 		return 1;

@@ -36,7 +36,7 @@ struct app {
 };
 
 #define PY_WORK \
-	"run python3 - \"$N\" <<'EOF'\n" \
+	"run /usr/bin/python3 - \"$N\" <<'EOF'\n" \
 	"import hashlib, sys\n" \
 	"n = int(sys.argv[1])\n" \
 	"b = bytearray(n << 20)\n" \
@@ -95,7 +95,7 @@ struct app {
 	"--enable-debug-command yes --daemonize no > server.log 2>&1 &\n" \
 	"srv=$!\n" \
 	"i=0; while [ ! -S \"$DIR/sock\" ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\n" \
-	"python3 - \"$DIR/sock\" \"$N\" <<'EOF'\n" \
+	"/usr/bin/python3 - \"$DIR/sock\" \"$N\" <<'EOF'\n" \
 	"import hashlib, socket, sys\n" \
 	"s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); n = int(sys.argv[2])\n" \
 	"f = s.makefile('rb')\n" \
@@ -153,7 +153,7 @@ struct app {
 /* Sizes: the quick ones keep the whole label under 3 minutes on 2 cores
  * (debug build); each budget is well below the program's working set. */
 static const struct app apps[] = {
-	{ "python", "python3", 64, 384, "24M", "96M",
+	{ "python", "/usr/bin/python3", 64, 384, "24M", "96M",
 	  "python3: bytearray, list, dict, sort; sha256 of it all", PY_WORK },
 	{ "sqlite", "sqlite3", 60000, 400000, "24M", "96M",
 	  "sqlite3 :memory: with a -pagecache buffer: tables, indexes, joins", SQL_WORK },
@@ -163,7 +163,7 @@ static const struct app apps[] = {
 	  "stress-ng --vm 2 --vm-bytes N --vm-keep --verify (budget per worker)", VM_WORK },
 	{ "stress-malloc", "stress-ng", 4, 32, "16M", "64M",
 	  "stress-ng --malloc 2 --malloc-bytes N --verify", MALLOC_WORK },
-	{ "redis", "redis-server redis-cli python3", 30000, 300000, "16M", "128M",
+	{ "redis", "redis-server redis-cli /usr/bin/python3", 30000, 300000, "16M", "128M",
 	  "redis-server: N keys x 1000 B set, read back, compared; DEBUG DIGEST", REDIS_WORK },
 	{ "java", "java", 100000, 1000000, "48M", "256M",
 	  "java 17 (SerialGC): N long[128] arrays and a HashMap, checksummed", JAVA_WORK },
@@ -221,7 +221,7 @@ static int read_file(const char *path, char *buf, size_t len)
 
 static bool same_file(const char *a, const char *b)
 {
-	char cmd[600];
+	char cmd[1300];
 
 	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
 	return system(cmd) == 0;
@@ -272,6 +272,7 @@ static void run_app(const struct app *a, enum mode m, const char *dir, unsigned 
 
 		if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
 			_exit(126);
+		setpgid(0, 0);   /* what the script leaves running is killed with it */
 		if (m == M_CGROUP) {
 			snprintf(cg, sizeof(cg), "%s/cgroup.procs", cgdir);
 			snprintf(nbuf, sizeof(nbuf), "%d", (int)getpid());
@@ -298,6 +299,7 @@ static void run_app(const struct app *a, enum mode m, const char *dir, unsigned 
 	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
 		;
 	r->wall_s = (double)(now_ns() - t0) / 1e9;
+	kill(-c, SIGKILL);   /* a server the script failed to stop */
 	r->ran = true;
 	snprintf(path, sizeof(path), "%s/metric", dir);
 	read_file(path, r->metric, sizeof(r->metric));
@@ -351,7 +353,7 @@ static uint64_t parse_budget(const char *s)
 int bench_apps(struct bench_opts *o)
 {
 	int rc = 0;
-	char cgwhy[200] = "";
+	char cgwhy[320] = "";
 
 	printf("\napps: programs nobody here wrote; ufpager = ufpagerctl run --budget B "
 	       "(handler delivery);\n      kernel = no limit (the reference output); "
@@ -418,8 +420,9 @@ int bench_apps(struct bench_opts *o)
 			verdict = "no: the ufpager run failed";
 		else if (!same_file(pl, up))
 			verdict = "no: the output differs from the kernel run";
-		else if (!cnt.processes || !cnt.faults)
-			verdict = "no: nothing was paged (no stats line with faults)";
+		else if (!cnt.processes || !cnt.faults || !cnt.swapouts)
+			verdict = "no: nothing was paged, or nothing evicted (the budget is "
+				  "below the working set: it must evict)";
 		else if (r[M_CGROUP].ran && (!r[M_CGROUP].ok || !same_file(pl, (snprintf(
 				path, sizeof(path), "%s/out.%s", dir, mode_name[M_CGROUP]), path))))
 			verdict = "yes (the kernel-cgroup run failed or differs: below)";
