@@ -393,8 +393,11 @@ int bench_apps(struct bench_opts *o)
 				}
 				cgroup_setup(parse_budget(budget), cg, sizeof(cg), &sw, cgwhy,
 					     sizeof(cgwhy));
-				if (!cg[0])
+				if (!cg[0]) {
+					snprintf(r[M_CGROUP].why, sizeof(r[M_CGROUP].why),
+						 "skipped: %s", cgwhy);
 					break;
+				}
 			}
 			fprintf(stderr, "[apps] %s: %s run (N=%u, budget %s)\n", a->name,
 				mode_name[m], n, budget);
