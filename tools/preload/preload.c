@@ -246,7 +246,8 @@ static void atfork_parent(void)
 
 /* The child's pager is inert (plain memory, README "Fork"): the live span
  * empties, so its munmap/mprotect/madvise/mremap go to the kernel, and
- * the child gets a pager of its own for its next large mapping. */
+ * the child gets a pager (and heap) of its own for its next large mapping
+ * or after its first CHILD_OWN_PAGER bytes of blocks. */
 static void atfork_child(void)
 {
 	guard--;
@@ -294,7 +295,7 @@ static void start_pager(void)
 		atomic_store_explicit(&state, ST_OFF, memory_order_release);
 	} else {
 		pager = p;
-		if (route_malloc) {
+		if (route_malloc && !cur_heap()) {   /* past MAX_INHERITED: keeps the last */
 			ufp_heap *h = NULL;
 
 			guard++;

@@ -395,7 +395,7 @@ int bench_apps(struct bench_opts *o)
 					     sizeof(cgwhy));
 				if (!cg[0]) {
 					snprintf(r[M_CGROUP].why, sizeof(r[M_CGROUP].why),
-						 "skipped: %s", cgwhy);
+						 "skipped: %.140s", cgwhy);
 					break;
 				}
 			}
