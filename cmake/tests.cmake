@@ -143,3 +143,15 @@ ufp_test(test_sandbox LABEL unit)
 
 # The heap (issue 13): the malloc family on pager memory.
 ufp_test(test_heap LABEL unit)
+# The heap serving this process's malloc (an in-test interposer, as a
+# preload would do it): the library never re-enters it nor deadlocks.
+# Not in sanitizer builds (their runtimes own malloc).
+if(NOT UFP_SANITIZE)
+  add_executable(test_heap_interpose tests/test_heap_interpose.c)
+  target_link_libraries(test_heap_interpose PRIVATE ufpager ${CMAKE_DL_LIBS})
+  foreach(mode sigbus handler)
+    add_test(NAME heap_interpose_${mode} COMMAND test_heap_interpose ${mode})
+    set_tests_properties(heap_interpose_${mode} PROPERTIES LABELS unit SKIP_RETURN_CODE 77
+                         TIMEOUT 180)
+  endforeach()
+endif()
