@@ -155,3 +155,14 @@ if(NOT UFP_SANITIZE)
                          TIMEOUT 180)
   endforeach()
 endif()
+
+# cmake --install into a temporary prefix, then build and run the examples
+# against it with pkg-config and with find_package(ufpager).
+add_test(NAME install_prefix COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install_test.sh
+         ${CMAKE_COMMAND} ${CMAKE_BINARY_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+set_tests_properties(install_prefix PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300)
+# examples/heap.c: the README's "link the heap" example
+add_executable(heap_example examples/heap.c)
+target_link_libraries(heap_example PRIVATE ufpager)
+add_test(NAME readme_heap COMMAND heap_example)
+set_tests_properties(readme_heap PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 120)
