@@ -25,7 +25,9 @@ ufp_test(test_faults LABEL unit race)
 add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
          --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
 add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
-set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)
+add_test(NAME bench_alloc_smoke COMMAND ufpagerctl bench alloc --quick --seconds 0.1)
+set_tests_properties(bench_smoke ufpagerctl_check bench_alloc_smoke PROPERTIES LABELS bench
+                     TIMEOUT 300)
 
 # The CLI's contract (exit status, messages, --help on every command,
 # --version) and bench --json that parses even when a ratio's denominator
