@@ -527,7 +527,7 @@ static void *sandbox_start(void *v)
 	struct start *sp = v;
 	struct start st = { .fn = sp->fn, .arg = sp->arg };
 	struct sb_thread sb = { .role = SB_NROLES, .ready = &sp->ready };
-	void *ret = NULL;
+	void *volatile ret = NULL;   /* kept across the siglongjmp back */
 
 	tls_sb = &sb;
 	if (sigsetjmp(sb.back, 1) == 0) {
