@@ -185,9 +185,9 @@ UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
  * memory, so they are budgeted, swapped and counted like any managed page.
  * It is jemalloc 5.3 (a private copy inside libufpager.so: the process's
  * malloc is not replaced) with one arena per heap whose extents come from
- * the pager: extent alloc is ufp_map, a purge is ufp_advise(DONTNEED)
- * (jemalloc retains freed ranges and purges them), destroy is ufp_unmap,
- * split and merge need nothing (every ufp_ call works on address ranges). jemalloc's own metadata is ordinary
+ * the pager: extent alloc/dalloc/destroy are ufp_map/ufp_unmap, a forced
+ * purge is ufp_advise(DONTNEED), split and merge need nothing (every ufp_
+ * call works on address ranges). jemalloc's own metadata is ordinary
  * memory, never pager memory. Small objects share slabs; a large object
  * is an extent of its own, carved from a mapping that grows geometrically.
  *

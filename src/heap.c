@@ -14,8 +14,7 @@
  *   extent hook      ufpager
  *   alloc            ufp_map (UFP_MAP_FIXED when jemalloc names the address;
  *                    over-map and trim for alignments above a page)
- *   dalloc           refused: jemalloc retains the range and purges it
- *   destroy          ufp_unmap
+ *   dalloc, destroy  ufp_unmap
  *   commit           nothing to do: pager memory is always usable
  *   decommit         refused: jemalloc purges instead
  *   purge_forced     ufp_advise(DONTNEED): the next touch reads zeros
@@ -199,9 +198,12 @@ static void *hk_alloc(extent_hooks_t *e, void *new_addr, size_t size, size_t ali
 	return out;
 }
 
-/* Unmap [addr, addr + size); false when done. */
-static bool heap_unmap(struct ufp_heap *h, void *addr, size_t size)
+/* false: unmapped; true: keep it (jemalloc retains the range). */
+static bool hk_dalloc(extent_hooks_t *e, void *addr, size_t size, bool committed,
+		      unsigned ind)
 {
+	struct ufp_heap *h = hook_heap(e);
+
 	if (h->p->forked_child || ufp_unmap(h->p, addr, size))
 		return true;
 	/* relaxed: counters */
@@ -210,25 +212,10 @@ static bool heap_unmap(struct ufp_heap *h, void *addr, size_t size)
 	return false;
 }
 
-/*
- * Refused (true): jemalloc keeps the range (retained) and discards its
- * pages with purge_forced instead, as it does on Linux with its own hooks;
- * the range serves a later extent without a new ufp_map. One ufp_advise
- * per purge instead of a ufp_unmap now and a ufp_map later: measured on a
- * large-object churn (16 KiB - 1 MiB, 400 live, 3 runs each), 833k
- * replacements/s by the median against 682k when dalloc unmapped (kernel
- * memory: 887k). ufp_heap_destroy unmaps them (destroy).
- */
-static bool hk_dalloc(extent_hooks_t *e, void *addr, size_t size, bool committed,
-		      unsigned ind)
-{
-	return true;
-}
-
 static void hk_destroy(extent_hooks_t *e, void *addr, size_t size, bool committed,
 		       unsigned ind)
 {
-	heap_unmap(hook_heap(e), addr, size);
+	hk_dalloc(e, addr, size, committed, ind);
 }
 
 static bool hk_commit(extent_hooks_t *e, void *addr, size_t size, size_t off,

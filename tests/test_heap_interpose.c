@@ -17,8 +17,8 @@
  *
  * The workload: threads churning objects from 1 byte to 6 MiB under a
  * budget far below their total (eviction and swap-in), jemalloc purging at
- * once (MALLOC_CONF=dirty_decay_ms:0, so extents are discarded through
- * the hooks, ufp_advise(DONTNEED), all the time), a second pager created and
+ * once (MALLOC_CONF=dirty_decay_ms:0, so extents are unmapped and
+ * discarded through the hooks all the time), a second pager created and
  * used while the heap is the process's malloc, and a fork whose child
  * allocates. Usage: test_heap_interpose sigbus|handler
  */
@@ -422,8 +422,8 @@ int main(int argc, char **argv)
 		       (long)reentered, (long)bad);
 		return 1;
 	}
-	if (served < THREADS * 20000L || !hs.purges || !st.swapouts || !st.swapins) {
-		printf("FAIL: the workload did not exercise the heap (purges, eviction)\n");
+	if (served < THREADS * 20000L || !hs.extent_unmaps || !st.swapouts || !st.swapins) {
+		printf("FAIL: the workload did not exercise the heap (unmaps, eviction)\n");
 		return 1;
 	}
 	/* like a preload, never tear down: libc keeps objects of the heap
