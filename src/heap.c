@@ -38,6 +38,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "base.h"
+#include "rcu.h"
 #include "stats.h"
 #include "thread.h"
 #include "vma_locks.h"
@@ -45,6 +46,7 @@
 #include "pager.h"
 #include "pagers.h"
 #include "reclaim.h"
+#include "sandbox.h"
 
 /* The private jemalloc (cmake/jemalloc_private.sh renames them). */
 void *ufp_je_mallocx(size_t size, int flags);
@@ -359,8 +361,10 @@ static __attribute__((noinline)) int heap_flags_slow(struct ufp_heap *h)
 	atomic_store_explicit(&t->gen[s], h->gen, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->tcaches, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&heaps_lock);
-	/* the thread's faults on heap memory: RCU fast path, an I/O context */
-	if (h->p) {
+	/* the thread's faults on heap memory: RCU fast path, an I/O context
+	 * (not the library's own service threads: their sandbox allows
+	 * neither, and they never touch managed memory) */
+	if (h->p && !sandbox_is_service_thread()) {
 		thread_enter(h->p);
 		if (!thread_is_service())
 			reclaim_ctx_ensure(h->p, thread_stats(h->p, true));
@@ -411,6 +415,10 @@ UFP_API int ufp_heap_create(ufp_pager *p, unsigned flags, ufp_heap **out)
 					       .metadata_use_hooks = false };
 
 		h->hooks = pager_hooks;
+		/* liburcu makes its call_rcu worker on the first call_rcu, with
+		 * malloc and pthread_create: here, not inside a hook (where the
+		 * malloc could be this heap's, under its own arena lock) */
+		urcu_memb_get_default_call_rcu_data();
 		h->lo = p->arena_base;
 		h->hi = p->arena_end;
 		/* fork.c's handlers before jemalloc's (which its first call

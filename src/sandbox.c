@@ -290,6 +290,7 @@ struct sb_thread {
 	struct ufp_pager *pager;   /* non-NULL: the filter is loaded */
 	int role;
 	bool can_return;           /* inside sandbox_start's call of fn */
+	_Atomic uint32_t *ready;   /* the creator waits for 1 here (sandbox_ready) */
 	sigjmp_buf back;
 };
 
@@ -505,32 +506,55 @@ static int sigsys_install(void)
 struct start {
 	void *(*fn)(void *);
 	void *arg;
+	_Atomic uint32_t ready;    /* 1: the thread's setup is done (creator's) */
 };
+
+/* The thread's setup is over (its filter loaded, or its function ended):
+ * release the creator. */
+static void sandbox_ready(void)
+{
+	if (tls_sb && tls_sb->ready) {
+		/* release: pairs with the creator's acquire load; the creator
+		 * frees the word once it sees 1, so no access after this */
+		atomic_store_explicit(tls_sb->ready, 1, memory_order_release);
+		futex_wake(tls_sb->ready, 1);
+		tls_sb->ready = NULL;
+	}
+}
 
 static void *sandbox_start(void *v)
 {
-	struct start st = *(struct start *)v;
-	struct sb_thread sb = { .role = SB_NROLES };
-	void *ret = NULL;
+	struct start *sp = v;
+	struct start st = { .fn = sp->fn, .arg = sp->arg };
+	struct sb_thread sb = { .role = SB_NROLES, .ready = &sp->ready };
+	void *volatile ret = NULL;   /* kept across the siglongjmp back */
 
-	slab_free(v);
 	tls_sb = &sb;
 	if (sigsetjmp(sb.back, 1) == 0) {
 		sb.can_return = true;
 		ret = st.fn(st.arg);
 		sb.can_return = false;
-	} else if (URCU_TLS(urcu_memb_reader).registered) {
-		/* killed by the sandbox (sandbox_kill): leave RCU (the thread
-		 * may have been inside a read section) and end through the
-		 * normal exit, whose TLS destructors give back the thread's
-		 * I/O context (thread.c sees it left RCU) */
-		urcu_memb_unregister_thread();
+		sandbox_ready();
+	} else {
+		sandbox_ready();
+		if (URCU_TLS(urcu_memb_reader).registered)
+			/* killed by the sandbox (sandbox_kill): leave RCU (the
+			 * thread may have been inside a read section) and end
+			 * through the normal exit, whose TLS destructors give
+			 * back the thread's I/O context (thread.c sees it left
+			 * RCU) */
+			urcu_memb_unregister_thread();
 	}
 	/* compiler barrier: tls_sb is read by the SIGSYS handler of this
 	 * thread only; it never points at a dead frame */
 	tls_sb = sb.pager ? &sb_leaving : NULL;
 	atomic_signal_fence(memory_order_seq_cst);
 	return ret;
+}
+
+bool sandbox_is_service_thread(void)
+{
+	return tls_sb != NULL;
 }
 
 int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
@@ -551,10 +575,19 @@ int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	sigfillset(&all);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	atomic_init(&st->ready, 0);
 	err = pthread_create(t, NULL, sandbox_start, st);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err)
-		slab_free(st);
+	/*
+	 * Wait until the thread has set itself up (sandbox_enter or the end of
+	 * its function): its setup allocates with the process's malloc
+	 * (libseccomp builds the filter), which may become a ufpager heap as
+	 * soon as ufp_pager_create returns, and a service thread must never
+	 * touch managed memory. acquire: pairs with sandbox_ready.
+	 */
+	while (!err && !atomic_load_explicit(&st->ready, memory_order_acquire))
+		futex_wait(&st->ready, 0, NULL);
+	slab_free(st);
 	return err;
 }
 
@@ -665,6 +698,7 @@ unavailable:
 	atomic_fetch_add_explicit(&p->stats.shared.c[UFP_C_sandbox_unavailable], 1,
 				  memory_order_relaxed);
 test:
+	sandbox_ready();
 #ifdef UFP_INTERNAL_TESTING
 	test_call(p, role);
 #endif

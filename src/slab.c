@@ -40,14 +40,14 @@
 #define SLAB_MAGIC 0x75667073u          /* "ufps" */
 #define LARGE_MAGIC 0x7566706cu         /* "ufpl" */
 
+#ifndef UFP_SANITIZE_BUILD
+
 static const uint32_t class_size[] = {
 	16, 32, 48, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
 	4096, 8192, 16384, 32768,
 };
 #define NCLASSES (sizeof(class_size) / sizeof(class_size[0]))
 #define SMALL_MAX 32768u
-
-#ifndef UFP_SANITIZE_BUILD
 
 struct chunk_hdr {
 	uint32_t magic;
@@ -231,17 +231,12 @@ static struct large_hdr *large_of(const void *p)
 	return h;
 }
 
-void *slab_aligned_alloc(size_t align, size_t size)
+/* size > 0, align a power of two >= 16 (slab_aligned_alloc checked). */
+static void *slab_get(size_t align, size_t size)
 {
 	int cls;
 	void *p;
 
-	if (!size)
-		size = 1;
-	if (align < 16)
-		align = 16;
-	if (align & (align - 1))
-		return NULL;
 	pthread_once(&slab_once, slab_init);
 	cls = class_of(size, align);
 	if (cls >= 0 && (p = small_alloc((unsigned)cls)))
@@ -278,16 +273,10 @@ size_t slab_usable_size(const void *p)
 
 #include <malloc.h>
 
-void *slab_aligned_alloc(size_t align, size_t size)
+static void *slab_get(size_t align, size_t size)
 {
 	void *p = NULL;
 
-	if (!size)
-		size = 1;
-	if (align < 16)
-		align = 16;
-	if (align & (align - 1))
-		return NULL;
 	return posix_memalign(&p, align, size) ? NULL : p;
 }
 
@@ -302,6 +291,17 @@ size_t slab_usable_size(const void *p)
 }
 
 #endif
+
+void *slab_aligned_alloc(size_t align, size_t size)
+{
+	if (!size)
+		size = 1;
+	if (align < 16)
+		align = 16;
+	if (align & (align - 1))
+		return NULL;
+	return slab_get(align, size);
+}
 
 void *slab_alloc(size_t size)
 {

@@ -601,6 +601,7 @@ static const struct {
 } suites[] = {
 	{ "headline", bench_headline }, { "faults", bench_faults }, { "churn", bench_churn },
 	{ "locks", bench_locks }, { "tree", bench_tree }, { "swap", bench_swap },
+	{ "alloc", bench_alloc },
 };
 #define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
@@ -625,6 +626,10 @@ static void bench_usage(FILE *f)
 		"  swap     refault after eviction (seq / random / zipf, text / random data):\n"
 		"           ufpager swap file and lz4 tier vs kernel swap file and zram-lz4\n"
 		"           (the kernel baselines need root)\n"
+		"  alloc    malloc/free throughput, p50/p99 and RSS: the heap (jemalloc on pager\n"
+		"           memory) vs glibc malloc vs jemalloc on kernel memory, small and\n"
+		"           large objects, 1 and 2 threads, and the heap under a budget of half\n"
+		"           the working set\n"
 		"  all      every suite (the same as none)\n"
 		"  apps     not part of 'all': programs nobody here wrote (python3, sqlite3,\n"
 		"           sort, stress-ng --vm and --malloc, redis-server, java), each run on\n"

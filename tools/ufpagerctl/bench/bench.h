@@ -132,6 +132,7 @@ int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
 int bench_soak(struct bench_opts *o);
+int bench_alloc(struct bench_opts *o);
 int bench_apps(struct bench_opts *o);
 
 /* ---- a crew: benchmark threads that start and stop together (bench_crew.c)
