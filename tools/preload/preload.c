@@ -43,6 +43,7 @@
  * {"pid":N,"exe":"...","stats":<ufp_stats_json>}.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -89,6 +90,36 @@ static ufp_heap *inherited[MAX_INHERITED];
 static unsigned ninherited;             /* written in a fork child only (one thread) */
 #define CHILD_OWN_PAGER (1ul << 20)
 static _Atomic size_t child_bytes;   /* relaxed: a threshold, nothing published */
+
+/*
+ * The dynamic linker's own allocations (link maps of dlopen'd libraries,
+ * each thread's DTV and dynamic TLS blocks) stay out of the heap, as the
+ * library's do: the fault path reads other libraries' thread-local
+ * variables through the DTV, and the linker walks link maps, so neither
+ * may be pager memory (README "Link the heap", the rule test_heap_interpose
+ * found). A call whose return address is in ld.so's text is one of them.
+ */
+static uintptr_t ldso_lo, ldso_hi;   /* written once by the constructor */
+
+static int find_ldso(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	if (!info->dlpi_name || !strstr(info->dlpi_name, "/ld-linux"))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			ldso_lo = info->dlpi_addr + ph->p_vaddr;
+			ldso_hi = ldso_lo + ph->p_memsz;
+		}
+	}
+	return 1;
+}
+
+static bool from_ldso(const void *ra)
+{
+	return (uintptr_t)ra >= ldso_lo && (uintptr_t)ra < ldso_hi;
+}
 
 static ufp_heap *cur_heap(void)
 {
@@ -551,7 +582,7 @@ void *malloc(size_t n)
 	ufp_heap *h;
 	void *p;
 
-	if (guard)
+	if (guard || from_ldso(__builtin_return_address(0)))
 		return lib_alloc(n, false);
 	if ((h = heap_for(n))) {
 		guard++;
@@ -594,7 +625,7 @@ void *calloc(size_t n, size_t m)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (guard)
+	if (guard || from_ldso(__builtin_return_address(0)))
 		return lib_alloc(t, true);
 	if ((h = heap_for(t))) {
 		guard++;
@@ -641,6 +672,18 @@ void *realloc(void *p, size_t n)
 		return q;
 	}
 	if (!lib_hdr(p)) {   /* the program's allocator's, from before the heap */
+		if (from_ldso(__builtin_return_address(0)) && n) {   /* the DTV grows */
+			size_t old = block_size(p);
+
+			guard++;
+			q = lib_alloc(n, false);
+			guard--;
+			if (q) {
+				memcpy(q, p, old < n ? old : n);
+				free(p);
+			}
+			return q;
+		}
 		resolve();
 		return next_realloc(p, n);
 	}
@@ -989,6 +1032,7 @@ __attribute__((constructor)) static void preload_init(void)
 	s = getenv("UFPAGER_PRELOAD");
 	if (s && !strcmp(s, "0"))
 		atomic_store_explicit(&state, ST_OFF, memory_order_release);
+	dl_iterate_phdr(find_ldso, NULL);
 	inited = true;
 }
 
