@@ -355,6 +355,20 @@ int bench_apps(struct bench_opts *o)
 	int rc = 0;
 	char cgwhy[320] = "";
 
+	if (o->apps_only) {
+		size_t i = 0;
+
+		while (i < NAPPS && strcmp(apps[i].name, o->apps_only))
+			i++;
+		if (i == NAPPS) {
+			fprintf(stderr, "ufpagerctl bench: --app: '%s' is not one of", o->apps_only);
+			for (i = 0; i < NAPPS; i++)
+				fprintf(stderr, " %s", apps[i].name);
+			fputc('\n', stderr);
+			return 2;
+		}
+	}
+
 	printf("\napps: programs nobody here wrote; ufpager = ufpagerctl run --budget B "
 	       "(handler delivery);\n      kernel = no limit (the reference output); "
 	       "kernel-cgroup = memory cgroup of B + a swap file\n");
