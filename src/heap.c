@@ -335,7 +335,14 @@ static __attribute__((noinline)) int heap_flags_slow(struct ufp_heap *h)
 	size_t sz = sizeof(tc);
 	int flags;
 
-	if (t == TLS_DEAD || s >= HEAP_SLOTS || (h->p && h->p->forked_child))
+	/* No cache for the library's own service threads (their setup may
+	 * allocate through a heap that serves the process's malloc): a cache
+	 * would be flushed at their exit, under their seccomp filter, and the
+	 * flush may run the extent hooks (ufp_unmap, UFFDIO_*), which their
+	 * filter forbids. They allocate nothing once their filter is loaded
+	 * (sandbox.c). */
+	if (t == TLS_DEAD || s >= HEAP_SLOTS || (h->p && h->p->forked_child) ||
+	    sandbox_is_service_thread())
 		return h->flags_none;
 	if (!t) {
 		t = slab_zalloc(sizeof(*t));
@@ -361,10 +368,8 @@ static __attribute__((noinline)) int heap_flags_slow(struct ufp_heap *h)
 	atomic_store_explicit(&t->gen[s], h->gen, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->tcaches, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&heaps_lock);
-	/* the thread's faults on heap memory: RCU fast path, an I/O context
-	 * (not the library's own service threads: their sandbox allows
-	 * neither, and they never touch managed memory) */
-	if (h->p && !sandbox_is_service_thread()) {
+	/* the thread's faults on heap memory: RCU fast path, an I/O context */
+	if (h->p) {
 		thread_enter(h->p);
 		if (!thread_is_service())
 			reclaim_ctx_ensure(h->p, thread_stats(h->p, true));

@@ -37,6 +37,9 @@
 #include <termios.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -643,6 +646,48 @@ static void say_unavailable(const char *what, int err)
 			"unsandboxed (sandbox_unavailable counts them)\n", what, strerror(err));
 }
 
+/*
+ * Load f on the calling thread and release it, with nothing left to free
+ * once the filter is in force: the filter's program is exported (a memfd)
+ * and f released first, then the program is loaded with seccomp(2), as
+ * seccomp_load would (no flags: no TSYNC; NO_NEW_PRIVS is set already).
+ * Why: libseccomp's objects come from the process's malloc, which may be
+ * a ufpager heap; freeing them under the filter could run the heap's
+ * extent hooks (ufp_unmap, UFFDIO_*) on this thread, which its filter
+ * forbids. Returns 0 or -errno.
+ */
+static int filter_load(scmp_filter_ctx f)
+{
+	struct sock_fprog prog = { 0 };
+	struct stat st;
+	int fd = memfd_create("ufp-seccomp", MFD_CLOEXEC), err = 0;
+
+	if (fd < 0) {
+		seccomp_release(f);
+		return -errno;
+	}
+	err = seccomp_export_bpf(f, fd);
+	seccomp_release(f);
+	if (!err && fstat(fd, &st))
+		err = -errno;
+	if (!err && (st.st_size <= 0 || st.st_size % (off_t)sizeof(struct sock_filter) ||
+		     st.st_size / (off_t)sizeof(struct sock_filter) > 0xffff))
+		err = -EINVAL;
+	if (!err) {
+		prog.len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+		prog.filter = slab_alloc((size_t)st.st_size);
+		if (!prog.filter)
+			err = -ENOMEM;
+		else if (pread(fd, prog.filter, (size_t)st.st_size, 0) != st.st_size)
+			err = -EIO;
+	}
+	close(fd);
+	if (!err && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		err = -errno;
+	slab_free(prog.filter);   /* slab.c: munmap or a free list, both allowed */
+	return err;
+}
+
 void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 {
 	static const char *const names[SB_NROLES] = {
@@ -683,8 +728,7 @@ void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
-	err = seccomp_load(f);   /* this thread only: no TSYNC */
-	seccomp_release(f);
+	err = filter_load(f);   /* this thread only: no TSYNC */
 	if (err) {
 		tls_sb->pager = NULL;
 		pthread_sigmask(SIG_BLOCK, &sys, NULL);
