@@ -252,10 +252,10 @@ static void run_app(const struct app *a, enum mode m, const char *dir, unsigned 
 		ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 		exe[k > 0 ? k : 0] = '\0';
-		fprintf(f, "run() { '%s' run --budget %s --stats-file \"$DIR/stats\" -- \"$@\"; }\n",
-			exe, budget);
-	} else {
-		fprintf(f, "run() { \"$@\"; }\n");
+		fprintf(f, "run() { '%s' run --budget %s --stats-file \"$DIR/stats\" -- \"$@\" || "
+			"exit $?; }\n", exe, budget);
+	} else {   /* a program that fails (or is OOM-killed) fails the script */
+		fprintf(f, "run() { \"$@\" || exit $?; }\n");
 	}
 	fputs(a->script, f);
 	fclose(f);
