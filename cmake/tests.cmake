@@ -25,7 +25,9 @@ ufp_test(test_faults LABEL unit race)
 add_test(NAME bench_smoke COMMAND ufpagerctl bench tree locks faults --quick
          --seconds 0.05 --pages 500 --writer-mb 16 --threads 1,2 --writers 0,1)
 add_test(NAME ufpagerctl_check COMMAND ufpagerctl check)
-set_tests_properties(bench_smoke ufpagerctl_check PROPERTIES LABELS bench TIMEOUT 300)
+add_test(NAME bench_alloc_smoke COMMAND ufpagerctl bench alloc --quick --seconds 0.1)
+set_tests_properties(bench_smoke ufpagerctl_check bench_alloc_smoke PROPERTIES LABELS bench
+                     TIMEOUT 300)
 
 # The CLI's contract (exit status, messages, --help on every command,
 # --version) and bench --json that parses even when a ratio's denominator
@@ -143,3 +145,54 @@ ufp_test(test_writer LABEL unit)
 # The seccomp allowlist of the service threads: forbidden calls end the
 # thread with a logged reason, the swap workload runs under it, the switch.
 ufp_test(test_sandbox LABEL unit)
+
+# The heap (issue 13): the malloc family on pager memory.
+ufp_test(test_heap LABEL unit)
+# The heap serving this process's malloc (an in-test interposer, as a
+# preload would do it): the library never re-enters it nor deadlocks.
+# Not in sanitizer builds (their runtimes own malloc).
+if(NOT UFP_SANITIZE)
+  add_executable(test_heap_interpose tests/test_heap_interpose.c)
+  target_link_libraries(test_heap_interpose PRIVATE ufpager ${CMAKE_DL_LIBS})
+  foreach(mode sigbus handler)
+    add_test(NAME heap_interpose_${mode} COMMAND test_heap_interpose ${mode})
+    set_tests_properties(heap_interpose_${mode} PROPERTIES LABELS unit SKIP_RETURN_CODE 77
+                         TIMEOUT 180)
+  endforeach()
+endif()
+
+# cmake --install into a temporary prefix, then build and run the examples
+# against it with pkg-config and with find_package(ufpager). Not in
+# sanitizer builds: their library needs the sanitizer runtime first in
+# the programs that link it, which a user's program does not have.
+if(NOT UFP_SANITIZE)
+  add_test(NAME install_prefix COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/install_test.sh
+           ${CMAKE_COMMAND} ${CMAKE_BINARY_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  set_tests_properties(install_prefix PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()
+# examples/heap.c: the README's "link the heap" example
+add_executable(heap_example examples/heap.c)
+target_link_libraries(heap_example PRIVATE ufpager)
+add_test(NAME readme_heap COMMAND heap_example)
+set_tests_properties(readme_heap PROPERTIES LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 120)
+
+# `ufpagerctl run` and its preload (label apps: the debug stage of
+# scripts/test.sh only; a sanitizer runtime must come first in
+# LD_PRELOAD, which the preload cannot). test_preload is the program run
+# under it; it links the public library only, to read its own segment.
+add_executable(test_preload tests/test_preload.c)
+target_include_directories(test_preload PRIVATE tests)
+target_link_libraries(test_preload PRIVATE ufpager PkgConfig::CHECK ${CMAKE_DL_LIBS})
+add_test(NAME preload COMMAND ufpagerctl run --budget 4M -- $<TARGET_FILE:test_preload>)
+add_test(NAME preload_no_exec_follow COMMAND ufpagerctl run --budget 4M --no-exec-follow --
+         $<TARGET_FILE:test_preload>)
+set_tests_properties(preload_no_exec_follow PROPERTIES ENVIRONMENT UFP_TEST_EXEC_FOLLOW=0)
+set_tests_properties(preload preload_no_exec_follow PROPERTIES LABELS apps SKIP_RETURN_CODE 77
+                     TIMEOUT 120)
+# Programs nobody here wrote, each under `ufpagerctl run --budget B` with
+# B below its working set, its output compared with a run on the kernel
+# (ufpagerctl bench apps; 77 when the program is not installed).
+foreach(app python sqlite sort stress-vm stress-malloc redis java)
+  add_test(NAME app_${app} COMMAND ufpagerctl bench apps --app ${app} --no-cgroup)
+  set_tests_properties(app_${app} PROPERTIES LABELS apps SKIP_RETURN_CODE 77 TIMEOUT 120)
+endforeach()

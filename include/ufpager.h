@@ -29,7 +29,7 @@ typedef struct ufp_pager ufp_pager;
 /* The library's version: these macros for the header a program was built
  * against, ufp_version() for the library it runs with. */
 #define UFP_VERSION_MAJOR 0
-#define UFP_VERSION_MINOR 1
+#define UFP_VERSION_MINOR 2
 #define UFP_VERSION_PATCH 0
 
 /* "MAJOR.MINOR.PATCH" of the running library; a static string. Any
@@ -177,6 +177,110 @@ UFP_API int ufp_free(ufp_pager *pager, void *ptr);
 UFP_API int ufp_realloc(ufp_pager *pager, void *ptr, size_t size, void **out);
 /* Requested size of an allocator object, or -EINVAL. */
 UFP_API int ufp_alloc_size(ufp_pager *pager, const void *ptr, size_t *out);
+
+/* ---- heap: malloc-grade objects on pager memory ------------------------- */
+
+/*
+ * A heap serves objects of any size (the malloc family) from a pager's
+ * memory, so they are budgeted, swapped and counted like any managed page.
+ * It is jemalloc 5.3 (a private copy inside libufpager.so: the process's
+ * malloc is not replaced) with one arena per heap whose extents come from
+ * the pager: extent alloc/dalloc/destroy are ufp_map/ufp_unmap, a forced
+ * purge is ufp_advise(DONTNEED), split and merge need nothing (every ufp_
+ * call works on address ranges). jemalloc's own metadata is ordinary
+ * memory, never pager memory. Small objects share slabs; a large object
+ * is an extent of its own, carved from a mapping that grows geometrically.
+ *
+ * Thread safety: every call may run concurrently with every other on the
+ * same heap, except ufp_heap_destroy. Each thread gets a thread cache per
+ * heap on its first call (for the first 64 live heaps; later ones run
+ * without one); the first call also registers the thread with the pager
+ * (ufp_thread_register), so its faults on heap memory take the fast path.
+ * Thread caches are returned when their thread exits.
+ *
+ * The allocation calls behave as their libc namesakes, so a preload can
+ * forward to them one for one: NULL with errno ENOMEM (EINVAL for a bad
+ * alignment) on failure, size 0 gives a unique pointer, calloc checks the
+ * multiplication. They never return memory of another heap, and must only
+ * be given pointers of this heap (free and realloc of another heap's
+ * pointer is undefined, as with two mallocs). They are not
+ * async-signal-safe (neither is malloc).
+ *
+ * Memory of a pager heap is pager memory: system calls that write into it
+ * need delivery=handler when pages may be missing (README "Fault
+ * delivery"). In a fork child the pager is inert: the heap keeps serving
+ * from the memory it has and maps new extents as ordinary memory inside
+ * the pager's arena.
+ */
+typedef struct ufp_heap ufp_heap;
+
+/*
+ * Create a heap on pager's memory. pager NULL: the same kind of heap (its
+ * own jemalloc arena, the same thread caches) on ordinary kernel memory,
+ * through jemalloc's default extent hooks: the baseline that `ufpagerctl
+ * bench alloc` compares with. flags: 0 (no flag is defined yet; others are -EINVAL). Normal
+ * context; may block. Returns 0 and the heap in *out, or -EINVAL, -ENOMEM,
+ * -ECHILD (the pager was inherited across fork).
+ */
+UFP_API int ufp_heap_create(ufp_pager *pager, unsigned flags, ufp_heap **out);
+
+/*
+ * Destroy a heap: every object it served is freed at once (their memory
+ * unmapped from the pager) and every thread cache of it dropped. No other
+ * call on the heap may run concurrently or follow; the pager must still
+ * live. Returns 0, or -EINVAL for NULL.
+ */
+UFP_API int ufp_heap_destroy(ufp_heap *heap);
+
+/* malloc(size): at least size bytes, uninitialised, aligned to 16 (an
+ * object under 16 bytes to 8: jemalloc's smallest class). */
+UFP_API void *ufp_heap_malloc(ufp_heap *heap, size_t size);
+/* calloc(n, size): n * size zeroed bytes; NULL with ENOMEM on overflow. */
+UFP_API void *ufp_heap_calloc(ufp_heap *heap, size_t n, size_t size);
+/*
+ * realloc(ptr, size): ptr NULL allocates; size 0 with ptr frees it and
+ * returns NULL (as glibc); otherwise the contents up to the smaller size
+ * are kept, in place when possible. On failure ptr is untouched.
+ */
+UFP_API void *ufp_heap_realloc(ufp_heap *heap, void *ptr, size_t size);
+/* aligned_alloc(alignment, size): alignment a power of two (any size),
+ * else NULL with EINVAL. posix_memalign, memalign and valloc are this. */
+UFP_API void *ufp_heap_aligned_alloc(ufp_heap *heap, size_t alignment, size_t size);
+/* free(ptr); NULL is ignored. */
+UFP_API void ufp_heap_free(ufp_heap *heap, void *ptr);
+/* malloc_usable_size(ptr): the bytes usable at ptr (>= the size asked);
+ * 0 for NULL. */
+UFP_API size_t ufp_heap_usable_size(ufp_heap *heap, const void *ptr);
+/*
+ * Could ptr be an object of this heap? 1 when it lies inside the heap's
+ * pager arena (the heap's objects always do), else 0; always 0 for a heap
+ * on kernel memory (pager NULL). Lock-free, O(1), async-signal-safe: a
+ * preload tells the heap's pointers from those of the malloc it replaced
+ * with it. (Memory the program ufp_map()s in the same pager is in the
+ * arena too; it is never passed to free.)
+ */
+UFP_API int ufp_heap_owns(const ufp_heap *heap, const void *ptr);
+
+#define UFP_HEAP_STATS_VERSION 1
+
+/* What a heap holds, in bytes (jemalloc's arena statistics, refreshed on
+ * each call). */
+struct ufp_heap_stats {
+	uint32_t size;             /* sizeof(struct ufp_heap_stats), set by the caller */
+	uint32_t version;          /* UFP_HEAP_STATS_VERSION, set by the caller */
+	uint64_t allocated;        /* bytes in live objects (usable sizes) */
+	uint64_t active;           /* bytes in pages that hold live objects */
+	uint64_t mapped;           /* bytes of pager memory mapped by the heap */
+	uint64_t extent_maps;      /* extents mapped (ufp_map calls) */
+	uint64_t extent_unmaps;    /* extents unmapped (ufp_unmap calls) */
+	uint64_t purges;           /* ranges discarded (ufp_advise DONTNEED) */
+	uint64_t thread_caches;    /* live thread caches of this heap */
+	uint64_t reserved[8];
+};
+
+/* Fill *out (at most out->size bytes). Any thread, normal context; it
+ * flushes nothing. Returns 0, or -EINVAL (NULL, a bad size or version). */
+UFP_API int ufp_heap_stats_get(ufp_heap *heap, struct ufp_heap_stats *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 

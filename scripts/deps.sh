@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages ufpager needs, only those missing.
+# Install the Debian 12 packages ufpager needs, only those missing
+# (libjemalloc-dev: the heap's jemalloc; man-db: the install test renders
+# the man pages with man -l).
 # Sourced by run.sh and test.sh; needs root (apt-get) when something is missing.
 ufp_install_deps() {
+	# the third line: the programs the apps label runs under `ufpagerctl run`
 	local pkgs=(build-essential cmake pkg-config liburing-dev liburcu-dev libseccomp-dev
-		    check liblz4-dev libxxhash-dev libnbd-dev nbdkit nbd-server nbdkit-plugin-dev "$@")
+		    check liblz4-dev libxxhash-dev libnbd-dev nbdkit nbd-server nbdkit-plugin-dev
+		    libjemalloc-dev man-db
+		    python3 sqlite3 stress-ng redis-server redis-tools default-jre-headless
+		    zlib1g "$@")
 	local missing=()
 	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

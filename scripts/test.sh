@@ -23,7 +23,10 @@ suite() {   # name, cmake args, ctest label regex, env
 		fail=1
 	fi
 }
-suite debug "-DUFP_DEBUG=ON -DCMAKE_BUILD_TYPE=Debug" "$labels_default"
+# the debug stage also runs real programs under `ufpagerctl run` (label
+# apps); the sanitizer stages cannot: their runtime must come first in
+# LD_PRELOAD, before the preload's malloc
+suite debug "-DUFP_DEBUG=ON -DCMAKE_BUILD_TYPE=Debug" "$labels_default|apps"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	suite asan "-DUFP_DEBUG=ON -DUFP_SANITIZE=address,undefined" "$labels_default"
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \

@@ -2,7 +2,7 @@
 /*
  * base.h - the bottom layer every library file may include: page and
  * cache-line constants, branch hints, assertions and BUG_ON, the clock,
- * the library's object allocator, the error channel (ufp_set_error /
+ * the library's object allocator (slab.c), the error channel (ufp_set_error /
  * ufp_error, defined in thread.c: a detail per thread for ufp_last_error)
  * and the log switch (error.c: silent unless UFPAGER_VERBOSE).
  */
@@ -36,13 +36,25 @@ void ufp_assert_fail(const char *expr, const char *file, int line);
 #define UFP_BUG_ON(e) do { if (ufp_unlikely(e)) ufp_bug(#e, __FILE__, __LINE__); } while (0)
 _Noreturn void ufp_bug(const char *expr, const char *file, int line);
 
+/* The library's own memory (slab.c): never the process's malloc, which a
+ * ufpager heap may serve (its extent hooks call into the library while
+ * jemalloc holds a lock). Normal context; NULL when out of memory;
+ * slab_free takes any of them (NULL ignored). slab_zalloc and slab_calloc
+ * zero; slab_realloc keeps the contents; alignments are powers of two. */
+void *slab_alloc(size_t size);
+void *slab_zalloc(size_t size);
+void *slab_calloc(size_t n, size_t size);
+void *slab_realloc(void *p, size_t size);
+void *slab_aligned_alloc(size_t align, size_t size);
+void slab_free(void *p);
+size_t slab_usable_size(const void *p);
+
 /* The library's own objects (pagers, regions, counter blocks): zeroed, on
- * their own cache lines. One place, so their memory source can change.
- * Normal context. NULL when out of memory; free() them. */
+ * their own cache lines. NULL when out of memory; slab_free() them. */
 static inline void *ufp_cacheline_zalloc(size_t size)
 {
 	size_t n = (size + UFP_CACHELINE - 1) & ~(size_t)(UFP_CACHELINE - 1);
-	void *m = aligned_alloc(UFP_CACHELINE, n);
+	void *m = slab_aligned_alloc(UFP_CACHELINE, n);
 
 	if (m)
 		memset(m, 0, n);

@@ -91,7 +91,7 @@ static void *event_worker(void *arg)
 
 			ufp_tsan_handoff_acquire(node);
 			apply_event(p, ev);
-			free(ev);
+			slab_free(ev);
 			continue;
 		}
 		if (atomic_load_explicit(&p->svc.stopping, memory_order_acquire))
@@ -106,7 +106,7 @@ static void *event_worker(void *arg)
 
 static bool queue_event(struct ufp_pager *p, const struct uffd_msg *m, unsigned slot)
 {
-	struct ufp_event *ev = malloc(sizeof(*ev));
+	struct ufp_event *ev = slab_alloc(sizeof(*ev));
 
 	if (!ev) {
 		ufp_log("ufpager: out of memory queueing a uffd event; region tree "

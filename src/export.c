@@ -127,7 +127,7 @@ static void export_once(struct ufp_pager *p)
 	pager_read_lock(p);   /* a stable tree for the walk; never on the fault path */
 	region_tree_walk(&p->tree, top_region, &top);
 	pager_read_unlock(p);
-	free(snap);
+	slab_free(snap);
 
 	/* relaxed: the sequence brackets the update */
 	uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);

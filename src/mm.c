@@ -131,7 +131,7 @@ struct ufp_region *mm_split(struct ufp_pager *p, struct ufp_region *r, uintptr_t
 	atomic_store_explicit(&r->end, addr, memory_order_relaxed);
 	if (region_tree_insert(&p->tree, n)) {
 		atomic_store_explicit(&r->end, region_end(n), memory_order_relaxed);
-		free(n);
+		slab_free(n);
 		return NULL;
 	}
 	STAT_INC(thread_stats(p, true), splits);
@@ -167,7 +167,7 @@ int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e,
 		  struct ufp_region ***out, size_t *n)
 {
 	size_t cap = 8, cnt = 0;
-	struct ufp_region **v = malloc(cap * sizeof(*v));
+	struct ufp_region **v = slab_alloc(cap * sizeof(*v));
 	struct ufp_region *r = region_tree_lookup(&p->tree, s);
 
 	pager_assert_locked(p);
@@ -178,10 +178,10 @@ int mm_gather(struct ufp_pager *p, uintptr_t s, uintptr_t e,
 		r = region_tree_next(&p->tree, s);
 	for (; r && region_start(r) < e; r = region_tree_next(&p->tree, region_end(r))) {
 		if (cnt == cap) {
-			struct ufp_region **nv = realloc(v, (cap *= 2) * sizeof(*v));
+			struct ufp_region **nv = slab_realloc(v, (cap *= 2) * sizeof(*v));
 
 			if (!nv) {
-				free(v);
+				slab_free(v);
 				return -ENOMEM;
 			}
 			v = nv;
@@ -240,7 +240,7 @@ int mm_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
 		region_write_lock(next);
 	err = region_tree_insert(&p->tree, r);
 	if (err) {
-		free(r);
+		slab_free(r);
 		goto undo_reg;
 	}
 	if (prev) {
@@ -320,7 +320,7 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 	if (!kernel_done) {
 		err = unmap_range(p, s, e);
 		if (err) {
-			free(v);
+			slab_free(v);
 			return err;
 		}
 	}
@@ -341,7 +341,7 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 		}
 		region_detach(p, r);
 	}
-	free(v);
+	slab_free(v);
 	/* out of memory for a tree node (the kernel range is gone already:
 	 * an access there faults as PROT_NONE memory would) */
 	if (err)
@@ -354,7 +354,7 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 		struct ufp_region *h = region_alloc(p, s, e, 0, UFP_RF_HOLE);
 
 		if (h && region_tree_insert(&p->tree, h))
-			free(h);
+			slab_free(h);
 	}
 	mm_clear_ptes(p, s, e);
 	return 0;

@@ -210,7 +210,7 @@ fail_arena:
 	munmap(a, p->opt.arena_size);
 fail_free:
 	pthread_mutex_destroy(&p->stats.lock);
-	free(p);
+	slab_free(p);
 	return err;
 }
 
@@ -249,7 +249,7 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 		close(p->pagemap_fd);
 	stats_free_all(p);
 	pthread_mutex_destroy(&p->stats.lock);
-	free(p);
+	slab_free(p);
 	return 0;
 }
 
@@ -357,7 +357,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 	for (size_t i = 0; i < n; i++)
 		if ((v[i]->flags & UFP_RF_ALLOC) &&
 		    (region_start(v[i]) < s || region_end(v[i]) > e)) {
-			free(v);
+			slab_free(v);
 			err = -EINVAL;
 			goto out;
 		}
@@ -365,12 +365,12 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 	 * regions whose attributes change and every region of a merge that
 	 * involves one of them, in address order. */
 	nw = n + 2;
-	w = calloc(nw, sizeof(*w));
-	lock = calloc(nw, sizeof(*lock));
-	int *fprot = calloc(nw, sizeof(*fprot));
-	bool *chg = calloc(nw, sizeof(*chg));
+	w = slab_calloc(nw, sizeof(*w));
+	lock = slab_calloc(nw, sizeof(*lock));
+	int *fprot = slab_calloc(nw, sizeof(*fprot));
+	bool *chg = slab_calloc(nw, sizeof(*chg));
 	if (!w || !lock || !fprot || !chg) {
-		free(v); free(w); free(lock); free(fprot); free(chg);
+		slab_free(v); slab_free(w); slab_free(lock); slab_free(fprot); slab_free(chg);
 		err = -ENOMEM;
 		goto out;
 	}
@@ -464,7 +464,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 		}
 		STAT_INC(thread_stats(p, true), protects);
 	}
-	free(v); free(w); free(lock); free(fprot); free(chg);
+	slab_free(v); slab_free(w); slab_free(lock); slab_free(fprot); slab_free(chg);
 out:
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -626,5 +626,5 @@ void pager_free_bare(struct ufp_pager *p)
 	region_tree_destroy(&p->tree, free_region_cb);
 	stats_free_all(p);
 	pthread_mutex_destroy(&p->stats.lock);
-	free(p);
+	slab_free(p);
 }

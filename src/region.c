@@ -144,7 +144,7 @@ static void fix_height(struct rtree_node *n)
 static void retire(struct region_tree *t, struct rtree_node *n)
 {
 	if (n->gen == t->gen) {        /* never published: free now */
-		free(n);
+		slab_free(n);
 		return;
 	}
 	n->retired_next = t->retired;
@@ -158,7 +158,7 @@ static struct rtree_node *mut(struct region_tree *t, struct rtree_node *n)
 
 	if (n->gen == t->gen)
 		return n;
-	c = malloc(sizeof(*c));
+	c = slab_alloc(sizeof(*c));
 	UFP_BUG_ON(!c);  /* TODO-free: allocation failure mid-update cannot be undone */
 	*c = *n;
 	c->gen = t->gen;
@@ -289,7 +289,7 @@ static struct rtree_node *begin_root(struct region_tree *t)
 
 int region_tree_insert(struct region_tree *t, struct ufp_region *r)
 {
-	struct rtree_node *nn = malloc(sizeof(*nn));
+	struct rtree_node *nn = slab_alloc(sizeof(*nn));
 	struct rtree_node *root;
 	int err = 0;
 
@@ -302,7 +302,7 @@ int region_tree_insert(struct region_tree *t, struct ufp_region *r)
 				   .gen = t->gen, .height = 1 };
 	root = avl_insert(t, root, nn, &err);
 	if (err) {
-		free(nn);
+		slab_free(nn);
 		return err;
 	}
 	pending_root = root;
@@ -336,9 +336,9 @@ static void free_batch_cb(struct rcu_head *head)
 	n = b->list;
 	for (; n; n = next) {
 		next = n->retired_next;
-		free(n);
+		slab_free(n);
 	}
-	free(b);
+	slab_free(b);
 }
 
 void region_tree_commit(struct region_tree *t)
@@ -352,7 +352,7 @@ void region_tree_commit(struct region_tree *t)
 		pending_root = NULL;
 	}
 	if (t->retired) {
-		struct rtree_free_batch *b = malloc(sizeof(*b));
+		struct rtree_free_batch *b = slab_alloc(sizeof(*b));
 
 		if (b) {
 			b->list = t->retired;
@@ -363,7 +363,7 @@ void region_tree_commit(struct region_tree *t)
 			urcu_memb_synchronize_rcu();
 			for (struct rtree_node *n = tmp.list, *next; n; n = next) {
 				next = n->retired_next;
-				free(n);
+				slab_free(n);
 			}
 		}
 		t->retired = NULL;
@@ -396,7 +396,7 @@ static void destroy_rec(struct rtree_node *n, void (*fn)(struct ufp_region *))
 	destroy_rec(n->right, fn);
 	if (fn)
 		fn(n->region);
-	free(n);
+	slab_free(n);
 }
 
 /* Teardown: no reader can exist. */
@@ -490,7 +490,7 @@ void region_free_now(struct ufp_region *r)
 	/* a reader holding it here would be a use-after-free in the making */
 	UFP_BUG_ON(atomic_load_explicit(&r->readers, memory_order_relaxed) &
 		   REGION_READERS_MASK);
-	free(r);
+	slab_free(r);
 }
 
 static void region_free_cb(struct rcu_head *head)
@@ -594,7 +594,7 @@ size_t region_counts_snapshot(struct ufp_pager *p, struct rc_snap **out)
 	ufp_mutex_lock(&p->stats.lock, LL_STATS);
 	for (struct ufp_tstats *ts = p->stats.blocks; ts; ts = ts->next)
 		cap += UFP_RC_SLOTS;
-	v = cap ? malloc(cap * sizeof(*v)) : NULL;
+	v = cap ? slab_alloc(cap * sizeof(*v)) : NULL;
 	for (struct ufp_tstats *ts = p->stats.blocks; v && ts; ts = ts->next)
 		for (unsigned i = 0; i < UFP_RC_SLOTS; i++) {
 			struct ufp_rc_slot *s = &ts->rc[i];

@@ -180,7 +180,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	bool owned = pager_owns(p, from) && len <= p->arena_end - from;
 
 	if (owned && p->swb)
-		handles = calloc(n, sizeof(*handles));
+		handles = slab_calloc(n, sizeof(*handles));
 	if (owned && handles) {
 		remap_take(p, from, len, handles);
 	} else {
@@ -196,7 +196,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 		struct ufp_region *h = region_alloc(p, to, to + len, 0, UFP_RF_HOLE);
 
 		if (h && region_tree_insert(&p->tree, h) != 0)
-			free(h);
+			slab_free(h);
 	}
 	region_tree_commit(&p->tree);
 	pager_write_unlock(p);
@@ -243,7 +243,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	}
 	if (ctx)
 		reclaim_ctx_put(p, ts, ctx);
-	free(handles);
+	slab_free(handles);
 	/* the program's own memory from now on; wakes faults held back */
 	uffd_unregister(p, to, len);
 	atomic_store_explicit(&p->remap.slots[slot].carried, true, memory_order_relaxed);

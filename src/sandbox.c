@@ -38,6 +38,9 @@
 #include <termios.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -338,6 +341,7 @@ struct sb_thread {
 	struct ufp_pager *pager;   /* non-NULL: the filter is loaded */
 	int role;
 	bool can_return;           /* inside sandbox_start's call of fn */
+	_Atomic uint32_t *ready;   /* the creator waits for 1 here (sandbox_ready) */
 	sigjmp_buf back;
 };
 
@@ -553,26 +557,44 @@ static int sigsys_install(void)
 struct start {
 	void *(*fn)(void *);
 	void *arg;
+	_Atomic uint32_t ready;    /* 1: the thread's setup is done (creator's) */
 };
+
+/* The thread's setup is over (its filter loaded, or its function ended):
+ * release the creator. */
+static void sandbox_ready(void)
+{
+	if (tls_sb && tls_sb->ready) {
+		/* release: pairs with the creator's acquire load; the creator
+		 * frees the word once it sees 1, so no access after this */
+		atomic_store_explicit(tls_sb->ready, 1, memory_order_release);
+		futex_wake(tls_sb->ready, 1);
+		tls_sb->ready = NULL;
+	}
+}
 
 static void *sandbox_start(void *v)
 {
-	struct start st = *(struct start *)v;
-	struct sb_thread sb = { .role = SB_NROLES };
-	void *ret = NULL;
+	struct start *sp = v;
+	struct start st = { .fn = sp->fn, .arg = sp->arg };
+	struct sb_thread sb = { .role = SB_NROLES, .ready = &sp->ready };
+	void *volatile ret = NULL;   /* kept across the siglongjmp back */
 
-	free(v);
 	tls_sb = &sb;
 	if (sigsetjmp(sb.back, 1) == 0) {
 		sb.can_return = true;
 		ret = st.fn(st.arg);
 		sb.can_return = false;
-	} else if (URCU_TLS(urcu_memb_reader).registered) {
-		/* killed by the sandbox (sandbox_kill): leave RCU (the thread
-		 * may have been inside a read section) and end through the
-		 * normal exit, whose TLS destructors give back the thread's
-		 * I/O context (thread.c sees it left RCU) */
-		urcu_memb_unregister_thread();
+		sandbox_ready();
+	} else {
+		sandbox_ready();
+		if (URCU_TLS(urcu_memb_reader).registered)
+			/* killed by the sandbox (sandbox_kill): leave RCU (the
+			 * thread may have been inside a read section) and end
+			 * through the normal exit, whose TLS destructors give
+			 * back the thread's I/O context (thread.c sees it left
+			 * RCU) */
+			urcu_memb_unregister_thread();
 	}
 	/* compiler barrier: tls_sb is read by the SIGSYS handler of this
 	 * thread only; it never points at a dead frame */
@@ -581,9 +603,14 @@ static void *sandbox_start(void *v)
 	return ret;
 }
 
+bool sandbox_is_service_thread(void)
+{
+	return tls_sb != NULL;
+}
+
 int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-	struct start *st = malloc(sizeof(*st));
+	struct start *st = slab_alloc(sizeof(*st));
 	sigset_t all, old;
 	int err;
 
@@ -599,10 +626,19 @@ int sandbox_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 	sigfillset(&all);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	atomic_init(&st->ready, 0);
 	err = pthread_create(t, NULL, sandbox_start, st);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err)
-		free(st);
+	/*
+	 * Wait until the thread has set itself up (sandbox_enter or the end of
+	 * its function): its setup allocates with the process's malloc
+	 * (libseccomp builds the filter), which may become a ufpager heap as
+	 * soon as ufp_pager_create returns, and a service thread must never
+	 * touch managed memory. acquire: pairs with sandbox_ready.
+	 */
+	while (!err && !atomic_load_explicit(&st->ready, memory_order_acquire))
+		futex_wait(&st->ready, 0, NULL);
+	slab_free(st);
 	return err;
 }
 
@@ -658,6 +694,48 @@ static void say_unavailable(const char *what, int err)
 			"unsandboxed (sandbox_unavailable counts them)\n", what, strerror(err));
 }
 
+/*
+ * Load f on the calling thread and release it, with nothing left to free
+ * once the filter is in force: the filter's program is exported (a memfd)
+ * and f released first, then the program is loaded with seccomp(2), as
+ * seccomp_load would (no flags: no TSYNC; NO_NEW_PRIVS is set already).
+ * Why: libseccomp's objects come from the process's malloc, which may be
+ * a ufpager heap; freeing them under the filter could run the heap's
+ * extent hooks (ufp_unmap, UFFDIO_*) on this thread, which its filter
+ * forbids. Returns 0 or -errno.
+ */
+static int filter_load(scmp_filter_ctx f)
+{
+	struct sock_fprog prog = { 0 };
+	struct stat st;
+	int fd = memfd_create("ufp-seccomp", MFD_CLOEXEC), err = 0;
+
+	if (fd < 0) {
+		seccomp_release(f);
+		return -errno;
+	}
+	err = seccomp_export_bpf(f, fd);
+	seccomp_release(f);
+	if (!err && fstat(fd, &st))
+		err = -errno;
+	if (!err && (st.st_size <= 0 || st.st_size % (off_t)sizeof(struct sock_filter) ||
+		     st.st_size / (off_t)sizeof(struct sock_filter) > 0xffff))
+		err = -EINVAL;
+	if (!err) {
+		prog.len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+		prog.filter = slab_alloc((size_t)st.st_size);
+		if (!prog.filter)
+			err = -ENOMEM;
+		else if (pread(fd, prog.filter, (size_t)st.st_size, 0) != st.st_size)
+			err = -EIO;
+	}
+	close(fd);
+	if (!err && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		err = -errno;
+	slab_free(prog.filter);   /* slab.c: munmap or a free list, both allowed */
+	return err;
+}
+
 void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 {
 	static const char *const names[SB_NROLES] = {
@@ -698,8 +776,7 @@ void sandbox_enter(struct ufp_pager *p, enum sandbox_role role)
 	sigemptyset(&sys);
 	sigaddset(&sys, SIGSYS);
 	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
-	err = seccomp_load(f);   /* this thread only: no TSYNC */
-	seccomp_release(f);
+	err = filter_load(f);   /* this thread only: no TSYNC */
 	if (err) {
 		tls_sb->pager = NULL;
 		pthread_sigmask(SIG_BLOCK, &sys, NULL);
@@ -713,6 +790,7 @@ unavailable:
 	atomic_fetch_add_explicit(&p->stats.shared.c[UFP_C_sandbox_unavailable], 1,
 				  memory_order_relaxed);
 test:
+	sandbox_ready();
 #ifdef UFP_INTERNAL_TESTING
 	test_call(p, role);
 #endif

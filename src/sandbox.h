@@ -57,6 +57,10 @@ void service_stop(struct service_thread *t, _Atomic uint32_t *futex);
 void sandbox_enter(struct ufp_pager *p, enum sandbox_role role);
 
 const char *sandbox_role_name(enum sandbox_role role);
+/* Was the calling thread started by sandbox_thread_create (one of the
+ * library's service threads, filtered or about to be)? heap.c leaves
+ * such threads as they are when they call malloc through a heap. */
+bool sandbox_is_service_thread(void);
 
 #ifdef UFP_INTERNAL_TESTING
 /*

@@ -65,7 +65,7 @@ void stats_block_retire(struct ufp_pager *p, struct ufp_tstats *ts)
 		if (m > atomic_load_explicit(&d->max, memory_order_relaxed))
 			atomic_store_explicit(&d->max, m, memory_order_relaxed);
 	}
-	free(ts);
+	slab_free(ts);
 }
 
 void stats_add(struct ufp_tstats *ts, enum ufp_counter c, int64_t v)
@@ -213,7 +213,7 @@ void stats_free_all(struct ufp_pager *p)
 
 	for (ts = p->stats.blocks; ts; ts = next) {
 		next = ts->next;
-		free(ts);
+		slab_free(ts);
 	}
 	p->stats.blocks = NULL;
 }

@@ -460,7 +460,7 @@ int swb_create(const struct swb_params *p, struct swb **out)
 		return ufp_error(-EINVAL, SWB_ERR "ztier_size %llu is too large",
 				 (unsigned long long)pp->ztier_size);
 	}
-	s = calloc(1, sizeof(*s));
+	s = slab_calloc(1, sizeof(*s));
 	if (!s) {
 		swnbd_close(nbd);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory");
@@ -500,16 +500,16 @@ void swb_destroy(struct swb *s)
 	slots_fini(s);
 	swfile_close(&s->f);
 	swnbd_close(s->nbd);
-	free(s);
+	slab_free(s);
 }
 
 int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 {
-	struct swb_ctx *c = calloc(1, sizeof(*c));
+	struct swb_ctx *c = slab_calloc(1, sizeof(*c));
 	int err;
 
 	if (!c || ztier_ctx_init(c)) {
-		free(c);
+		slab_free(c);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory for a context");
 	}
 	c->s = s;
@@ -518,7 +518,7 @@ int swb_ctx_create(struct swb *s, struct swb_ctx **out)
 	err = s->nbd ? swnbd_ctx_init(c) : swfile_ctx_init(c);
 	if (err) {
 		ztier_ctx_fini(c);
-		free(c);
+		slab_free(c);
 		return err;
 	}
 	ufp_mutex_lock(&s->ctx_lock, LL_SWAP);
@@ -554,7 +554,7 @@ void swb_ctx_destroy(struct swb_ctx *c)
 	else
 		swfile_ctx_fini(c);
 	ztier_ctx_fini(c);
-	free(c);
+	slab_free(c);
 }
 
 void *swb_ctx_buf(struct swb_ctx *c, unsigned i)

@@ -57,7 +57,7 @@ int swfile_open(struct swfile *f, const char *dir, uint64_t size)
 	if (!f->can_falloc && errno == ENOSPC)
 		return ufp_error(-ENOSPC, SWB_ERR "no space in %s for the swap file", dir);
 	if (f->direct) {
-		if (posix_memalign(&probe, PAGE, PAGE))
+		if (!(probe = slab_aligned_alloc(PAGE, PAGE)))
 			return ufp_error(-ENOMEM, SWB_ERR "out of memory");
 		memset(probe, 0, PAGE);
 		if (pwrite(f->fd, probe, PAGE, 0) != (ssize_t)PAGE ||
@@ -66,12 +66,12 @@ int swfile_open(struct swfile *f, const char *dir, uint64_t size)
 			f->direct = false;
 			if (fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_DIRECT)) {
 				err = -errno;
-				free(probe);
+				slab_free(probe);
 				return ufp_error(err, SWB_ERR "cannot clear O_DIRECT on the swap "
 						 "file: %s", strerror(-err));
 			}
 		}
-		free(probe);
+		slab_free(probe);
 	}
 	f->can_punch = fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				 0, (off_t)CL_BYTES) == 0;
@@ -107,12 +107,12 @@ int swfile_corrupt(struct swfile *f, uint64_t slot)
 	void *garbage;
 	int err = 0;
 
-	if (posix_memalign(&garbage, PAGE, PAGE))
+	if (!(garbage = slab_aligned_alloc(PAGE, PAGE)))
 		return -ENOMEM;
 	memset(garbage, 0xa5, PAGE);
 	if (pwrite(f->fd, garbage, PAGE, (off_t)(slot * PAGE)) != (ssize_t)PAGE)
 		err = -EIO;
-	free(garbage);
+	slab_free(garbage);
 	return err;
 }
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <urcu/compiler.h>
 
+#include "base.h"
 #include "swap_internal.h"
 
 /* ======================================================================
@@ -272,10 +273,10 @@ int slots_init(struct swb *s, uint64_t nclusters)
 	sl->nslots = nclusters * CL_SLOTS;
 	sl->nfreewords = (uint32_t)((nclusters + 63) / 64);
 	__cds_lfs_init(&sl->punchq);
-	sl->cl = calloc(nclusters, sizeof(*sl->cl));
-	sl->freemap = calloc(sl->nfreewords, sizeof(*sl->freemap));
-	sl->csum = calloc(sl->nslots, sizeof(*sl->csum));
-	sl->inject = calloc(sl->nslots, sizeof(*sl->inject));
+	sl->cl = slab_calloc(nclusters, sizeof(*sl->cl));
+	sl->freemap = slab_calloc(sl->nfreewords, sizeof(*sl->freemap));
+	sl->csum = slab_calloc(sl->nslots, sizeof(*sl->csum));
+	sl->inject = slab_calloc(sl->nslots, sizeof(*sl->inject));
 	if (!sl->cl || !sl->freemap || !sl->csum || !sl->inject)
 		return -ENOMEM;
 	for (uint32_t k = 0; k < nclusters; k++)
@@ -285,10 +286,10 @@ int slots_init(struct swb *s, uint64_t nclusters)
 
 void slots_fini(struct swb *s)
 {
-	free(s->sl.cl);
-	free(s->sl.freemap);
-	free(s->sl.csum);
-	free(s->sl.inject);
+	slab_free(s->sl.cl);
+	slab_free(s->sl.freemap);
+	slab_free(s->sl.csum);
+	slab_free(s->sl.inject);
 }
 
 void slots_usage(struct slots *sl, struct swb_usage *u)

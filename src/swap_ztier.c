@@ -20,6 +20,7 @@
 #include <urcu/compiler.h>
 #include <xxhash.h>
 
+#include "base.h"
 #include "swap_internal.h"
 #include "vma_locks.h"
 #include "inject.h"
@@ -68,7 +69,7 @@ static void *ztier_slab_alloc(struct ztier *z, unsigned cls)
 		/* relaxed: only written under z->lock, which we hold */
 		if (atomic_load_explicit(&z->slab_bytes, memory_order_relaxed) + Z_SLAB > z->cap)
 			return NULL;
-		sl = aligned_alloc(Z_SLAB, Z_SLAB);
+		sl = slab_aligned_alloc(Z_SLAB, Z_SLAB);
 		if (!sl)
 			return NULL;
 		*sl = (struct zslab){ .cap = (Z_SLAB - Z_SLAB_HDR) / size, .cls = cls };
@@ -95,7 +96,7 @@ static void ztier_slab_free(struct ztier *z, void *obj)
 		ztier_slab_link(z, sl);
 	if (!sl->used) {
 		ztier_slab_unlink(z, sl);
-		free(sl);
+		slab_free(sl);
 		/* relaxed: written under z->lock; swb_usage reads a snapshot */
 		atomic_fetch_sub_explicit(&z->slab_bytes, Z_SLAB, memory_order_relaxed);
 		return;
@@ -145,8 +146,8 @@ void ztier_fini(struct ztier *z)
 
 int ztier_ctx_init(struct swb_ctx *c)
 {
-	c->lz4state = malloc((size_t)LZ4_sizeofState());
-	c->zbuf = malloc(Z_MAX_CLEN);
+	c->lz4state = slab_alloc((size_t)LZ4_sizeofState());
+	c->zbuf = slab_alloc(Z_MAX_CLEN);
 	if (!c->lz4state || !c->zbuf) {
 		ztier_ctx_fini(c);
 		return -ENOMEM;
@@ -156,8 +157,8 @@ int ztier_ctx_init(struct swb_ctx *c)
 
 void ztier_ctx_fini(struct swb_ctx *c)
 {
-	free(c->lz4state);
-	free(c->zbuf);
+	slab_free(c->lz4state);
+	slab_free(c->zbuf);
 	c->lz4state = NULL;
 	c->zbuf = NULL;
 }

@@ -77,8 +77,8 @@ static void thread_exit(void *arg)
 	if (t->rcu_registered && URCU_TLS(urcu_memb_reader).registered)
 		urcu_memb_unregister_thread();
 	tls_thread = NULL;
-	free(t->tab);
-	free(t);
+	slab_free(t->tab);
+	slab_free(t);
 }
 
 static void thread_key_make(void)
@@ -93,7 +93,7 @@ static struct ufp_thread *thread_self(bool may_alloc)
 
 	if (ufp_likely(t) || !may_alloc)
 		return t;
-	t = calloc(1, sizeof(*t));
+	t = slab_calloc(1, sizeof(*t));
 	if (!t) {
 		tls_oom = true;
 		return NULL;
@@ -193,7 +193,7 @@ static bool tab_make_room(struct ufp_thread *t)
 	if (t->ntab < t->cap)
 		return true;
 	cap = t->cap ? t->cap * 2 : 4;
-	nt = malloc(cap * sizeof(*nt));
+	nt = slab_alloc(cap * sizeof(*nt));
 	if (!nt)
 		return false;
 	const struct thread_hooks *h = atomic_load_explicit(&hooks, memory_order_acquire);
@@ -213,7 +213,7 @@ static bool tab_make_room(struct ufp_thread *t)
 	atomic_signal_fence(memory_order_release);
 	t->ntab = n;
 	atomic_signal_fence(memory_order_release);
-	free(old);
+	slab_free(old);
 	return true;
 }
 

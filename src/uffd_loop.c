@@ -237,7 +237,7 @@ int uffd_start_threads(struct ufp_pager *p)
 	if (p->svc.wake_fd < 0)
 		return -errno;
 	p->svc.nhandlers = p->delivery == UFP_DELIVERY_SIGBUS ? 1 : (unsigned)p->opt.handler_threads;
-	p->svc.handlers = calloc(p->svc.nhandlers, sizeof(*p->svc.handlers));
+	p->svc.handlers = slab_calloc(p->svc.nhandlers, sizeof(*p->svc.handlers));
 	if (!p->svc.handlers)
 		return -ENOMEM;
 	/* service threads block every signal (sandbox_thread_create) */
@@ -271,7 +271,7 @@ void uffd_stop_threads(struct ufp_pager *p)
 	for (unsigned i = 0; i < p->svc.nhandlers; i++)
 		pthread_join(p->svc.handlers[i].thread, NULL);
 	events_stop(p);
-	free(p->svc.handlers);
+	slab_free(p->svc.handlers);
 	p->svc.handlers = NULL;
 	p->svc.nhandlers = 0;
 	if (p->svc.wake_fd >= 0)

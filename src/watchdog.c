@@ -124,7 +124,7 @@ int watchdog_start(struct ufp_pager *p)
 
 	if (!atomic_load_explicit(&watchdog_stall_ms, memory_order_relaxed))
 		return 0;
-	w = calloc(1, sizeof(*w));
+	w = slab_calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	p->wd.dog = w;
@@ -132,7 +132,7 @@ int watchdog_start(struct ufp_pager *p)
 	err = sandbox_thread_create(&w->thread, watchdog_main, p);
 	if (err) {
 		p->wd.dog = NULL;
-		free(w);
+		slab_free(w);
 		return -err;
 	}
 	return 0;
@@ -155,5 +155,5 @@ void watchdog_stop(struct ufp_pager *p)
 	futex_bump_wake(&w->futex, 1);
 	pthread_join(w->thread, NULL);
 	p->wd.dog = NULL;
-	free(w);
+	slab_free(w);
 }

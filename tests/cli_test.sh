@@ -21,7 +21,7 @@ expect() {
 		bad "ufpagerctl $*: no '$pat' in: $(head -c 400 "$tmp/out")"
 }
 
-for c in check config bench stats top version help; do
+for c in check config bench stats top version help run; do
 	expect 0 usage "$c" --help
 done
 expect 0 "ufpagerctl" help bench
@@ -43,6 +43,13 @@ expect 2 "--minutes: 'nan' is not a number" bench --minutes nan
 expect 2 "--threads: '0'" bench --threads 0
 expect 2 "--delivery: 'x'" bench --delivery x
 expect 2 "unknown suite 'nope'" bench nope
+expect 2 "--app: 'nope' is not one of" bench apps --app nope
+expect 2 "no PROGRAM given" run --budget 4M
+expect 2 "--delivery: 'x'" run --delivery x true
+expect 2 "--min: '12'" run --min 12 true
+expect 2 "UFPAGER_BUDGET" run --budget 12345 true
+expect 127 "nonexistent-program" run -- /nonexistent-program
+expect 3 "" run -- sh -c "exit 3"
 
 # a short bench: stderr is a file here, so one progress line per step, no "\r"
 "$ctl" bench faults --quick --seconds 0.02 --pages 200 --writer-mb 4 \

@@ -155,7 +155,7 @@ START_TEST(per_region_counts_add_up_to_the_totals)
 	pager_read_lock(ip);
 	region_tree_walk(&ip->tree, rc_add, &sum);
 	pager_read_unlock(ip);
-	free(snap);
+	slab_free(snap);
 	ck_assert_uint_ge(sum.regions, RC_REGIONS);
 	ck_assert_uint_gt(st.faults, RC_REGIONS);
 	ck_assert_uint_eq(sum.total[RC_FAULTS], st.faults);

@@ -18,6 +18,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "observe.h"
+#include "run.h"
 
 /* The newest userfaultfd bits by their UAPI values (older kernel headers
  * lack the names); ufp_probe_machine reports what the running kernel has. */
@@ -40,6 +41,8 @@ static void usage(FILE *f)
 		"                   (ufpagerctl bench --help lists the suites and options)\n"
 		"  stats PID        statistics of a live process's pagers (--json for JSON)\n"
 		"  top PID          a refreshing screen of a live pager: rates, latencies, regions\n"
+		"  run [--budget SIZE] [--] PROGRAM ARGS...\n"
+		"                   run an unmodified program with its heap on ufpager\n"
 		"  version          the library's version (also: ufpagerctl --version)\n"
 		"  help [COMMAND]   this text, or a command's own help\n"
 		"\n"
@@ -261,6 +264,7 @@ static const struct {
 } commands[] = {
 	{ "check", cmd_check }, { "config", cmd_config }, { "bench", cmd_bench },
 	{ "stats", cmd_stats }, { "top", cmd_top }, { "version", cmd_version },
+	{ "run", cmd_run },
 };
 
 int main(int argc, char **argv)

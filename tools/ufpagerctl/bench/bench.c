@@ -601,6 +601,7 @@ static const struct {
 } suites[] = {
 	{ "headline", bench_headline }, { "faults", bench_faults }, { "churn", bench_churn },
 	{ "locks", bench_locks }, { "tree", bench_tree }, { "swap", bench_swap },
+	{ "alloc", bench_alloc },
 };
 #define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
@@ -627,7 +628,18 @@ static void bench_usage(FILE *f)
 		"           (the kernel baselines need root); with --backend nbd: swap over\n"
 		"           NBD (nbdkit on a Unix socket and loopback TCP, and with 50 us and\n"
 		"           500 us per request) beside the local swap file\n"
+		"  alloc    malloc/free throughput, p50/p99 and RSS: the heap (jemalloc on pager\n"
+		"           memory) vs glibc malloc vs jemalloc on kernel memory, small and\n"
+		"           large objects, 1 and 2 threads, and the heap under a budget of half\n"
+		"           the working set\n"
 		"  all      every suite (the same as none)\n"
+		"  apps     not part of 'all': programs nobody here wrote (python3, sqlite3,\n"
+		"           sort, stress-ng --vm and --malloc, redis-server, java), each run on\n"
+		"           the kernel, under `ufpagerctl run --budget B` (B well below its\n"
+		"           working set; output compared with the kernel run) and in a memory\n"
+		"           cgroup of B with a swap file (root): wall times side by side and\n"
+		"           the pager's fault, swap-in and lock counters; exits 1 when a\n"
+		"           result differs\n"
 		"  soak     not part of 'all': a data-integrity run of --minutes N (default 1):\n"
 		"           T threads (first of --threads, default 4) write, read and verify\n"
 		"           every page (content from object key + generation) under a 2 MiB\n"
@@ -658,6 +670,9 @@ static void bench_usage(FILE *f)
 		"                     gnuplot when it is installed: headline-cdf.png,\n"
 		"                     faults-cdf.png, faults-writer-cdf.png (latency tails),\n"
 		"                     churn-throughput.png, churn-p99.png (against T)\n"
+		"  --apps-full        'apps' at its larger sizes (minutes; default: the CI sizes)\n"
+		"  --app NAME         'apps' runs only program NAME (exit 77 if not installed)\n"
+		"  --no-cgroup        'apps' without the kernel-cgroup column (no swapon)\n"
 		"  -h, --help         this text\n");
 }
 
@@ -697,6 +712,8 @@ int cmd_bench(int argc, char **argv)
 		{ "plot", required_argument, 0, 'P' }, { "minutes", required_argument, 0, 'M' },
 		{ "inject", required_argument, 0, 'I' }, { "backend", required_argument, 0, 'B' },
 		{ "swap", required_argument, 0, 'S' },
+		{ "apps-full", no_argument, 0, 'F' }, { "app", required_argument, 0, 'A' },
+		{ "no-cgroup", no_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	struct bench_opts o = {
@@ -704,7 +721,7 @@ int cmd_bench(int argc, char **argv)
 		.writers = { 0, 1, 2 }, .nwriters = 3, .delivery = UFP_DELIVERY_SIGBUS,
 		.writer_mb = 512,
 	};
-	bool want[NSUITES] = { false }, named = false, soak = false;
+	bool want[NSUITES] = { false }, named = false, soak = false, apps = false;
 	int c, n, rc = 0;
 	const char *json = NULL;
 	struct json js;
@@ -731,6 +748,9 @@ int cmd_bench(int argc, char **argv)
 			o.backend = optarg;
 			break;
 		case 'S': o.swap_uri = optarg; break;
+		case 'F': o.apps_full = true; break;
+		case 'A': o.apps_only = optarg; break;
+		case 'C': o.apps_no_cgroup = true; break;
 		case 'M':
 			if (cli_parse_positive("bench", "--minutes", optarg, 60 * 24 * 7, &d))
 				return 2;
@@ -794,6 +814,8 @@ int cmd_bench(int argc, char **argv)
 			s++;
 		if (!strcmp(argv[i], "soak")) {
 			soak = named = true;
+		} else if (!strcmp(argv[i], "apps")) {
+			apps = named = true;
 		} else if (s < NSUITES) {
 			want[s] = named = true;
 		} else if (!strcmp(argv[i], "all")) {
@@ -835,6 +857,8 @@ int cmd_bench(int argc, char **argv)
 			o.soak_seconds = 60;
 		rc = bench_soak(&o);
 	}
+	if (apps && !rc)
+		rc = bench_apps(&o);
 	if (o.json)
 		json_array_end(o.json);
 	summary_print(&o);

@@ -56,6 +56,9 @@ struct bench_opts {
 	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
 	const char *backend;      /* swap: --backend file (default) | nbd */
 	const char *swap_uri;     /* swap --backend nbd: --swap URI, a server of the user's */
+	bool apps_full;           /* apps: --apps-full sizes */
+	const char *apps_only;    /* apps: --app NAME (NULL: every program) */
+	bool apps_no_cgroup;      /* apps: --no-cgroup (no kernel-cgroup column) */
 };
 
 /* The closing table of key ratios: num / den under a machine-readable key
@@ -131,6 +134,8 @@ int bench_tree(struct bench_opts *o);
 int bench_swap(struct bench_opts *o);
 int bench_headline(struct bench_opts *o);
 int bench_soak(struct bench_opts *o);
+int bench_alloc(struct bench_opts *o);
+int bench_apps(struct bench_opts *o);
 
 /* ---- a crew: benchmark threads that start and stop together (bench_crew.c)
  * The caller spawns every worker with crew_spawn(); each worker does its

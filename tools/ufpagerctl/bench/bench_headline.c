@@ -228,41 +228,12 @@ out_writer:
 
 /* ---- the kernel, in a child confined by a memory cgroup ----------------- */
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
-
-	if (fd < 0)
-		return -errno;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
-	close(fd);
-	return ok;
-}
-
-/* Put the calling process under a memory limit (cgroup v1 or v2). */
+/* Put the calling process under a memory limit (kbase.c: cgroup v1 or v2). */
 static int hl_cgroup_enter(uint64_t limit, char *dir, size_t dlen)
 {
-	char path[320], val[64];
+	int err = kb_cgroup_create(limit, dir, dlen);
 
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)limit);
-	if (access("/sys/fs/cgroup/memory/cgroup.procs", F_OK) == 0) {
-		snprintf(dir, dlen, "/sys/fs/cgroup/memory/ufpager-bench-%d", (int)getpid());
-		if (mkdir(dir, 0700) && errno != EEXIST)
-			return -errno;
-		snprintf(path, sizeof(path), "%s/memory.swappiness", dir);
-		write_str(path, "100");    /* swap rather than OOM */
-		snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", dir);
-	} else {
-		snprintf(dir, dlen, "/sys/fs/cgroup/ufpager-bench-%d", (int)getpid());
-		if (mkdir(dir, 0700) && errno != EEXIST)
-			return -errno;
-		snprintf(path, sizeof(path), "%s/memory.max", dir);
-	}
-	if (write_str(path, val))
-		return -EPERM;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	snprintf(val, sizeof(val), "%d", (int)getpid());
-	return write_str(path, val);
+	return err ? err : kb_cgroup_enter(dir);
 }
 
 static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uint64_t limit,

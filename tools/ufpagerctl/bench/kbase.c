@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -243,6 +244,53 @@ int kb_vmstat(const char *name, uint64_t *val)
 	}
 	fclose(f);
 	return -ENOENT;
+}
+
+/* ---- memory cgroups ------------------------------------------------------ */
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -errno;
+	close(fd);
+	return ok;
+}
+
+int kb_cgroup_create(uint64_t limit, char *dir, size_t dlen)
+{
+	char path[320], val[64];
+
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)limit);
+	if (access("/sys/fs/cgroup/memory/cgroup.procs", F_OK) == 0) {
+		snprintf(dir, dlen, "/sys/fs/cgroup/memory/ufpager-bench-%d", (int)getpid());
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+		snprintf(path, sizeof(path), "%s/memory.swappiness", dir);
+		write_str(path, "100");    /* swap rather than OOM */
+		snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", dir);
+	} else {
+		snprintf(dir, dlen, "/sys/fs/cgroup/ufpager-bench-%d", (int)getpid());
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+		snprintf(path, sizeof(path), "%s/memory.max", dir);
+	}
+	if (write_str(path, val)) {
+		rmdir(dir);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int kb_cgroup_enter(const char *dir)
+{
+	char path[320], val[32];
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	snprintf(val, sizeof(val), "%d", (int)getpid());
+	return write_str(path, val);
 }
 
 int kb_swap_active(char *buf, size_t len)

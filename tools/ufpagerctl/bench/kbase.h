@@ -229,6 +229,19 @@ int kb_refault(const struct kb_refault_params *rp, struct kb_result *r);
 const char *kb_pattern_name(enum kb_pattern p);
 
 /* ======================================================================
+ * Memory cgroups: v1's memory hierarchy where it is mounted
+ * (/sys/fs/cgroup/memory), else v2 (/sys/fs/cgroup).
+ * ====================================================================== */
+
+/* Create the cgroup ufpager-bench-<pid> limited to limit bytes (v1 also
+ * gets swappiness 100: swap rather than OOM); its path in dir. 0 or
+ * -errno (-EPERM: the limit could not be set; nothing left behind). The
+ * caller rmdir()s it when its processes are gone. */
+int kb_cgroup_create(uint64_t limit, char *dir, size_t dlen);
+/* Move the calling process into the cgroup at dir. 0 or -errno. */
+int kb_cgroup_enter(const char *dir);
+
+/* ======================================================================
  * mmap_lock churn: threads of this process looping mmap / mprotect /
  * munmap on memory of their own, each call a real mmap_lock writer.
  * start/stop from one controlling thread.
