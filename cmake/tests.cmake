@@ -50,6 +50,12 @@ if(Python3_FOUND)
            ${CMAKE_BINARY_DIR}/CMakeFiles/ufpager.dir
            ${CMAKE_CURRENT_SOURCE_DIR}/src/README.md)
   set_tests_properties(check_layers PROPERTIES LABELS unit TIMEOUT 60)
+  # The library's objects never come from the process's malloc (which a
+  # ufpager heap may serve): only src/slab.c may call it.
+  add_test(NAME check_no_malloc COMMAND ${Python3_EXECUTABLE}
+           ${CMAKE_CURRENT_SOURCE_DIR}/tests/check_no_malloc.py
+           ${CMAKE_BINARY_DIR}/CMakeFiles/ufpager.dir)
+  set_tests_properties(check_no_malloc PROPERTIES LABELS unit TIMEOUT 60)
   # The one JSON writer refuses non-finite numbers: null plus a reason.
   add_executable(json_emit_test tests/json_emit_test.c tools/ufpagerctl/json.c)
   target_include_directories(json_emit_test PRIVATE tools/ufpagerctl)

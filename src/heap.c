@@ -413,6 +413,10 @@ UFP_API int ufp_heap_create(ufp_pager *p, unsigned flags, ufp_heap **out)
 	if (!h)
 		return ufp_error(-ENOMEM, "ufp_heap_create: out of memory");
 	pthread_once(&heap_once, heap_setup);
+	/* fork.c's handlers before jemalloc's (which its first call
+	 * registers), whatever kind of heap comes first: their prepare runs
+	 * after jemalloc's (the lock order) */
+	fork_handlers_install();
 	h->p = p;
 	h->slot = HEAP_SLOTS;
 	if (p) {
@@ -426,9 +430,6 @@ UFP_API int ufp_heap_create(ufp_pager *p, unsigned flags, ufp_heap **out)
 		urcu_memb_get_default_call_rcu_data();
 		h->lo = p->arena_base;
 		h->hi = p->arena_end;
-		/* fork.c's handlers before jemalloc's (which its first call
-		 * registers): their prepare runs after jemalloc's */
-		fork_handlers_install();
 		err = ufp_je_mallctl("experimental.arenas_create_ext", &h->arena, &sz,
 				     &cfg, sizeof(cfg));
 	} else {
