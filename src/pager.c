@@ -407,7 +407,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 	 */
 	if (mprotect((void *)s, len, prot_to_mmap(prot))) {
 		err = -errno;
-		free(v); free(w); free(lock); free(fprot); free(chg);
+		slab_free(v); slab_free(w); slab_free(lock); slab_free(fprot); slab_free(chg);
 		goto out;
 	}
 	for (size_t i = 0; i < nw; i++)

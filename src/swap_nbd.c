@@ -75,10 +75,19 @@ static int hexval(int c)
 	return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
 }
 
+/* The library's own copy of a string (slab.c, never the process's malloc). */
+static char *nbd_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = slab_alloc(n);
+
+	return d ? memcpy(d, s, n) : NULL;
+}
+
 /* Percent-decode [s, s+n) into a new string; NULL on a bad escape. */
 static char *uri_decode(const char *s, size_t n)
 {
-	char *o = malloc(n + 1), *d = o;
+	char *o = slab_alloc(n + 1), *d = o;
 
 	if (!o)
 		return NULL;
@@ -88,13 +97,13 @@ static char *uri_decode(const char *s, size_t n)
 			continue;
 		}
 		if (i + 2 >= n) {          /* "%X" or "%" at the end */
-			free(o);
+			slab_free(o);
 			return NULL;
 		}
 		int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
 
 		if (a < 0 || b < 0) {
-			free(o);
+			slab_free(o);
 			return NULL;
 		}
 		*d++ = (char)(a * 16 + b);
@@ -127,21 +136,21 @@ static int uri_query(struct nbdq *q, const char *qs, char **sock)
 		if (!v)
 			return URI_ERR("NBD URI %s: bad %%-escape", q->uri);
 		if ((size_t)(eq - qs) == 6 && !strncmp(qs, "socket", 6)) {
-			free(*sock);
+			slab_free(*sock);
 			*sock = v;
 		} else if ((size_t)(eq - qs) == 11 && !strncmp(qs, "connections", 11)) {
 			char *e;
 			unsigned long n = strtoul(v, &e, 10);
 
 			if (!*v || *e || n < 1 || n > NBD_MAX_CONNS) {
-				free(v);
+				slab_free(v);
 				return URI_ERR("NBD URI %s: connections must be 1..%d", q->uri,
 					       NBD_MAX_CONNS);
 			}
 			q->nconn = (unsigned)n;
-			free(v);
+			slab_free(v);
 		} else {
-			free(v);
+			slab_free(v);
 			return URI_ERR("NBD URI %s: unknown query parameter '%.*s' (known: "
 				       "socket, connections)", q->uri, (int)(eq - qs), qs);
 		}
@@ -175,7 +184,7 @@ static int uri_parse(struct nbdq *q)
 	auth_end = slash ? slash : qm ? qm : rest + strlen(rest);
 	q->export = slash ? uri_decode(slash + 1, (size_t)((qm ? qm : slash + strlen(slash)) -
 							   (slash + 1)))
-			  : strdup("");
+			  : nbd_strdup("");
 	if (!q->export)
 		return URI_ERR("NBD URI %s: bad %%-escape in the export name", u);
 	err = uri_query(q, qm ? qm + 1 : NULL, &sock);
@@ -253,7 +262,7 @@ static int uri_parse(struct nbdq *q)
 	q->family = ai->ai_family;
 	freeaddrinfo(ai);
 out:
-	free(sock);
+	slab_free(sock);
 	return err;
 }
 
@@ -815,18 +824,18 @@ void swnbd_close(struct nbdq *q)
 		munmap(q->ra_bufs, (size_t)NBD_RA_ENTRIES * CL_BYTES);
 	pthread_mutex_destroy(&q->err_lock);
 	pthread_mutex_destroy(&q->sync_lock);
-	free(q->uri);
-	free(q->export);
-	free(q);
+	slab_free(q->uri);
+	slab_free(q->export);
+	slab_free(q);
 }
 
 int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size)
 {
-	struct nbdq *q = calloc(1, sizeof(*q));
+	struct nbdq *q = slab_calloc(1, sizeof(*q));
 	int err;
 
-	if (!q || !(q->uri = strdup(uri))) {
-		free(q);
+	if (!q || !(q->uri = nbd_strdup(uri))) {
+		slab_free(q);
 		return ufp_error(-ENOMEM, SWB_ERR "out of memory");
 	}
 	q->kick_fd = -1;

@@ -292,10 +292,10 @@ int swnbd_ctx_init(struct swb_ctx *c)
 {
 	c->bufs = mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	c->nreqs = calloc(c->nbufs, sizeof(*c->nreqs));
-	c->ktag = calloc(c->nbufs, sizeof(*c->ktag));
-	c->kslot = calloc(c->nbufs, sizeof(*c->kslot));
-	c->rk = calloc(c->nbufs, sizeof(*c->rk));
+	c->nreqs = slab_calloc(c->nbufs, sizeof(*c->nreqs));
+	c->ktag = slab_calloc(c->nbufs, sizeof(*c->ktag));
+	c->kslot = slab_calloc(c->nbufs, sizeof(*c->kslot));
+	c->rk = slab_calloc(c->nbufs, sizeof(*c->rk));
 	if (c->bufs == MAP_FAILED || !c->nreqs || !c->ktag || !c->kslot || !c->rk) {
 		if (c->bufs == MAP_FAILED)
 			c->bufs = NULL;
@@ -310,10 +310,10 @@ void swnbd_ctx_fini(struct swb_ctx *c)
 	if (c->bufs)
 		munmap(c->bufs, (size_t)c->nbufs * PAGE);
 	c->bufs = NULL;
-	free(c->nreqs);
-	free(c->ktag);
-	free(c->kslot);
-	free(c->rk);
+	slab_free(c->nreqs);
+	slab_free(c->ktag);
+	slab_free(c->kslot);
+	slab_free(c->rk);
 	c->nreqs = NULL;
 	c->ktag = NULL;
 	c->kslot = NULL;
@@ -352,12 +352,12 @@ int swnbd_corrupt(struct nbdq *q, uint64_t slot)
 	void *garbage;
 	int err;
 
-	if (posix_memalign(&garbage, PAGE, PAGE))
+	if (!(garbage = slab_aligned_alloc(PAGE, PAGE)))
 		return -ENOMEM;
 	memset(garbage, 0xa5, PAGE);
 	ra_drop(q, slot / CL_SLOTS);
 	err = swnbd_sync(q, NR_WRITE, slot * PAGE, PAGE, garbage);
-	free(garbage);
+	slab_free(garbage);
 	return err ? -EIO : 0;
 }
 
