@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages ufpager needs, only those missing
-# (libjemalloc-dev: the heap's jemalloc; man-db: the install test renders
-# the man pages with man -l).
+# (libnbd-dev: swap over NBD, nbdkit/nbd-server: its tests, nbdkit-plugin-dev:
+# the bench's latency filter; libjemalloc-dev: the heap's jemalloc; man-db:
+# the install test renders the man pages with man -l).
 # Sourced by run.sh and test.sh; needs root (apt-get) when something is missing.
 ufp_install_deps() {
-	# the third line: the programs the apps label runs under `ufpagerctl run`
+	# the fourth line: the programs the apps label runs under `ufpagerctl run`
 	local pkgs=(build-essential cmake pkg-config liburing-dev liburcu-dev libseccomp-dev
 		    check liblz4-dev libxxhash-dev libnbd-dev nbdkit nbd-server nbdkit-plugin-dev
 		    libjemalloc-dev man-db
