@@ -37,6 +37,9 @@ if(Python3_FOUND)
   add_test(NAME ufpagerctl_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli_test.sh
            $<TARGET_FILE:ufpagerctl> ${Python3_EXECUTABLE})
   set_tests_properties(ufpagerctl_cli PROPERTIES LABELS bench TIMEOUT 120)
+  if(UFP_SANITIZE)
+    set_tests_properties(ufpagerctl_cli PROPERTIES ENVIRONMENT UFP_SANITIZED=1)
+  endif()
   # libufpager.so exports exactly the functions include/ufpager.h declares.
   add_test(NAME check_exports COMMAND ${Python3_EXECUTABLE}
            ${CMAKE_CURRENT_SOURCE_DIR}/tests/check_exports.py
