@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "base.h"
+#include "sys.h"
 #include "stats.h"
 #include "thread.h"
 #include "vma_locks.h"
@@ -120,12 +121,12 @@ static int grow_in_place(struct ufp_pager *p, struct ufp_region *r, size_t newle
 		return -ENOMEM;
 	region_write_lock(r);
 	/* the object keeps its protection, whole: the tail gets the same */
-	if (mmap((void *)oe, ne - oe, prot_to_mmap(region_prot(r)),
+	if (sys_mmap((void *)oe, ne - oe, prot_to_mmap(region_prot(r)),
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
 		return -errno;
 	err = uffd_register(p, oe, ne - oe);
 	if (err) {
-		mmap((void *)oe, ne - oe, PROT_NONE,
+		sys_mmap((void *)oe, ne - oe, PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 		return err;
 	}
@@ -139,7 +140,7 @@ static void shrink_locked(struct ufp_pager *p, struct ufp_region *r, size_t newl
 
 	region_write_lock(r);
 	uffd_unregister(p, ne, oe - ne);
-	mmap((void *)ne, oe - ne, PROT_NONE,
+	sys_mmap((void *)ne, oe - ne, PROT_NONE,
 	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	atomic_store_explicit(&r->end, ne, memory_order_relaxed);
 	mm_clear_ptes(p, ne, oe);
@@ -267,7 +268,7 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	movelen = oldlen;
 	if (!(oprot & UFP_PROT_READ)) {
 		/* the copy below reads the old object: it is going away */
-		mprotect((void *)old_start, oldlen, PROT_READ);
+		sys_mprotect((void *)old_start, oldlen, PROT_READ);
 		atomic_store_explicit(&r->prot, UFP_PROT_READ, memory_order_relaxed);
 	}
 	nbusy = move_pages(p, region_start(nr), old_start, movelen, busy, BUSY_CAP, &copy_from);
@@ -288,7 +289,7 @@ static int do_realloc(ufp_pager *p, void *ptr, size_t size, void **out)
 	nr = object_at(p, *out);
 	if (nr && oprot != UFP_PROT_ALL) {
 		region_write_lock(nr);
-		mprotect(*out, newlen, prot_to_mmap(oprot));
+		sys_mprotect(*out, newlen, prot_to_mmap(oprot));
 		atomic_store_explicit(&nr->prot, oprot, memory_order_relaxed);
 	}
 out_unlock:

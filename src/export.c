@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 #include "stats.h"
 #include "thread.h"
@@ -199,7 +200,7 @@ int export_start(struct ufp_pager *p)
 		ufp_log("%s\n", ufp_last_error());
 		return 0;
 	}
-	e = mmap(NULL, sizeof(*e), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	e = sys_mmap(NULL, sizeof(*e), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (e == MAP_FAILED) {
 		shm_unlink(p->exp.name);
@@ -220,7 +221,7 @@ int export_start(struct ufp_pager *p)
 	e->budget = p->opt.budget;
 	p->exp.seg = e;
 	if (service_start(&p->exp.worker, export_main, p)) {
-		munmap(e, sizeof(*e));
+		sys_munmap(e, sizeof(*e));
 		shm_unlink(p->exp.name);
 		p->exp.seg = NULL;
 		return 0;
@@ -235,7 +236,7 @@ void export_stop(struct ufp_pager *p)
 		atomic_store_explicit(&p->exp.stop, true, memory_order_release);
 	service_stop(&p->exp.worker, &p->exp.futex);
 	if (p->exp.seg) {
-		munmap(p->exp.seg, sizeof(struct ufp_export));
+		sys_munmap(p->exp.seg, sizeof(struct ufp_export));
 		shm_unlink(p->exp.name);
 		seg_note(p->exp.name, false);
 		p->exp.seg = NULL;
@@ -277,7 +278,7 @@ int ufp_export_read_fd(int fd, const char *path, struct ufp_export *out, char *w
 			 path, (long long)sb.st_size, sizeof(*e));
 		return -EBADMSG;
 	}
-	e = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	e = sys_mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (e == MAP_FAILED) {
 		snprintf(why, whylen, "cannot map %s: %s", path, strerror(errno));
 		return -errno;
@@ -322,7 +323,7 @@ int ufp_export_read_fd(int fd, const char *path, struct ufp_export *out, char *w
 			 (unsigned long long)out->nrows);
 		err = -EBADMSG;
 	}
-	munmap((void *)e, (size_t)sb.st_size);
+	sys_munmap((void *)e, (size_t)sb.st_size);
 	return err;
 }
 

@@ -38,6 +38,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include "base.h"
+#include "sys.h"
 #include "rcu.h"
 #include "stats.h"
 #include "thread.h"
@@ -146,7 +147,7 @@ static void *child_alloc(struct ufp_heap *h, size_t size, size_t align)
 		}
 	}
 	pager_read_unlock(p);
-	if (m && mmap(m, size, PROT_READ | PROT_WRITE,
+	if (m && sys_mmap(m, size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
 		m = NULL;
 	if (m)
@@ -238,7 +239,7 @@ static bool hk_purge_forced(extent_hooks_t *e, void *addr, size_t size, size_t o
 	bool fail;
 
 	if (h->p->forked_child)   /* plain memory in the child */
-		fail = madvise(a, len, MADV_DONTNEED) != 0;
+		fail = sys_madvise(a, len, MADV_DONTNEED) != 0;
 	else
 		fail = ufp_advise(h->p, a, len, UFP_ADV_DONTNEED) != 0;
 	if (!fail)   /* relaxed: a counter */

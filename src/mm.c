@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 #include "stats.h"
 #include "thread.h"
@@ -212,7 +213,7 @@ int mm_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
 	int err;
 
 	pager_assert_write_locked(p);
-	if (mmap((void *)start, len, prot_to_mmap(prot),
+	if (sys_mmap((void *)start, len, prot_to_mmap(prot),
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
 		return -errno;
 	err = uffd_register(p, start, len);
@@ -255,7 +256,7 @@ int mm_map_locked(struct ufp_pager *p, uintptr_t start, size_t len, int prot,
 undo_reg:
 	uffd_unregister(p, start, len);
 undo_mmap:
-	mmap((void *)start, len, PROT_NONE,
+	sys_mmap((void *)start, len, PROT_NONE,
 	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	return err;
 }
@@ -272,7 +273,7 @@ static int unmap_range(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 {
 	int err = uffd_unregister(p, s, e - s);
 
-	if (!err && mmap((void *)s, e - s, PROT_NONE,
+	if (!err && sys_mmap((void *)s, e - s, PROT_NONE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) ==
 			MAP_FAILED)
 		err = -errno;
@@ -347,7 +348,7 @@ int mm_unmap_locked(struct ufp_pager *p, uintptr_t s, uintptr_t e, bool kernel_d
 	if (err)
 		return ufp_error(err, "ufpager: out of memory splitting regions to unmap "
 				 "[%#lx, %#lx)", (unsigned long)s, (unsigned long)e);
-	if (kernel_done && mmap((void *)s, e - s, PROT_NONE,
+	if (kernel_done && sys_mmap((void *)s, e - s, PROT_NONE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
 			-1, 0) == MAP_FAILED) {
 		/* something else lives there now: keep the range out of use */

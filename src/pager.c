@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "sys.h"
 #include "options.h"
 #include "stats.h"
 #include "thread.h"
@@ -135,7 +136,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 		err = -EINVAL;
 		goto fail_free;
 	}
-	void *a = mmap(NULL, p->opt.arena_size, PROT_NONE,
+	void *a = sys_mmap(NULL, p->opt.arena_size, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (a == MAP_FAILED) {
 		err = -errno;
@@ -147,7 +148,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	p->arena_end = p->arena_base + p->opt.arena_size;
 	p->bump = p->arena_base;
 	p->npages = p->opt.arena_size >> UFP_PAGE_SHIFT;
-	void *pte = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+	void *pte = sys_mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pte == MAP_FAILED) {
 		err = -errno;
@@ -205,9 +206,9 @@ fail_uffd:
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
 fail_pte:
-	munmap(p->pte, p->npages * sizeof(uint64_t));
+	sys_munmap(p->pte, p->npages * sizeof(uint64_t));
 fail_arena:
-	munmap(a, p->opt.arena_size);
+	sys_munmap(a, p->opt.arena_size);
 fail_free:
 	pthread_mutex_destroy(&p->stats.lock);
 	slab_free(p);
@@ -241,8 +242,8 @@ UFP_API int ufp_pager_destroy(ufp_pager *p)
 	}
 	pagers_del(p);
 	region_tree_destroy(&p->tree, p->forked_child ? NULL : free_region_cb);
-	munmap((void *)p->arena_base, p->arena_end - p->arena_base);
-	munmap(p->pte, p->npages * sizeof(uint64_t));
+	sys_munmap((void *)p->arena_base, p->arena_end - p->arena_base);
+	sys_munmap(p->pte, p->npages * sizeof(uint64_t));
 	if (p->uffd >= 0)
 		close(p->uffd);
 	if (p->pagemap_fd >= 0)
@@ -405,7 +406,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 	 * fills a page the kernel maps with the new one. Fails (ENOMEM at
 	 * vm.max_map_count) with nothing changed.
 	 */
-	if (mprotect((void *)s, len, prot_to_mmap(prot))) {
+	if (sys_mprotect((void *)s, len, prot_to_mmap(prot))) {
 		err = -errno;
 		slab_free(v); slab_free(w); slab_free(lock); slab_free(fprot); slab_free(chg);
 		goto out;
@@ -441,7 +442,7 @@ static int do_protect(ufp_pager *p, void *addr, size_t len, int prot)
 			uintptr_t a = region_start(r) < s ? s : region_start(r);
 			uintptr_t b = region_end(r) > e ? e : region_end(r);
 
-			mprotect((void *)a, b - a, prot_to_mmap(region_prot(r)));
+			sys_mprotect((void *)a, b - a, prot_to_mmap(region_prot(r)));
 		}
 	/* Merge neighbours with equal attributes, left to right, among the
 	 * regions locked above. */
@@ -548,7 +549,7 @@ static int do_advise(ufp_pager *p, void *addr, size_t len, int advice)
 		err = uffd_unregister(p, s, len);
 		/* never on a range still registered: the REMOVE event would
 		 * wait for a handler that may wait for our lock */
-		if (!err && madvise((void *)s, len, MADV_DONTNEED))
+		if (!err && sys_madvise((void *)s, len, MADV_DONTNEED))
 			err = -errno;
 		/* unregistering split at most the range's own edges: this
 		 * needs no new mapping, it merges them back */

@@ -30,6 +30,7 @@
 #include <xxhash.h>
 
 #include "base.h"
+#include "sys.h"
 #include "rcu.h"
 #include "futex.h"
 #include "stats.h"
@@ -372,7 +373,7 @@ static void staging_next(struct ufp_pager *p, unsigned set)
 	if (++p->reclaim.staging_round[set] < UFP_STAGING_ROUNDS)
 		return;
 	p->reclaim.staging_round[set] = 0;
-	madvise((void *)staging_page(p, set, 0),
+	sys_madvise((void *)staging_page(p, set, 0),
 		(size_t)UFP_STAGING_ROUNDS * UFP_STAGING_BATCH * UFP_PAGE_SIZE, MADV_DONTNEED);
 }
 
@@ -1038,9 +1039,9 @@ int reclaim_init(struct ufp_pager *p)
 	p->reclaim.high_pages = p->reclaim.budget_pages;
 	p->reclaim.low_pages = p->reclaim.high_pages - (p->reclaim.high_pages / 16 > UFP_STAGING_BATCH ?
 					p->reclaim.high_pages / 16 : UFP_STAGING_BATCH);
-	p->slots = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+	p->slots = sys_mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	p->chash = mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+	p->chash = sys_mmap(NULL, p->npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p->slots == MAP_FAILED || p->chash == MAP_FAILED)
 		return -ENOMEM;
@@ -1053,7 +1054,7 @@ int reclaim_init(struct ufp_pager *p)
 			p->reclaim.ctx_pool[k] = NULL;
 	/* Staging: outside the arena, never handed to the application,
 	 * registered with a userfaultfd of its own (uffd_open_staging) */
-	st = mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	st = sys_mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (st == MAP_FAILED)
 		return -errno;
 	p->reclaim.staging = (uintptr_t)st;
@@ -1102,15 +1103,15 @@ void reclaim_fini(struct ufp_pager *p)
 		size_t slen = (size_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
 
 		/* its context has no events: nothing waits for a reader */
-		munmap((void *)p->reclaim.staging, slen);
+		sys_munmap((void *)p->reclaim.staging, slen);
 	}
 	if (p->reclaim.staging_uffd >= 0)
 		close(p->reclaim.staging_uffd);
 	p->reclaim.staging_uffd = -1;
 	if (p->slots && p->slots != MAP_FAILED)
-		munmap(p->slots, p->npages * sizeof(uint64_t));
+		sys_munmap(p->slots, p->npages * sizeof(uint64_t));
 	if (p->chash && p->chash != MAP_FAILED)
-		munmap(p->chash, p->npages * sizeof(uint64_t));
+		sys_munmap(p->chash, p->npages * sizeof(uint64_t));
 	p->reclaim.staging = 0;
 	p->slots = p->chash = NULL;
 }

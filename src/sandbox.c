@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 #include "stats.h"
 #include "thread.h"
@@ -671,12 +672,12 @@ static void test_call(struct ufp_pager *p, enum sandbox_role role)
 			close((int)r);
 		break;
 	case SB_TEST_MMAP_EXEC: {
-		void *m = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_EXEC,
+		void *m = sys_mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_EXEC,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		r = m == MAP_FAILED ? -1 : 0;
 		if (m != MAP_FAILED)
-			munmap(m, UFP_PAGE_SIZE);
+			sys_munmap(m, UFP_PAGE_SIZE);
 		break;
 	}
 	}

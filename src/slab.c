@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 
 #include "base.h"
+#include "sys.h"
 
 #define SLAB_CHUNK (256u * 1024)
 #define SLAB_RESERVE (4ull << 30)       /* address space for chunks */
@@ -94,14 +95,14 @@ static void slab_init(void)
 	for (unsigned i = 0; i < NCLASSES; i++)
 		pthread_mutex_init(&classes[i].lock, NULL);
 	/* CHUNK-aligned: a chunk's header is at (ptr - base) & ~(CHUNK - 1) */
-	m = mmap(NULL, SLAB_RESERVE + SLAB_CHUNK, PROT_NONE,
+	m = sys_mmap(NULL, SLAB_RESERVE + SLAB_CHUNK, PROT_NONE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m != MAP_FAILED) {
 		uintptr_t a = ((uintptr_t)m + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1);
 
 		if (a > (uintptr_t)m)
-			munmap(m, a - (uintptr_t)m);
-		munmap((char *)a + SLAB_RESERVE, (uintptr_t)m + SLAB_CHUNK - a);
+			sys_munmap(m, a - (uintptr_t)m);
+		sys_munmap((char *)a + SLAB_RESERVE, (uintptr_t)m + SLAB_CHUNK - a);
 		res_base = res_next = (char *)a;
 		res_end = res_base + SLAB_RESERVE;
 	}
@@ -140,7 +141,7 @@ static char *chunk_new(unsigned cls)
 
 	pthread_mutex_lock(&chunk_lock);
 	if (res_next && res_next < res_end &&
-	    !mprotect(res_next, SLAB_CHUNK, PROT_READ | PROT_WRITE)) {
+	    !sys_mprotect(res_next, SLAB_CHUNK, PROT_READ | PROT_WRITE)) {
 		c = res_next;
 		res_next += SLAB_CHUNK;
 	}
@@ -204,18 +205,18 @@ static void *large_alloc(size_t size, size_t align)
 
 	if (size > (SIZE_MAX >> 2) || len < body)
 		return NULL;
-	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	m = sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
 		return NULL;
 	obj = (char *)(((uintptr_t)m + UFP_PAGE_SIZE + a - 1) & ~(uintptr_t)(a - 1));
 	/* trim what alignment left over, keeping the header page */
 	if (obj - UFP_PAGE_SIZE > m) {
-		munmap(m, (size_t)(obj - UFP_PAGE_SIZE - m));
+		sys_munmap(m, (size_t)(obj - UFP_PAGE_SIZE - m));
 		len -= (size_t)(obj - UFP_PAGE_SIZE - m);
 		m = obj - UFP_PAGE_SIZE;
 	}
 	if (len > UFP_PAGE_SIZE + body) {
-		munmap(obj + body, len - UFP_PAGE_SIZE - body);
+		sys_munmap(obj + body, len - UFP_PAGE_SIZE - body);
 		len = UFP_PAGE_SIZE + body;
 	}
 	h = (struct large_hdr *)(obj - sizeof(*h));
@@ -259,7 +260,7 @@ void slab_free(void *p)
 	}
 	struct large_hdr *h = large_of(p);
 
-	munmap(h->base, h->len);
+	sys_munmap(h->base, h->len);
 }
 
 size_t slab_usable_size(const void *p)

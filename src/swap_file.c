@@ -21,6 +21,7 @@
 
 #include "swap_internal.h"
 #include "base.h"
+#include "sys.h"
 #include "inject.h"
 
 /* ======================================================================
@@ -170,7 +171,7 @@ int swfile_ctx_init(struct swb_ctx *c)
 	struct iovec iov;
 	int err;
 
-	c->bufs = mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
+	c->bufs = sys_mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (c->bufs == MAP_FAILED) {
 		c->bufs = NULL;
@@ -201,7 +202,7 @@ int swfile_ctx_init(struct swb_ctx *c)
 	}
 	return 0;
 fail_ring:
-	munmap(c->bufs, (size_t)c->nbufs * PAGE);
+	sys_munmap(c->bufs, (size_t)c->nbufs * PAGE);
 	c->bufs = NULL;
 	return err;
 }
@@ -209,7 +210,7 @@ fail_ring:
 void swfile_ctx_fini(struct swb_ctx *c)
 {
 	io_uring_queue_exit(&c->ring);
-	munmap(c->bufs, (size_t)c->nbufs * PAGE);
+	sys_munmap(c->bufs, (size_t)c->nbufs * PAGE);
 	c->bufs = NULL;
 }
 

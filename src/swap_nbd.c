@@ -64,6 +64,7 @@
 
 #include "swap_nbd.h"
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 
 /* ======================================================================
@@ -821,7 +822,7 @@ void swnbd_close(struct nbdq *q)
 	if (q->kick_fd >= 0)
 		close(q->kick_fd);
 	if (q->ra_bufs)
-		munmap(q->ra_bufs, (size_t)NBD_RA_ENTRIES * CL_BYTES);
+		sys_munmap(q->ra_bufs, (size_t)NBD_RA_ENTRIES * CL_BYTES);
 	pthread_mutex_destroy(&q->err_lock);
 	pthread_mutex_destroy(&q->sync_lock);
 	slab_free(q->uri);
@@ -881,7 +882,7 @@ int swnbd_open(const char *uri, struct nbdq **out, uint64_t *size)
 	}
 	q->size = (uint64_t)sz;
 	q->nclusters = q->size / CL_BYTES;
-	q->ra_bufs = mmap(NULL, (size_t)NBD_RA_ENTRIES * CL_BYTES, PROT_READ | PROT_WRITE,
+	q->ra_bufs = sys_mmap(NULL, (size_t)NBD_RA_ENTRIES * CL_BYTES, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (q->ra_bufs == MAP_FAILED) {
 		q->ra_bufs = NULL;

@@ -29,6 +29,7 @@
 
 #include "swap_nbd.h"
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 
 /* ======================================================================
@@ -290,7 +291,7 @@ int swnbd_read_wait(struct swb_ctx *c, unsigned n, int res[])
 
 int swnbd_ctx_init(struct swb_ctx *c)
 {
-	c->bufs = mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
+	c->bufs = sys_mmap(NULL, (size_t)c->nbufs * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	c->nreqs = slab_calloc(c->nbufs, sizeof(*c->nreqs));
 	c->ktag = slab_calloc(c->nbufs, sizeof(*c->ktag));
@@ -308,7 +309,7 @@ int swnbd_ctx_init(struct swb_ctx *c)
 void swnbd_ctx_fini(struct swb_ctx *c)
 {
 	if (c->bufs)
-		munmap(c->bufs, (size_t)c->nbufs * PAGE);
+		sys_munmap(c->bufs, (size_t)c->nbufs * PAGE);
 	c->bufs = NULL;
 	slab_free(c->nreqs);
 	slab_free(c->ktag);

@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "base.h"
+#include "sys.h"
 #include "swap_internal.h"
 #include "vma_locks.h"
 #include "inject.h"
@@ -122,7 +123,7 @@ int ztier_init(struct ztier *z, uint64_t cap)
 		return 0;
 	z->nent = (uint32_t)nent;
 	/* untouched entries cost nothing: the free list reuses low ones */
-	z->ent = mmap(NULL, nent * sizeof(*z->ent), PROT_READ | PROT_WRITE,
+	z->ent = sys_mmap(NULL, nent * sizeof(*z->ent), PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (z->ent == MAP_FAILED) {
 		z->ent = NULL;
@@ -139,7 +140,7 @@ void ztier_fini(struct ztier *z)
 			/* relaxed: no context is left; nothing runs concurrently */
 			if (atomic_load_explicit(&z->ent[i].state, memory_order_relaxed) != Z_FREE)
 				ztier_slab_free(z, z->ent[i].data);
-		munmap(z->ent, (size_t)z->nent * sizeof(*z->ent));
+		sys_munmap(z->ent, (size_t)z->nent * sizeof(*z->ent));
 	}
 	pthread_mutex_destroy(&z->lock);
 }

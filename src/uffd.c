@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "sys.h"
 #include "futex.h"
 #include "stats.h"
 #include "thread.h"
@@ -95,7 +96,7 @@ UFP_API int ufp_probe_machine(struct ufp_probe *out)
 	/* A second throwaway fd: UFFDIO_API may be called once per fd. */
 	fd = uffd_new(O_CLOEXEC | O_NONBLOCK | (pr->user_mode_only ? UFFD_USER_MODE_ONLY : 0),
 		      &via_dev);
-	page = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	page = sys_mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fd >= 0 && page != MAP_FAILED) {
 		struct uffdio_api a2 = { .api = UFFD_API, .features = 0 };
@@ -108,7 +109,7 @@ UFP_API int ufp_probe_machine(struct ufp_probe *out)
 			pr->uffd_ioctls = reg.ioctls;
 	}
 	if (page != MAP_FAILED)
-		munmap(page, UFP_PAGE_SIZE);
+		sys_munmap(page, UFP_PAGE_SIZE);
 	if (fd >= 0)
 		close(fd);
 io_uring:
@@ -160,7 +161,7 @@ static const char *uffd_fix_text(int err, bool user_mode_only_ok)
  */
 static bool pagemap_scan_works(void)
 {
-	void *page = mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	void *page = sys_mmap(NULL, UFP_PAGE_SIZE, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	struct page_region rg;
@@ -176,7 +177,7 @@ static bool pagemap_scan_works(void)
 	if (fd >= 0)
 		close(fd);
 	if (page != MAP_FAILED)
-		munmap(page, UFP_PAGE_SIZE);
+		sys_munmap(page, UFP_PAGE_SIZE);
 	return ok;
 }
 
