@@ -86,4 +86,6 @@ static struct nbdkit_filter filter = {
 	.zero = lat_zero,
 };
 
+/* the entry point the macro below defines (clang's -Wmissing-prototypes) */
+struct nbdkit_filter *filter_init(void);
 NBDKIT_REGISTER_FILTER(filter)
