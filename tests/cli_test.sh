@@ -48,6 +48,7 @@ expect 2 "no PROGRAM given" run --budget 4M
 expect 2 "--delivery: 'x'" run --delivery x true
 expect 2 "--min: '12'" run --min 12 true
 expect 2 "UFPAGER_BUDGET" run --budget 12345 true
+expect 2 "UFPAGER_SWAP" run --swap "nbd://" true
 expect 127 "nonexistent-program" run -- /nonexistent-program
 # a program under the preload: not in sanitizer builds, whose library a
 # program that was not built with the sanitizer cannot load

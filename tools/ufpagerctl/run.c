@@ -30,8 +30,9 @@
 #define PRELOAD_NAME "libufpager_preload.so"
 
 static const char run_use[] =
-	"usage: ufpagerctl run [--budget SIZE] [--delivery handler|sigbus] [--swap SIZE]\n"
-	"                      [--swap-dir DIR] [--ztier SIZE] [--min SIZE] [--no-exec-follow]\n"
+	"usage: ufpagerctl run [--budget SIZE] [--delivery handler|sigbus] [--swap DIR|URI]\n"
+	"                      [--swap-size SIZE] [--swap-dir DIR] [--ztier SIZE] [--min SIZE]\n"
+	"                      [--no-exec-follow]\n"
 	"                      [--stats] [--stats-file FILE] [--preload PATH] [--] PROGRAM ARGS...\n";
 
 static const char run_help[] =
@@ -44,7 +45,11 @@ static const char run_help[] =
 	"  --delivery MODE    handler (default here: system calls on paged memory wait\n"
 	"                     for the page) or sigbus (faster faults, but a system call\n"
 	"                     that reads or writes a missing page fails with EFAULT)\n"
-	"  --swap SIZE        swap file size (UFPAGER_SWAP_SIZE, default 1G)\n"
+	"  --swap DIR|URI     where evicted pages go: a directory for the swap file, or\n"
+	"                     an NBD export, nbd://HOST[:PORT]/EXPORT or\n"
+	"                     nbd+unix:///EXPORT?socket=PATH (UFPAGER_SWAP; try it first\n"
+	"                     with ufpagerctl check --swap)\n"
+	"  --swap-size SIZE   swap file size (UFPAGER_SWAP_SIZE, default 1G)\n"
 	"  --swap-dir DIR     directory of the swap file (UFPAGER_SWAP_DIR)\n"
 	"  --ztier SIZE       lz4 RAM tier cap (UFPAGER_ZTIER_SIZE; 0: none)\n"
 	"  --min SIZE         smallest block or mapping routed (UFPAGER_PRELOAD_MIN, 256K)\n"
@@ -167,7 +172,8 @@ int cmd_run(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "budget", required_argument, NULL, 'b' },
 		{ "delivery", required_argument, NULL, 'd' },
-		{ "swap", required_argument, NULL, 's' },
+		{ "swap", required_argument, NULL, 'W' },
+		{ "swap-size", required_argument, NULL, 's' },
 		{ "swap-dir", required_argument, NULL, 'D' },
 		{ "ztier", required_argument, NULL, 'z' },
 		{ "min", required_argument, NULL, 'm' },
@@ -199,6 +205,7 @@ int cmd_run(int argc, char **argv)
 			}
 			setenv("UFPAGER_DELIVERY", optarg, 1);
 			break;
+		case 'W': setenv("UFPAGER_SWAP", optarg, 1); break;
 		case 's': setenv("UFPAGER_SWAP_SIZE", optarg, 1); break;
 		case 'D': setenv("UFPAGER_SWAP_DIR", optarg, 1); break;
 		case 'z': setenv("UFPAGER_ZTIER_SIZE", optarg, 1); break;
@@ -240,6 +247,15 @@ int cmd_run(int argc, char **argv)
 		fclose(null);
 	if (err) {
 		fprintf(stderr, "ufpagerctl run: %s\n", ufp_last_error());
+		return 2;
+	}
+	/* the swap location must work before the program depends on it */
+	const char *where = getenv("UFPAGER_SWAP");
+	uint64_t swap_bytes;
+
+	if (where && *where && (err = ufp_swap_probe(where, &swap_bytes))) {
+		fprintf(stderr, "ufpagerctl run: --swap / UFPAGER_SWAP %s: %s\n%s\n", where,
+			strerror(-err), ufp_last_error());
 		return 2;
 	}
 	if (!preload && !(preload = run_preload_path()))
