@@ -37,6 +37,11 @@ if(Python3_FOUND)
   add_test(NAME ufpagerctl_cli COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/cli_test.sh
            $<TARGET_FILE:ufpagerctl> ${Python3_EXECUTABLE})
   set_tests_properties(ufpagerctl_cli PROPERTIES LABELS bench TIMEOUT 120)
+  # a live process is not read through a segment an earlier one with its
+  # pid left behind (root: it makes the pid reuse happen)
+  add_test(NAME stale_segment COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/tests/stale_segment_test.sh
+           $<TARGET_FILE:ufpagerctl>)
+  set_tests_properties(stale_segment PROPERTIES LABELS unit TIMEOUT 60 SKIP_RETURN_CODE 77)
   if(UFP_SANITIZE)
     set_tests_properties(ufpagerctl_cli PROPERTIES ENVIRONMENT UFP_SANITIZED=1)
   endif()

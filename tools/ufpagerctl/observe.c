@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,13 +81,75 @@ static bool process_gone(pid_t pid)
 	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
+/* When pid started, in seconds since the epoch (boot time + its start in
+ * clock ticks, /proc/PID/stat field 22); 0 when unknown. */
+static double process_start(pid_t pid)
+{
+	char path[64], buf[1024], *rp;
+	unsigned long long ticks = 0, btime = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (!(rp = strrchr(buf, ')')))
+		return 0;
+	/* after "pid (comm)": state is field 3, starttime field 22 */
+	if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+		   "%*d %*d %*d %llu", &ticks) != 1)
+		return 0;
+	if (!(f = fopen("/proc/stat", "r")))
+		return 0;
+	while (fgets(buf, sizeof(buf), f))
+		if (sscanf(buf, "btime %llu", &btime) == 1)
+			break;
+	fclose(f);
+	return btime ? (double)btime + (double)ticks / (double)sysconf(_SC_CLK_TCK) : 0;
+}
+
+/* Drop from *g the segments made before pid started: left behind by an
+ * earlier process with the same pid (pid numbers wrap; a process killed
+ * before ufp_pager_destroy leaves its segment). A segment's ctime is set
+ * when its exporter creates and sizes it; writes through the mapping do
+ * not change it. One second of slack: boot time is whole seconds. Returns
+ * how many were dropped; the first one's path in stale. */
+static size_t drop_older_segments(pid_t pid, glob_t *g, char *stale, size_t len)
+{
+	double start = process_start(pid);
+	size_t kept = 0, dropped = 0;
+
+	if (!start)
+		return 0;
+	for (size_t i = 0; i < g->gl_pathc; i++) {
+		struct stat st;
+
+		if (!stat(g->gl_pathv[i], &st) && (double)st.st_ctime < start - 1.0) {
+			if (!dropped++)
+				snprintf(stale, len, "%s", g->gl_pathv[i]);
+			continue;
+		}
+		/* swap, not overwrite: the dropped paths stay in the vector */
+		char *t = g->gl_pathv[kept];
+
+		g->gl_pathv[kept++] = g->gl_pathv[i];
+		g->gl_pathv[i] = t;
+	}
+	g->gl_pathc = kept;   /* the dropped ones after it (freed with the process) */
+	return dropped;
+}
+
 /* Glob pid's segments into *g. Returns 0 (at least one), or exit status 1
  * after saying why: no such process, no segments, or segments left behind
- * by a process that is gone. */
+ * by a process that is gone (or by an earlier process with its pid). */
 static int find_segments(pid_t pid, glob_t *g)
 {
-	char pat[64];
+	char pat[64], stale[PATH_MAX];
 	bool gone = process_gone(pid);
+	size_t total;
 
 	snprintf(pat, sizeof(pat), UFP_SNAPSHOT_PATTERN, (int)pid);
 	if (glob(pat, 0, NULL, g) != 0) {
@@ -102,6 +165,15 @@ static int find_segments(pid_t pid, glob_t *g)
 			"process that exited without ufp_pager_destroy (killed?): remove it with rm\n",
 			(int)pid, g->gl_pathv[0]);
 		globfree(g);
+		return 1;
+	}
+	total = g->gl_pathc;
+	if (drop_older_segments(pid, g, stale, sizeof(stale)) && !g->gl_pathc) {
+		g->gl_pathc = total;
+		globfree(g);
+		fprintf(stderr, "ufpagerctl: process %d exports no ufpager statistics; %s is a "
+			"stale segment left by an earlier process with the same pid (killed before "
+			"ufp_pager_destroy?): remove it with rm\n", (int)pid, stale);
 		return 1;
 	}
 	return 0;
