@@ -131,8 +131,8 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 	case UFFD_EVENT_REMOVE: {
 		unsigned slot;
 
-		if (reclaim_is_staging(p, m->arg.remove.start, m->arg.remove.end))
-			return;
+		/* (staging is registered with its own userfaultfd, which has no
+		 * events: whatever comes here is the program's) */
 		/* published before our read section ends: swap-ins and
 		 * put-backs of the range wait for the worker (removes.c) */
 		slot = removes_publish(p, m->arg.remove.start, m->arg.remove.end);
@@ -141,8 +141,6 @@ void events_handle(struct ufp_pager *p, const struct uffd_msg *m)
 		return;
 	}
 	case UFFD_EVENT_UNMAP:
-		if (reclaim_is_staging(p, m->arg.remove.start, m->arg.remove.end))
-			return;
 		queue_event(p, m, 0);
 		return;
 	case UFFD_EVENT_REMAP:

@@ -115,13 +115,6 @@ static void evict_enter_wait(struct ufp_pager *p)
 		usleep(100);
 }
 
-bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end)
-{
-	uintptr_t s = p->reclaim.staging;
-
-	return s && start >= s &&
-	       end <= s + (uintptr_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
-}
 
 /* ======================================================================
  * Eviction.
@@ -256,7 +249,6 @@ static void scan_took(struct ufp_pager *p, uint64_t ns)
 	if (ns > SCAN_STALL_NS) {
 		atomic_store_explicit(&p->reclaim.scan_off_until, ufp_now_ns() + SCAN_PAUSE_NS,
 				      memory_order_relaxed);
-		atomic_fetch_add_explicit(&p->reclaim.scan_pauses, 1, memory_order_relaxed);
 	}
 }
 
@@ -629,6 +621,18 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	return done;
 }
 
+/* The reclaim thread's look at the real resident count (merged per-thread
+ * counters): the estimate faults throttle on. Returns it. */
+static uint64_t resident_refresh(struct ufp_pager *p)
+{
+	int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
+	uint64_t r = res < 0 ? 0 : (uint64_t)res;
+
+	/* relaxed: an estimate; faults add to it between refreshes */
+	atomic_store_explicit(&p->reclaim.resident_est, r, memory_order_relaxed);
+	return r;
+}
+
 /* Evict about `want` pages. Returns pages evicted. */
 static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
 		      uint64_t want)
@@ -675,15 +679,12 @@ static uint64_t evict(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx
 			 * throttle on was a whole eviction old; beside an
 			 * mmap_lock writer they ran to 4x the budget), stop at
 			 * the low mark, and let throttled faults look again */
-			int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
+			uint64_t res = resident_refresh(p);
 
-			res = res < 0 ? 0 : res;
-			atomic_store_explicit(&p->reclaim.resident_est, (uint64_t)res,
-					      memory_order_relaxed);
 			futex_bump_wake(&p->reclaim.done_futex, INT32_MAX);
-			if ((uint64_t)res <= p->reclaim.low_pages)
+			if (res <= p->reclaim.low_pages)
 				break;
-			want = got + ((uint64_t)res - p->reclaim.low_pages);
+			want = got + (res - p->reclaim.low_pages);
 		}
 		/* Laps of the hand by anyone: with two evictors (the reclaim
 		 * thread, a handler's direct reclaim) sharing the hand, one of
@@ -724,17 +725,13 @@ static void *reclaim_main(void *arg)
 	sandbox_enter(p, SB_RECLAIM);
 	while (!atomic_load_explicit(&p->reclaim.stop, memory_order_acquire)) {
 		uint32_t w = atomic_load_explicit(&p->reclaim.futex, memory_order_acquire);
-		int64_t res = stats_counter_sum(p, UFP_C_resident_pages);
+		uint64_t res = resident_refresh(p);
 		uint64_t now = ufp_now_ns();
 
 		wd_beat(&p->wd.reclaim);
 		if (ufp_unlikely(inject_on()) && inject_kill(INJ_T_RECLAIM))
 			break;             /* injected death: the watchdog must see it */
-
-		if (res < 0)
-			res = 0;
-		atomic_store_explicit(&p->reclaim.resident_est, (uint64_t)res, memory_order_relaxed);
-		if ((uint64_t)res <= p->reclaim.high_pages)
+		if (res <= p->reclaim.high_pages)
 			futex_bump_wake(&p->reclaim.done_futex, INT32_MAX);
 		if (atomic_load(&p->reclaim.swap_full) && now - last_full > 100000000ull) {
 			last_full = now;          /* retry after frees */

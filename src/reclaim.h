@@ -34,7 +34,6 @@ struct pager_reclaim {
 	_Atomic uint64_t progress;      /* eviction batches that freed pages */
 	_Atomic int64_t shared_mark;    /* throttle accounting of the shared stats block */
 	_Atomic uint64_t scan_off_until; /* ns: dirty scans paused after a stall */
-	_Atomic uint64_t scan_pauses;   /* times a scan stalled (tests, diagnostics) */
 	_Atomic uintptr_t clock_hand;
 	_Atomic uint64_t clock_laps;    /* times the hand wrapped around the arena */
 	struct service_thread worker;
@@ -67,6 +66,5 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e);
 void reclaim_pause(struct ufp_pager *p);
 void reclaim_resume(struct ufp_pager *p);
 int reclaim_swapin_all_locked(struct ufp_pager *p);
-bool reclaim_is_staging(struct ufp_pager *p, uintptr_t start, uintptr_t end);
 
 #endif /* UFP_RECLAIM_H */

@@ -47,38 +47,10 @@ static void arm(const char *spec)
 	ck_assert_msg(inject_configure(spec, &bad) == 0, "spec %s: bad at %s", spec, bad);
 }
 
-static sigjmp_buf jb;
-static volatile sig_atomic_t got_sigbus;
-
-static void app_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig; (void)si; (void)uc;
-	got_sigbus = 1;
-	siglongjmp(jb, 1);
-}
-
-/* Read one byte of pg; true if that raised SIGBUS. */
-static __attribute__((noinline)) bool access_faults(const char *pg)
-{
-	got_sigbus = 0;
-	if (sigsetjmp(jb, 1) == 0)
-		(void)*(volatile const char *)pg;
-	return got_sigbus;
-}
-
-/* Does a write to pg raise SIGBUS? (its own frame: sigsetjmp clobbers
- * the caller's locals, -Wclobbered in optimised builds) */
-static __attribute__((noinline)) bool write_faults(char *pg)
-{
-	got_sigbus = 0;
-	if (sigsetjmp(jb, 1) == 0)
-		*(volatile char *)pg = 1;
-	return got_sigbus;
-}
 
 static void catch_sigbus(void)
 {
-	struct sigaction sa = { .sa_sigaction = app_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct sigaction sa = { .sa_sigaction = ufp_test_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 
 	sigemptyset(&sa.sa_mask);
 	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
@@ -299,7 +271,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 	ck_assert_uint_eq(s0.resident_pages, 0);
 	arm(specs[kind]);
 	for (size_t i = 0; i < n; i++) {
-		bad[i] = access_faults(m + i * PAGE);
+		bad[i] = ufp_test_read_faults(m + i * PAGE);
 		nbad += bad[i];
 		/* counted before the faulting thread was woken (readahead
 		 * may have poisoned pages not yet touched: >=) */
@@ -321,7 +293,7 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 	 * after another round trip through the store */
 	ck_assert_int_eq(ufp_advise(p, m, n * PAGE, UFP_ADV_PAGEOUT), 0);
 	for (size_t i = 0; i < n; i++) {
-		ck_assert_msg(access_faults(m + i * PAGE) == bad[i], "page %zu changed", i);
+		ck_assert_msg(ufp_test_read_faults(m + i * PAGE) == bad[i], "page %zu changed", i);
 		if (!bad[i])
 			ck_assert_msg(ztier ? ufp_check_page(m + i * PAGE, 2) == 0 :
 				      ufp_check_rand(m + i * PAGE, 2), "page %zu: wrong data", i);
@@ -329,14 +301,14 @@ START_TEST(failed_swapins_poison_exactly_their_pages)
 	/* writing a poisoned page is refused too, never silently zeroed */
 	for (size_t i = 0; i < n; i++)
 		if (bad[i]) {
-			ck_assert(write_faults(m + i * PAGE));
+			ck_assert(ufp_test_write_faults(m + i * PAGE));
 			break;
 		}
 	/* DONTNEED clears the poison: the page reads zeros */
 	for (size_t i = 0; i < n; i++)
 		if (bad[i]) {
 			ck_assert_int_eq(ufp_advise(p, m + i * PAGE, PAGE, UFP_ADV_DONTNEED), 0);
-			ck_assert(!access_faults(m + i * PAGE));
+			ck_assert(!ufp_test_read_faults(m + i * PAGE));
 			ck_assert_int_eq(ufp_check_page(m + i * PAGE, 0), 1);
 		}
 	ufp_pager_destroy(p);

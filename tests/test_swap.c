@@ -328,26 +328,10 @@ END_TEST
 
 /* ---- corruption and I/O errors poison exactly one page ------------- */
 
-static sigjmp_buf jb;
-static volatile sig_atomic_t got_sigbus;
-static void app_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig; (void)si; (void)uc;
-	got_sigbus = 1;
-	siglongjmp(jb, 1);
-}
-
-static bool access_faults(const char *pg)
-{
-	got_sigbus = 0;
-	if (sigsetjmp(jb, 1) == 0)
-		(void)*(volatile const char *)pg;
-	return got_sigbus;
-}
 
 START_TEST(bad_copies_poison_only_their_page)
 {
-	struct sigaction sa = { .sa_sigaction = app_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct sigaction sa = { .sa_sigaction = ufp_test_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	ufp_pager *p;
 	struct ufp_pager *ip;
 	char *m;
@@ -369,12 +353,12 @@ START_TEST(bad_copies_poison_only_their_page)
 	for (int i = 0; i < 8; i++) {
 		bool bad = i == 2 || i == 5;
 
-		ck_assert_msg(access_faults(m + (size_t)i * PAGE) == bad, "page %d", i);
+		ck_assert_msg(ufp_test_read_faults(m + (size_t)i * PAGE) == bad, "page %d", i);
 		if (!bad)
 			ck_assert_int_eq(ufp_check_page(m + (size_t)i * PAGE, 6), 0);
 	}
 	ck_assert_uint_eq(ufp_test_stats(p).pages_poisoned, 2);
-	ck_assert(access_faults(m + 2 * PAGE));     /* stays poisoned */
+	ck_assert(ufp_test_read_faults(m + 2 * PAGE));     /* stays poisoned */
 	ck_assert_int_eq(ufp_free(p, m), 0);
 	ufp_pager_destroy(p);
 	signal(SIGBUS, SIG_DFL);

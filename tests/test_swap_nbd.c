@@ -579,30 +579,13 @@ START_TEST(server_away_stops_eviction_and_resumes_when_back)
 }
 END_TEST
 
-static sigjmp_buf jb;
-static volatile sig_atomic_t got_sigbus;
-
-static void app_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig; (void)si; (void)uc;
-	got_sigbus = 1;
-	siglongjmp(jb, 1);
-}
-
-static bool access_faults(const char *pg)
-{
-	got_sigbus = 0;
-	if (sigsetjmp(jb, 1) == 0)
-		(void)*(volatile const char *)pg;
-	return got_sigbus;
-}
 
 /* The server refuses one read (nbdkit's error filter, armed by a file)
  * and one stored copy is overwritten with garbage: each poisons its own
  * page (SIGBUS there), never wrong data, and no other page. */
 START_TEST(failed_reads_and_bad_copies_poison_only_their_page)
 {
-	struct sigaction sa = { .sa_sigaction = app_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct sigaction sa = { .sa_sigaction = ufp_test_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	char trigger[128], arg[160];
 	struct srv s = { 0 };
 	struct ufp_pager *ip;
@@ -631,17 +614,17 @@ START_TEST(failed_reads_and_bad_copies_poison_only_their_page)
 	/* page 2 read while the server refuses reads (a lone, non-sequential
 	 * fault: no readahead takes its neighbours along) */
 	close(open(trigger, O_WRONLY | O_CREAT, 0600));
-	ck_assert(access_faults(m + 2 * PAGE));
+	ck_assert(ufp_test_read_faults(m + 2 * PAGE));
 	unlink(trigger);
 	for (int i = 0; i < 8; i++) {
 		bool bad = i == 2 || i == 6;
 
-		ck_assert_msg(access_faults(m + (size_t)i * PAGE) == bad, "page %d", i);
+		ck_assert_msg(ufp_test_read_faults(m + (size_t)i * PAGE) == bad, "page %d", i);
 		if (!bad)
 			ck_assert(ufp_check_rand(m + (size_t)i * PAGE, 5));
 	}
 	ck_assert_uint_eq(ufp_test_stats(p).pages_poisoned, 2);
-	ck_assert(access_faults(m + 2 * PAGE));     /* stays poisoned */
+	ck_assert(ufp_test_read_faults(m + 2 * PAGE));     /* stays poisoned */
 	ufp_pager_destroy(p);
 	signal(SIGBUS, SIG_DFL);
 	srv_kill(&s, SIGTERM);
@@ -653,7 +636,7 @@ END_TEST
  * that page is poisoned, not its neighbours in the request. */
 START_TEST(a_bad_block_poisons_its_page_not_its_request)
 {
-	struct sigaction sa = { .sa_sigaction = app_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct sigaction sa = { .sa_sigaction = ufp_test_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	enum { N = 32, BAD = 9 };
 	char map[160], arg[200];
 	struct srv s = { 0 };
@@ -694,7 +677,7 @@ START_TEST(a_bad_block_poisons_its_page_not_its_request)
 	s.extra[1] = arg;
 	srv_spawn(&s);
 	for (int i = 0; i < N; i++) {           /* sequential: readahead batches */
-		bool faults = access_faults(m + (size_t)i * PAGE);
+		bool faults = ufp_test_read_faults(m + (size_t)i * PAGE);
 
 		ck_assert_msg(faults == (i == BAD), "page %d", i);
 		if (i != BAD)

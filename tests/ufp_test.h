@@ -6,6 +6,8 @@
 
 #include <check.h>
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -163,6 +165,39 @@ static inline int ufp_run_suite(Suite *s)
 	nf = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return nf ? 1 : 0;
+}
+
+
+/* ---- SIGBUS probes (a poisoned page): install ufp_test_sigbus as the
+ * SIGBUS handler (SA_SIGINFO | SA_NODEFER), then ask whether an access
+ * faults. Each probe has its own frame: sigsetjmp clobbers the caller's
+ * locals (-Wclobbered in optimised builds). */
+static sigjmp_buf ufp_test_jb;
+static volatile sig_atomic_t ufp_test_got_sigbus;
+
+static inline void ufp_test_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig; (void)si; (void)uc;
+	ufp_test_got_sigbus = 1;
+	siglongjmp(ufp_test_jb, 1);
+}
+
+/* Read one byte of pg; true if that raised SIGBUS. */
+static __attribute__((noinline, unused)) bool ufp_test_read_faults(const char *pg)
+{
+	ufp_test_got_sigbus = 0;
+	if (sigsetjmp(ufp_test_jb, 1) == 0)
+		(void)*(volatile const char *)pg;
+	return ufp_test_got_sigbus;
+}
+
+/* Does a write to pg raise SIGBUS? */
+static __attribute__((noinline, unused)) bool ufp_test_write_faults(char *pg)
+{
+	ufp_test_got_sigbus = 0;
+	if (sigsetjmp(ufp_test_jb, 1) == 0)
+		*(volatile char *)pg = 1;
+	return ufp_test_got_sigbus;
 }
 
 #endif
