@@ -794,8 +794,8 @@ static void throttle_account(struct ufp_pager *p, struct ufp_tstats *ts)
 
 	now = atomic_load_explicit(&ts->c[UFP_C_resident_pages], memory_order_relaxed);
 	if (ts->shared) {
-		/* the fallback block (threads that never called into the
-		 * library fault through it in SIGBUS delivery) is everyone's:
+		/* the fallback block (threads that made no call with this
+		 * pager fault through it in SIGBUS delivery) is everyone's:
 		 * its mark is the pager's, taken by CAS. Without this their
 		 * installs were never counted and faults ran to 3x the budget.
 		 * relaxed: an estimate */

@@ -99,8 +99,9 @@ START_TEST(budget_holds_beside_an_mmap_lock_writer)
 END_TEST
 
 /*
- * Two threads that never called into the library write random pages of a
- * working set 4x the budget, without pause, with dirty tracking on. Two
+ * Two threads that made no call with this pager (only ufp_thread_register)
+ * write random pages of a working set 4x the budget, without pause, with
+ * dirty tracking on. Two
  * bugs ran them past the budget:
  *  - in SIGBUS delivery such threads count through the pager's shared
  *    stats block, whose installs the throttle's estimate never saw:
