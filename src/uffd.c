@@ -486,8 +486,14 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 		}
 		/* Linux 6.18 may move a uffd-wp page and still fail with EEXIST
 		 * (tests/kernel_move_wp_race.c); our destinations are empty, so
-		 * a page found there is the one we moved */
-		if (errno == EEXIST && uffd_move_landed(p, dst + done, src + done)) {
+		 * a page found there is the one we moved. The same race can
+		 * leave the move's internal retry looking at the source it has
+		 * just emptied: -ENOENT without ALLOW_SRC_HOLES (with it, that
+		 * hole counted as moved). Taken for a zapped page, the moved
+		 * page's entry went back to "present" and the next fault
+		 * filled zeros (test_stress under ASan, once). */
+		if ((errno == EEXIST || errno == ENOENT) &&
+		    uffd_move_landed(p, dst + done, src + done)) {
 			stats_add(ts, UFP_C_moves_misreported, 1);
 			done += UFP_PAGE_SIZE;
 			continue;
