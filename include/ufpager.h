@@ -284,7 +284,7 @@ UFP_API int ufp_heap_stats_get(ufp_heap *heap, struct ufp_heap_stats *out);
 
 /* ---- statistics ---------------------------------------------------------- */
 
-#define UFP_STATS_VERSION 3
+#define UFP_STATS_VERSION 4
 
 /* Latency summary in nanoseconds (from log-linear histograms). */
 struct ufp_latency {
@@ -372,7 +372,19 @@ struct ufp_latency {
 #define UFP_STAT_V3_COUNT 15
 #define UFP_STATS_FIRST_V3 fork_swapin_failed  /* the first field after version 2 */
 
-#define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X)
+/*
+ * Counters added in version 4, after version 3's reserved slot (a
+ * version-3 struct stays a prefix); new ones take reserved4[] slots.
+ */
+#define UFP_STAT_COUNTERS_V4(X) \
+	X(faults_parked,       C, "faults served by moving a parked page back (a reference)") \
+	X(pages_parked,        C, "pages parked: moved out of the arena, still in RAM") \
+	X(parked_evictions,    C, "parked pages evicted after a whole pass of the ring")
+#define UFP_STAT_V4_COUNT 3
+#define UFP_STATS_FIRST_V4 faults_parked   /* the first field after version 3 */
+
+#define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X) \
+	UFP_STAT_COUNTERS_V4(X)
 
 /* Latency histograms: fault service, lock wait, swap I/O. */
 #define UFP_STAT_LATENCIES(X) \
@@ -393,12 +405,14 @@ struct ufp_stats {
 	UFP_STAT_LATENCIES(UFP_X_LAT)
 #undef UFP_X_LAT
 	UFP_STAT_COUNTERS_V3(UFP_X_FIELD)
-#undef UFP_X_FIELD
 	uint64_t reserved[16 - UFP_STAT_V3_COUNT];
+	UFP_STAT_COUNTERS_V4(UFP_X_FIELD)
+#undef UFP_X_FIELD
+	uint64_t reserved4[16 - UFP_STAT_V4_COUNT];
 };
 
 /*
- * Fill *out. The caller sets out->version (2 or UFP_STATS_VERSION) and
+ * Fill *out. The caller sets out->version (2, 3 or UFP_STATS_VERSION) and
  * out->size = sizeof(struct ufp_stats) of its header; at most out->size
  * bytes are written, so a caller built against an older, smaller struct
  * gets the fields it knows. May be called from any thread; never blocks

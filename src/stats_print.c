@@ -32,7 +32,7 @@ UFP_API const char *ufp_version(void)
  * Statistics as text and JSON.
  * ====================================================================== */
 
-/* Copy a caller's struct (version 2 or 3, checked like ufp_stats_get)
+/* Copy a caller's struct (version 2 to 4, checked like ufp_stats_get)
  * into a full one; the fields it lacks stay 0. Returns 0 or -EINVAL. */
 static int stats_copy_in(const char *call, const struct ufp_stats *s, FILE *out,
 			 struct ufp_stats *full)
@@ -41,7 +41,7 @@ static int stats_copy_in(const char *call, const struct ufp_stats *s, FILE *out,
 
 	if (!s || !out)
 		return ufp_error(-EINVAL, "%s: %s is NULL", call, !s ? "stats" : "out");
-	if ((s->version != 2 && s->version != UFP_STATS_VERSION) || s->size < v2)
+	if (s->version < 2 || s->version > UFP_STATS_VERSION || s->size < v2)
 		return ufp_error(-EINVAL, "%s: struct ufp_stats size %u / version %u: not a "
 				 "struct this library knows (set size = sizeof(struct ufp_stats), "
 				 "version = UFP_STATS_VERSION)", call, s->size, s->version);

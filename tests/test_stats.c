@@ -576,9 +576,17 @@ START_TEST(public_stats_printers_check_their_arguments)
 		ck_assert_int_eq(print_to_string(fns[i], &bad, &text), 0);
 		ck_assert_msg(!strstr(text, "12345"), "%s", text);
 		free(text);
+		/* a version-3 caller: accepted, the version-4 counters print as 0 */
+		bad = s;
+		bad.version = 3;
+		bad.size = offsetof(struct ufp_stats, UFP_STATS_FIRST_V4);
+		bad.faults_parked = 54321;     /* beyond its size: not read */
+		ck_assert_int_eq(print_to_string(fns[i], &bad, &text), 0);
+		ck_assert_msg(!strstr(text, "54321") && strstr(text, "faults_parked"), "%s", text);
+		free(text);
 	}
 	ck_assert_int_eq(print_to_string(ufp_stats_json, &s, &text), 0);
-	ck_assert_msg(text[0] == '{' && strstr(text, "\"version\":3"), "%s", text);
+	ck_assert_msg(text[0] == '{' && strstr(text, "\"version\":4"), "%s", text);
 	free(text);
 	ufp_pager_destroy(p);
 }
