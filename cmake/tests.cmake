@@ -155,6 +155,7 @@ ufp_test(test_inject LABEL unit)
 # What the soak found (issue 9, item 16), in seconds.
 ufp_test(test_soak_regress LABEL unit race)
 ufp_test(test_writer LABEL unit)
+ufp_test(test_park LABEL unit race)
 ufp_test(test_sys_calls LABEL unit)
 
 # The seccomp allowlist of the service threads: forbidden calls end the

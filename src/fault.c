@@ -37,6 +37,7 @@
 #include "fault.h"
 #include "swap_backend.h"
 #include "removes.h"
+#include "park.h"
 
 #define ZERO_BUF_PAGES 512
 /* UFFDIO_COPY source for zero fill: never registered, never written. */
@@ -57,12 +58,12 @@ static int64_t mark_present(struct ufp_pager *p, uintptr_t start, size_t len)
 
 		/* relaxed: the entry is read under the region lock or by an op
 		 * that write-locked the region; CAS keeps concurrent REF/claims */
-		while (!(v & (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT)) &&
+		while (!(v & PTE_STATE_MASK) &&
 		       !atomic_compare_exchange_weak_explicit(e, &v,
 				(v & PTE_GEN_MASK) | PTE_PRESENT | PTE_REF,
 				memory_order_relaxed, memory_order_relaxed))
 			;
-		newly += !(v & (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT));
+		newly += !(v & PTE_STATE_MASK);
 	}
 	return newly;
 }
@@ -336,6 +337,55 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 }
 
 /* ======================================================================
+ * A parked page: a reference the clock could not have seen otherwise.
+ * ====================================================================== */
+
+/*
+ * Move the parked page back (park_restore), under the region read lock
+ * like a zero fill: no I/O, nothing to drop the lock for. The claim
+ * (PARKED -> PARKED|INFLIGHT) keeps a drain from taking the slot's page
+ * meanwhile; the page comes back referenced, and clean if it was (its
+ * stored copy and hash stay valid: nothing wrote it while parked).
+ * Returns 0, -EAGAIN (an event pending: the caller retries after events
+ * are read), -EINTR (lost a race: look again), or -errno.
+ */
+static int unpark(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region *r,
+		  uintptr_t page, uint64_t v)
+{
+	size_t i = pte_index(p, page);
+	uint64_t want = v;
+	int ret;
+
+	/* acquire: pairs with park_batch's release publish (park.at[i]) */
+	if (!atomic_compare_exchange_strong_explicit(&p->pte[i], &want, v | PTE_INFLIGHT,
+			memory_order_acquire, memory_order_relaxed))
+		return -EINTR;
+	ret = park_restore(p, ts, i, page,
+			   UFP_MOVE_NOWAIT | (handler_wakes(p) ? UFP_MOVE_DONTWAKE : 0));
+	if (ret) {
+		/* nothing moved: parked as before (release: pairs with the
+		 * acquire of a fault that waited on INFLIGHT) */
+		atomic_store_explicit(&p->pte[i], v, memory_order_release);
+		pte_wake(p, i);
+		/* -ENOENT/-ESRCH: the range is gone (a foreign munmap whose
+		 * event is not applied yet) or the process exits */
+		return ret == -ENOENT || ret == -ESRCH ? 0 : ret;
+	}
+	region_count(p, ts, r, RC_FAULTS);
+	STAT_INC(ts, faults);
+	STAT_INC(ts, faults_missing);
+	STAT_INC(ts, faults_parked);
+	/* release: pairs with the acquire loads of fault paths and evictors */
+	atomic_store_explicit(&p->pte[i], (v & ~PTE_PARKED) | PTE_PRESENT | PTE_REF,
+			      memory_order_release);
+	pte_wake(p, i);
+	/* wake last: the woken thread may read the counters at once */
+	if (handler_wakes(p))
+		uffd_wake(p, page, UFP_PAGE_SIZE);
+	return 0;
+}
+
+/* ======================================================================
  * Entry.
  * ====================================================================== */
 
@@ -378,7 +428,7 @@ int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 			fault_unlock_region(p, &fl);
 			return -EHWPOISON;   /* SIGBUS for this page, by design */
 		}
-		if ((v & PTE_SWAPPED) &&
+		if ((v & (PTE_SWAPPED | PTE_PARKED)) &&
 		    (rm_waited ? removes_covers(p, page) : removes_pending(p, page))) {
 			/* The program may have discarded this page (its own
 			 * DONTNEED, read and not applied yet): the old copy
@@ -392,7 +442,10 @@ int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		}
 		if (v & PTE_SWAPPED)
 			ret = swap_in(p, ts, &fl, r, page, v, rcu_ok);
-		else {
+		else if (v & PTE_PARKED) {
+			ret = unpark(p, ts, r, page, v);
+			fault_unlock_region(p, &fl);
+		} else {
 			ret = zero_fill(p, ts, r, page, write);
 			fault_unlock_region(p, &fl);
 		}

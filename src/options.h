@@ -32,6 +32,7 @@ struct ufp_options {
 	const char *swap;              /* UFPAGER_SWAP: a directory or an NBD URI */
 	uint64_t dirty_track;
 	uint64_t second_chance;
+	uint64_t park_pct;
 	uint64_t verbose;
 	const char *inject;            /* fault injection spec (inject.h) */
 	uint64_t sandbox;

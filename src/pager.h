@@ -19,6 +19,7 @@
 #include "vma_locks.h"
 #include "region.h"
 #include "reclaim.h"
+#include "park.h"
 #include "delivery.h"
 #include "mm.h"
 #include "removes.h"
@@ -37,9 +38,12 @@
  *  CLEAN     present, and slots[i] still holds its content (chash[i] is
  *            the hash of that content): eviction may drop it without I/O
  *  POISON    the stored copy was bad; the page is poisoned (SIGBUS)
+ *  PARKED    resident, but moved out of the arena into the parked ring
+ *            (park.h: slot park.at[i]); the next fault moves it back
  * The bits above PTE_GEN_SHIFT count discards, so that an owner of
  * INFLIGHT can tell "still mine" from "discarded and reused" (no ABA).
- * Invariants: PRESENT and SWAPPED never together; CLEAN implies PRESENT;
+ * Invariants: at most one of PRESENT, SWAPPED, PARKED; CLEAN implies
+ * PRESENT or PARKED;
  * whoever holds INFLIGHT owns the stored copy's release.
  */
 #define PTE_PRESENT   (1ull << 0)
@@ -48,7 +52,8 @@
 #define PTE_REF       (1ull << 3)
 #define PTE_CLEAN     (1ull << 4)
 #define PTE_POISON    (1ull << 5)
-#define PTE_STATE_MASK (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT | PTE_POISON)
+#define PTE_PARKED    (1ull << 6)
+#define PTE_STATE_MASK (PTE_PRESENT | PTE_SWAPPED | PTE_INFLIGHT | PTE_POISON | PTE_PARKED)
 #define PTE_GEN_SHIFT 8
 #define PTE_GEN_MASK  (~0ull << PTE_GEN_SHIFT)
 #define PTE_GEN_ONE   (1ull << PTE_GEN_SHIFT)
@@ -84,6 +89,7 @@ struct ufp_pager {
 	struct region_tree tree ufp_cacheline_aligned;   /* region.c */
 	uintptr_t bump;                /* mm.c: next-fit arena cursor (writer) */
 	struct pager_reclaim reclaim;  /* reclaim.c */
+	struct pager_park park;        /* park.c */
 	struct pager_service svc;      /* uffd_loop.c */
 	struct pager_events ev;        /* events.c */
 	struct pager_remap remap;      /* remap.c */

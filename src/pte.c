@@ -65,6 +65,8 @@ bool pte_discard(struct ufp_pager *p, size_t i)
 		swb_release(p->swb, atomic_load_explicit(&p->slots[i], memory_order_relaxed));
 	if (v & PTE_INFLIGHT)
 		pte_wake(p, i);
-	return (v & PTE_PRESENT) != 0;
+	/* a parked page counts against the budget until it leaves the ring;
+	 * its slot is stale now, emptied when the ring's tail passes it */
+	return (v & (PTE_PRESENT | PTE_PARKED)) != 0;
 }
 

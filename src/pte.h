@@ -11,7 +11,8 @@ struct ufp_pager;
 
 /* pte.c: wait for / wake a page whose INFLIGHT bit is set; discard an
  * entry (region write-locked), releasing the stored copy it refers to (not
- * if INFLIGHT: its owner does). pte_discard returns whether it was resident. */
+ * if INFLIGHT: its owner does). pte_discard returns whether it was resident
+ * (present or parked). */
 void pte_wait(struct ufp_pager *p, size_t i);
 void pte_wake(struct ufp_pager *p, size_t i);
 bool pte_discard(struct ufp_pager *p, size_t i);

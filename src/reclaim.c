@@ -45,6 +45,7 @@
 #include "swap_backend.h"
 #include "sandbox.h"
 #include "removes.h"
+#include "park.h"
 
 
 /* ======================================================================
@@ -125,6 +126,7 @@ struct victim {
 	uint64_t v;       /* claimed value (INFLIGHT set) */
 	uint64_t handle;
 	bool keep;        /* clean: the stored copy stays valid */
+	unsigned stg;     /* its page in the staging batch */
 };
 
 /* Page k of the current batch of staging set `set`: each set holds
@@ -438,10 +440,19 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 			/* one COPY, not restore_by_copy's EAGAIN loop: an event
 			 * pending may need a handler thread that waits for a
 			 * writer that waits for this read lock */
-			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE, 0) == (long)UFP_PAGE_SIZE ||
+			back = uffd_move(p, ts, a, staged, UFP_PAGE_SIZE, UFP_MOVE_NOWAIT) ==
+					(long)UFP_PAGE_SIZE ||
 			       uffd_fill(p, ts, a, pg, UFP_PAGE_SIZE, true) == (long)UFP_PAGE_SIZE;
-			if (back)
-				unclaim(p, v, PTE_CLEAN);
+			if (back) {
+				/* present again (a drained victim was PARKED) */
+				uint64_t want = v->v;
+
+				/* release: pairs with the acquire of fault paths */
+				atomic_compare_exchange_strong_explicit(&p->pte[v->idx], &want,
+					(v->v & ~(PTE_INFLIGHT | PTE_CLEAN | PTE_PARKED)) | PTE_PRESENT,
+					memory_order_release, memory_order_relaxed);
+				pte_wake(p, v->idx);
+			}
 			fault_unlock_region(p, &fl);
 		}
 		if (back)
@@ -455,21 +466,18 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 	}
 }
 
-/* Evict one batch with staging set `set`. Returns pages evicted. */
-static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
-			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end,
-			    bool chance)
+/*
+ * Take up to max victims away from the arena into the current batch of
+ * staging set `set` (the clock's, or a PAGEOUT range's): claim, then move.
+ * Returns the victims taken, vs[k].stg their staging pages.
+ */
+static unsigned take_victims(struct ufp_pager *p, struct ufp_tstats *ts, unsigned set,
+			     struct victim *vs, unsigned max, bool *wrapped, uintptr_t *range_hand,
+			     uintptr_t range_end, bool chance)
 {
-	struct victim vs[UFP_STAGING_BATCH];
-	const void *pages[UFP_STAGING_BATCH];
-	uint64_t handles[UFP_STAGING_BATCH];
-	unsigned idx[UFP_STAGING_BATCH];
 	struct fault_lock fl;
-	unsigned n, m = 0, nd = 0, done = 0, max = swb_ctx_nbufs(ctx);
-	int stored;
+	unsigned n, m = 0;
 
-	if (max > UFP_STAGING_BATCH)
-		max = UFP_STAGING_BATCH;
 	n = claim_victims(p, ts, vs, max, &fl, wrapped, range_hand, range_end, chance);
 	/*
 	 * Take the pages away: after the move the arena page is missing. One
@@ -495,8 +503,11 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		r = uffd_move(p, ts, staging_page(p, set, m), a, (size_t)(e - k) * UFP_PAGE_SIZE,
 			      UFP_MOVE_TO_STAGING);
 		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
-		for (unsigned j = 0; j < moved; j++)
-			vs[m++] = vs[k + j];
+		for (unsigned j = 0; j < moved; j++) {
+			vs[m] = vs[k + j];
+			vs[m].stg = m;
+			m++;
+		}
 		if (moved < e - k) {
 			/* -EBUSY: shared with a fork child or pinned; -ENOENT:
 			 * zapped (above); keep it, and try the rest of the run */
@@ -508,6 +519,231 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	}
 	if (fl.kind != FLK_NONE)
 		fault_unlock_region(p, &fl);
+	return m;
+}
+
+/*
+ * Park one batch of the clock's victims: move them out of the arena into
+ * the ring's head (one UFFDIO_MOVE per run, as for eviction), and publish
+ * them PARKED while the region is still read-locked (a discard, which
+ * write-locks it, then finds a parked entry). Nothing is copied, hashed
+ * or written: a parked page still counts against the budget. Returns the
+ * pages parked.
+ */
+static unsigned park_batch(struct ufp_pager *p, struct ufp_tstats *ts, bool *wrapped,
+			   bool chance)
+{
+	struct victim vs[UFP_PARK_BATCH];
+	struct fault_lock fl;
+	unsigned n, parked = 0;
+	uint32_t first = 0, room;
+
+	n = claim_victims(p, ts, vs, UFP_PARK_BATCH, &fl, wrapped, NULL, 0, chance);
+	if (!n)
+		goto out;
+	park_lock(p);
+	room = park_reserve(p, n, &first);
+	for (unsigned k = room; k < n; k++)
+		unclaim(p, &vs[k], 0);          /* the ring filled up meanwhile */
+	n = room;
+	for (unsigned k = 0; k < n;) {
+		uintptr_t a = p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT);
+		unsigned e = k + 1, moved;
+		long r;
+
+		while (e < n && vs[e].idx == vs[e - 1].idx + 1)
+			e++;
+		/* no ALLOW_SRC_HOLES, as in take_victims; victim k goes to
+		 * slot first + k (a slot whose move failed stays empty) */
+		r = uffd_move(p, ts, park_slot_addr(p, first + k), a,
+			      (size_t)(e - k) * UFP_PAGE_SIZE, UFP_MOVE_TO_STAGING);
+		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
+		for (unsigned j = k; j < k + moved; j++) {
+			park_record(p, first + j, vs[j].idx);
+			/* release: pairs with the acquire loads of fault_serve
+			 * and the drain, which then read park.at[i]; we own the
+			 * entry (INFLIGHT) and hold the region: a plain store */
+			atomic_store_explicit(&p->pte[vs[j].idx],
+				(vs[j].v & ~(PTE_INFLIGHT | PTE_PRESENT | PTE_REF)) | PTE_PARKED,
+				memory_order_release);
+			pte_wake(p, vs[j].idx);
+			parked++;
+		}
+		if (moved < e - k) {
+			unclaim(p, &vs[k + moved], 0);
+			k += moved + 1;
+			continue;
+		}
+		k = e;
+	}
+	park_unlock(p);
+	STAT_ADD(ts, pages_parked, parked);
+out:
+	if (fl.kind != FLK_NONE)
+		fault_unlock_region(p, &fl);
+	return parked;
+}
+
+/*
+ * Take up to max of the ring's oldest slots into the current batch of
+ * staging set `set`: the pages that stayed parked while the whole ring
+ * was filled after them. Live pages are claimed (PARKED|INFLIGHT); the
+ * whole run of slots, stale content and holes included, moves with one
+ * UFFDIO_MOVE (ALLOW_SRC_HOLES), so every slot behind the tail is a hole
+ * again and a stale copy goes with the staging discard. A slot whose page
+ * is being brought back (INFLIGHT by park_restore) ends the run: moving it
+ * would take the page from under that move. No region lock: the entries
+ * are claimed by CAS, and published under the region lock afterwards.
+ * Returns the victims taken, vs[k].stg their staging pages.
+ */
+static unsigned drain_claim(struct ufp_pager *p, struct ufp_tstats *ts, unsigned set,
+			    struct victim *vs, unsigned max, bool *used)
+{
+	uint32_t first, n, len, moved = 0;
+	unsigned m = 0, kept = 0;
+
+	park_lock(p);
+	n = park_oldest(p, max, &first);
+	len = n;
+	for (uint32_t j = 0; j < n && len == n; j++) {
+		size_t i = park_slot_page(p, first + j);
+
+		while (i != SIZE_MAX) {
+			/* acquire: pairs with park_batch's release publish */
+			uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_acquire);
+
+			if (!(v & PTE_PARKED) ||
+			    atomic_load_explicit(&p->park.at[i], memory_order_relaxed) != first + j)
+				break;                  /* stale: its content is dropped */
+			if (v & PTE_INFLIGHT) {
+				len = j;                /* on its way back: stop before it */
+				break;
+			}
+			if (pte_claim(p, i, &v, &vs[m].handle)) {
+				vs[m].idx = i;
+				vs[m].v = v;
+				vs[m].keep = false;
+				vs[m].stg = j;
+				m++;
+				break;
+			}
+		}
+	}
+	if (len) {
+		long r = uffd_move(p, ts, staging_page(p, set, 0), park_slot_addr(p, first),
+				   (size_t)len * UFP_PAGE_SIZE,
+				   UFP_MOVE_SRC_HOLES | UFP_MOVE_TO_STAGING);
+
+		moved = r > 0 ? (uint32_t)((size_t)r >> UFP_PAGE_SHIFT) : 0;
+		park_advance_tail(p, moved);
+		*used = moved > 0;       /* stale copies may sit in the batch now */
+	}
+	park_unlock(p);
+	for (unsigned k = 0; k < m; k++) {
+		if (vs[k].stg < moved) {
+			vs[kept++] = vs[k];
+			continue;
+		}
+		unclaim(p, &vs[k], 0);      /* not moved (-EBUSY): stays parked */
+	}
+	STAT_ADD(ts, parked_evictions, kept);
+	return kept;
+}
+
+static unsigned evict_store(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+			    unsigned set, struct victim *vs, unsigned m);
+
+/*
+ * PAGEOUT of a range: its parked pages too (the program asked for these
+ * pages, not for a pass of the ring). Each is claimed and moved from its
+ * slot into the staging batch; the slot is left empty. From *hand to end,
+ * at most max. Returns the victims taken, vs[k].stg their staging pages.
+ */
+static unsigned take_parked(struct ufp_pager *p, struct ufp_tstats *ts, unsigned set,
+			    struct victim *vs, unsigned max, uintptr_t *hand, uintptr_t end)
+{
+	unsigned m = 0;
+
+	park_lock(p);
+	for (; *hand < end && m < max; *hand += UFP_PAGE_SIZE) {
+		size_t i = pte_index(p, *hand);
+		/* acquire: pairs with park_batch's release publish */
+		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_acquire);
+		uint32_t k;
+
+		if ((v & (PTE_PARKED | PTE_INFLIGHT)) != PTE_PARKED ||
+		    !pte_claim(p, i, &v, &vs[m].handle))
+			continue;
+		k = atomic_load_explicit(&p->park.at[i], memory_order_relaxed);
+		if (uffd_move(p, ts, staging_page(p, set, m), park_slot_addr(p, k), UFP_PAGE_SIZE,
+			      UFP_MOVE_TO_STAGING) != (long)UFP_PAGE_SIZE) {
+			struct victim v1 = { .idx = i, .v = v };
+
+			unclaim(p, &v1, 0);
+			continue;
+		}
+		park_forget(p, k);
+		vs[m].idx = i;
+		vs[m].v = v;
+		vs[m].keep = false;
+		vs[m].stg = m;
+		m++;
+	}
+	park_unlock(p);
+	return m;
+}
+
+/*
+ * Evict one batch with staging set `set`. Returns pages evicted. With a
+ * parked ring (and not for a PAGEOUT range, whose pages were asked for):
+ * park the clock's victims while the ring has room, else store its
+ * oldest (a step that only parks frees nothing and returns 0).
+ */
+static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+			    unsigned set, bool *wrapped, uintptr_t *range_hand, uintptr_t range_end,
+			    bool chance)
+{
+	struct victim vs[UFP_STAGING_BATCH];
+	unsigned m = 0, max = swb_ctx_nbufs(ctx);
+	bool used = false;
+
+	if (max > UFP_STAGING_BATCH)
+		max = UFP_STAGING_BATCH;
+	if (!range_hand && p->park.pages) {
+		/* Keep the ring full: a step of the hand that found nothing to
+		 * park (a stretch of referenced pages losing their bit) is no
+		 * reason to drain; a whole lap without a victim is. Draining
+		 * whenever one step came back empty kept the ring nearly
+		 * empty (test_park saw 0 to 32 of 128 slots used). */
+		if (park_room(p) >= UFP_PARK_BATCH &&
+		    (park_batch(p, ts, wrapped, chance) || !*wrapped))
+			return 0;
+		m = drain_claim(p, ts, set, vs, max, &used);
+	} else {
+		m = take_victims(p, ts, set, vs, max, wrapped, range_hand, range_end, chance);
+	}
+	if (!m) {
+		if (used)     /* only stale copies moved: the batch is not empty */
+			staging_next(p, set);
+		return 0;
+	}
+	return evict_store(p, ts, ctx, set, vs, m);
+}
+
+/*
+ * Store the m victims sitting in staging set `set`'s current batch (their
+ * pages vs[k].stg), publish them SWAPPED, put back what could not be
+ * stored, and go on to the set's next batch. Returns the pages evicted.
+ */
+static unsigned evict_store(struct ufp_pager *p, struct ufp_tstats *ts, struct swb_ctx *ctx,
+			    unsigned set, struct victim *vs, unsigned m)
+{
+	const void *pages[UFP_STAGING_BATCH];
+	uint64_t handles[UFP_STAGING_BATCH];
+	unsigned idx[UFP_STAGING_BATCH];
+	unsigned nd = 0, done = 0;
+	int stored;
+
 	if (!m)
 		return 0;
 	/*
@@ -518,7 +754,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	 * bit to the staging page, so nothing else could tell).
 	 */
 	for (unsigned k = 0; k < m; k++) {
-		const void *pg = (const void *)staging_page(p, set, k);
+		const void *pg = (const void *)staging_page(p, set, vs[k].stg);
 
 		if (vs[k].v & PTE_CLEAN) {
 			STAT_INC(ts, swapouts_hashed);
@@ -551,7 +787,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 			continue;
 		}
 		/* Not stored (swap full, I/O error): put the page back. */
-		enum put_back pb = put_back(p, ts, ctx, v, staging_page(p, set, idx[d]));
+		enum put_back pb = put_back(p, ts, ctx, v, staging_page(p, set, v->stg));
 
 		if (pb == PB_STORED) {
 			STAT_INC(ts, swapouts);
@@ -616,7 +852,9 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 	}
 	if (pr)
 		fault_unlock_region(p, &pl);
-	STAT_ADD(ts, resident_pages, -(int64_t)m);
+	/* only what was published SWAPPED left the budget: a page put back is
+	 * resident, and one discarded meanwhile was counted by its discard */
+	STAT_ADD(ts, resident_pages, -(int64_t)done);
 	staging_next(p, set);
 	return done;
 }
@@ -906,6 +1144,18 @@ long reclaim_pageout(struct ufp_pager *p, uintptr_t s, uintptr_t e)
 		/* no second chance: the caller asked for these pages */
 		got += evict_batch(p, ts, ts->swb_ctx, set, &wrapped, &hand, e, false);
 	}
+	for (hand = s; p->park.pages && hand < e && !atomic_load(&p->reclaim.swap_full);) {
+		struct victim vs[UFP_STAGING_BATCH];
+		unsigned max = swb_ctx_nbufs(ts->swb_ctx);
+
+		if (atomic_load(&p->reclaim.paused)) {
+			evict_exit(p);
+			evict_enter_wait(p);
+		}
+		got += evict_store(p, ts, ts->swb_ctx, set, vs,
+				   take_parked(p, ts, set, vs, max < UFP_STAGING_BATCH ? max :
+					       UFP_STAGING_BATCH, &hand, e));
+	}
 	evict_exit(p);
 	atomic_store_explicit(&p->reclaim.staging_busy[set], false, memory_order_release);
 	return atomic_load(&p->reclaim.swap_full) ? -ENOSPC : got;
@@ -940,6 +1190,45 @@ struct swapin_all_ctx {
 	long failed;
 };
 
+/*
+ * A parked page goes back into the arena before the fork (the ring is
+ * not inherited: MADV_DONTFORK). Evictions are paused; a fault may be
+ * moving it back already (INFLIGHT, under its region read lock, no I/O):
+ * let it finish.
+ */
+static void swapin_parked(struct ufp_pager *p, struct swapin_all_ctx *sa, size_t i,
+			  uintptr_t a, uint64_t v)
+{
+	int err;
+
+	for (;;) {
+		if (!(v & PTE_PARKED))
+			return;                  /* brought back meanwhile */
+		/* acquire: pairs with park_batch's release publish */
+		if (!(v & PTE_INFLIGHT) &&
+		    atomic_compare_exchange_strong_explicit(&p->pte[i], &v, v | PTE_INFLIGHT,
+				memory_order_acquire, memory_order_acquire))
+			break;
+		sched_yield();
+		v = atomic_load_explicit(&p->pte[i], memory_order_acquire);
+	}
+	/* the program's DONTNEED, read and not applied: the page stays out
+	 * of the arena (the child reads zeros, as the kernel promised) */
+	err = removes_covers(p, a) ? -ENOENT : -EAGAIN;
+	while (err == -EAGAIN)
+		err = park_restore(p, sa->ts, i, a, 0);
+	if (err) {
+		if (!removes_covers(p, a))
+			sa->failed++;
+		atomic_store_explicit(&p->pte[i], v, memory_order_release);
+	} else {
+		/* release: pairs with the acquire of fault paths */
+		atomic_store_explicit(&p->pte[i], (v & ~PTE_PARKED) | PTE_PRESENT,
+				      memory_order_release);
+	}
+	pte_wake(p, i);
+}
+
 static void swapin_region(struct ufp_region *r, void *arg)
 {
 	struct ufp_pager *p = r->pager;
@@ -952,6 +1241,10 @@ static void swapin_region(struct ufp_region *r, void *arg)
 		uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_acquire), h, failed = 0;
 		int err = -EBUSY;
 
+		if (v & PTE_PARKED) {
+			swapin_parked(p, sa, i, a, v);
+			continue;
+		}
 		if (!(v & PTE_SWAPPED))
 			continue;
 		/* discarded by the program (DONTNEED read, not applied: the
@@ -1020,6 +1313,7 @@ int reclaim_init(struct ufp_pager *p)
 	void *st;
 	int err;
 
+	p->reclaim.staging_len = slen;
 	if (!p->opt.budget)
 		return 0;
 	if (!(p->features & UFFD_FEATURE_MOVE)) {
@@ -1049,12 +1343,22 @@ int reclaim_init(struct ufp_pager *p)
 	for (unsigned k = 0; k < 4; k++)
 		if (swb_ctx_create(p->swb, &p->reclaim.ctx_pool[k]))
 			p->reclaim.ctx_pool[k] = NULL;
-	/* Staging: outside the arena, never handed to the application,
-	 * registered with a userfaultfd of its own (uffd_open_staging) */
+	/* Staging, and after it the parked ring's slots: outside the arena,
+	 * never handed to the application, registered with a userfaultfd of
+	 * its own (uffd_open_staging), not inherited by a fork child (parked
+	 * pages are brought back before a fork; a copy shared with a child
+	 * could not be moved again: UFFDIO_MOVE refuses shared pages) */
+	err = park_init(p, p->reclaim.budget_pages, 0);
+	if (err)
+		return err;
+	slen += (size_t)p->park.pages * UFP_PAGE_SIZE;
+	p->reclaim.staging_len = slen;
 	st = sys_mmap(NULL, slen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (st == MAP_FAILED)
 		return -errno;
 	p->reclaim.staging = (uintptr_t)st;
+	p->park.area = p->reclaim.staging + (uintptr_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
+	sys_madvise(st, slen, MADV_DONTFORK);
 	err = uffd_open_staging(p, p->reclaim.staging, slen);
 	if (err)
 		ufp_set_error("ufpager: cannot open the staging area's userfaultfd: %s",
@@ -1096,12 +1400,9 @@ void reclaim_fini(struct ufp_pager *p)
 		swb_destroy(p->swb);
 		p->swb = NULL;
 	}
-	if (p->reclaim.staging) {
-		size_t slen = (size_t)UFP_STAGING_PAGES * UFP_PAGE_SIZE;
-
-		/* its context has no events: nothing waits for a reader */
-		sys_munmap((void *)p->reclaim.staging, slen);
-	}
+	if (p->reclaim.staging)   /* its context has no events: nothing waits for a reader */
+		sys_munmap((void *)p->reclaim.staging, p->reclaim.staging_len);
+	park_fini(p);
 	if (p->reclaim.staging_uffd >= 0)
 		close(p->reclaim.staging_uffd);
 	p->reclaim.staging_uffd = -1;

@@ -39,7 +39,9 @@ struct pager_reclaim {
 	struct service_thread worker;
 	_Atomic bool stop;
 	_Atomic bool dead;              /* the watchdog found it stalled: faults stop waiting */
-	uintptr_t staging;              /* UFP_STAGING_PAGES registered pages */
+	uintptr_t staging;              /* UFP_STAGING_PAGES registered pages, then
+					 * the parked ring's slots (park.c) */
+	size_t staging_len;             /* bytes, both */
 	unsigned staging_round[UFP_STAGING_SETS];   /* the set's holder only */
 	int staging_uffd;               /* staging's own uffd (uffd_open_staging), or -1 */
 	_Atomic bool staging_busy[UFP_STAGING_SETS];

@@ -42,6 +42,7 @@
 #include "mm.h"
 #include "swap_backend.h"
 #include "removes.h"
+#include "park.h"
 
 #define SLOT_CLAIMED 1
 
@@ -129,7 +130,8 @@ bool remap_wait_reader(struct ufp_pager *p)
  * locks we would hold, so wait for them without locks and look again.
  * handles[k]: the copy of page k, 0 (none), or UFP_REMAP_POISON.
  */
-static void remap_take(struct ufp_pager *p, uintptr_t from, size_t len, uint64_t *handles)
+static void remap_take(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from,
+		       uintptr_t to, size_t len, uint64_t *handles)
 {
 	size_t n = len >> UFP_PAGE_SHIFT, first = pte_index(p, from);
 
@@ -142,11 +144,33 @@ static void remap_take(struct ufp_pager *p, uintptr_t from, size_t len, uint64_t
 				pte_wait(p, first + k);
 		pager_write_lock(p);
 		mm_lock_range(p, from, from + len);
-		for (size_t k = 0; k < n && !busy; k++)
-			busy = atomic_load_explicit(&p->pte[first + k], memory_order_acquire) &
-			       PTE_INFLIGHT;
+		/* Parked pages are claimed here: a drain claims them without
+		 * region locks (reclaim.c), and one that got in first needs our
+		 * region lock to finish: let go and wait for it. handles[k] = 1
+		 * marks our own claims until then. */
+		for (size_t k = 0; k < n && !busy; k++) {
+			uint64_t v = atomic_load_explicit(&p->pte[first + k], memory_order_acquire);
+
+			handles[k] = 0;
+			if (v & PTE_INFLIGHT)
+				busy = true;
+			else if (v & PTE_PARKED) {
+				/* acquire: pairs with park_batch's release publish */
+				busy = !atomic_compare_exchange_strong_explicit(&p->pte[first + k], &v,
+						v | PTE_INFLIGHT, memory_order_acquire,
+						memory_order_relaxed);
+				handles[k] = !busy;
+			}
+		}
 		if (!busy)
 			break;
+		for (size_t k = 0; k < n; k++)
+			if (handles[k]) {
+				/* release: pairs with the acquire of the drain's claim */
+				atomic_fetch_and_explicit(&p->pte[first + k], ~PTE_INFLIGHT,
+							  memory_order_release);
+				pte_wake(p, first + k);
+			}
 		region_tree_commit(&p->tree);
 		pager_write_unlock(p);
 	}
@@ -155,6 +179,22 @@ static void remap_take(struct ufp_pager *p, uintptr_t from, size_t len, uint64_t
 		uint64_t v = atomic_load_explicit(e, memory_order_acquire);
 
 		handles[k] = 0;
+		if (v & PTE_PARKED) {
+			/* ours (claimed above): its page goes straight to the new
+			 * place; it left the budget (the entry is emptied here,
+			 * so the unmap below does not count it) */
+			int err;
+
+			while ((err = park_restore(p, ts, first + k, to + (k << UFP_PAGE_SHIFT), 0)) ==
+			       -EAGAIN)
+				sched_yield();
+			if (!err)
+				STAT_INC(ts, remap_swapins);
+			STAT_ADD(ts, resident_pages, -1);
+			atomic_store_explicit(e, (v & PTE_GEN_MASK) + PTE_GEN_ONE, memory_order_release);
+			pte_wake(p, first + k);
+			continue;
+		}
 		if (v & PTE_POISON)
 			handles[k] = UFP_REMAP_POISON;
 		else if (!(v & PTE_SWAPPED))
@@ -182,7 +222,7 @@ void remap_carry(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t from, uin
 	if (owned && p->swb)
 		handles = slab_calloc(n, sizeof(*handles));
 	if (owned && handles) {
-		remap_take(p, from, len, handles);
+		remap_take(p, ts, from, to, len, handles);
 	} else {
 		pager_write_lock(p);
 		if (owned)

@@ -205,7 +205,8 @@ static const struct {
 	{ UFFDIO_ZEROPAGE, H },
 	{ UFFDIO_WAKE, H | W },
 	{ UFFDIO_POISON, H | W },
-	{ UFFDIO_MOVE, H | C },              /* eviction (direct reclaim too) */
+	{ UFFDIO_MOVE, H | C | W },          /* eviction (direct reclaim too); W: a parked
+					       * page carried over an mremap (remap.c) */
 	{ UFFDIO_UNREGISTER, W },            /* foreign REMAP */
 };
 
@@ -266,6 +267,8 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 		     ARG32_EQ(1, (uint32_t)PAGEMAP_SCAN));
 		RULE(SCMP_SYS(pread64), 1, ARG32_EQ(0, (uint32_t)p->pagemap_fd));
 	}
+	if (role == SB_EVENT_WORKER && p->pagemap_fd >= 0)   /* its UFFDIO_MOVE's misreport check */
+		RULE(SCMP_SYS(pread64), 1, ARG32_EQ(0, (uint32_t)p->pagemap_fd));
 #ifdef SB_SANITIZER
 	/* a sanitizer report asks whether stderr is a terminal */
 	RULE(SCMP_SYS(ioctl), 2, ARG32_EQ(0, 2), ARG32_EQ(1, TCGETS));

@@ -465,11 +465,14 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	while (done < len) {
 		struct uffdio_move m = {
 			.dst = dst + done, .src = src + done, .len = len - done,
-			.mode = (flags & UFP_MOVE_SRC_HOLES) ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
+			.mode = ((flags & UFP_MOVE_SRC_HOLES) ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0) |
+				((flags & UFP_MOVE_DONTWAKE) ? UFFDIO_MOVE_MODE_DONTWAKE : 0),
 		};
 
 		if (ufp_unlikely(inject_on()) && inject_hit(INJ_EAGAIN)) {
 			stats_add(ts, UFP_C_ioctl_eagain, 1);   /* injected */
+			if ((flags & UFP_MOVE_NOWAIT) && !done)
+				return -EAGAIN;
 			sched_yield();
 			continue;
 		}
@@ -481,6 +484,8 @@ long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 		}
 		if (errno == EAGAIN) {
 			stats_add(ts, UFP_C_ioctl_eagain, 1);
+			if ((flags & UFP_MOVE_NOWAIT) && !done)
+				return -EAGAIN;
 			sched_yield();
 			continue;
 		}

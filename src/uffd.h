@@ -47,6 +47,10 @@ bool uffd_move_landed(struct ufp_pager *p, uintptr_t dst, uintptr_t src);
 #define UFP_MOVE_SRC_HOLES 1u   /* skip missing source pages (ALLOW_SRC_HOLES)
 				 * instead of stopping at them with -ENOENT */
 #define UFP_MOVE_TO_STAGING 2u  /* dst is staging: the staging uffd's ioctl */
+#define UFP_MOVE_DONTWAKE 4u    /* the caller wakes (handler delivery) */
+#define UFP_MOVE_NOWAIT 8u      /* -EAGAIN (an event pending, nothing moved yet)
+				 * returns at once instead of being retried: a
+				 * caller holding a region lock drops it first */
 long uffd_move(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t dst,
 	       uintptr_t src, size_t len, unsigned flags);
 

@@ -12,8 +12,10 @@
  *       LL_PAGER   pager lock (read or write)
  *         LL_REGION  region write-lock (mark, in address order when
  *                    several) or region read-lock
- *           LL_STATS   stats_lock (a pager's list of counter blocks)
- *             LL_SWAP    swap backend mutexes (tier, context list)
+ *           LL_PARK    park.lock (park.c: the parked ring's head and tail;
+ *                      eviction's moves into and out of the ring)
+ *             LL_STATS   stats_lock (a pager's list of counter blocks)
+ *               LL_SWAP    swap backend mutexes (tier, context list)
  *
  * A page's INFLIGHT bit is an ownership claim, not a lock: its owner may
  * drop and retake region locks while it does I/O, and a thread waits for

@@ -37,7 +37,7 @@ struct pager_lock {
 } ufp_cacheline_aligned;
 
 /* Lock-order checker (debug builds; the order is at the top of vma_locks.c). */
-enum ufp_lock_level { LL_PAGERS, LL_PAGER, LL_REGION, LL_STATS, LL_SWAP, LL_NR };
+enum ufp_lock_level { LL_PAGERS, LL_PAGER, LL_REGION, LL_PARK, LL_STATS, LL_SWAP, LL_NR };
 #ifdef UFP_DEBUG
 void lockdep_acquire(enum ufp_lock_level lvl, uintptr_t key);
 void lockdep_release(enum ufp_lock_level lvl);
