@@ -1176,6 +1176,9 @@ int main(int argc, char **argv)
 	       w_secs > 0 ? w_pairs_total / w_secs : 0.0);
 	printf("(delivery rows exclude the install the handler does; evict rows are per "
 	       "page: a run's time / its pages)\n");
+	for (int p = 0; p < 3; p++)
+		free(buf[p]);
+	free(C.comp);
 	if (o.json && write_json(o.json, &u, &o, w_secs > 0 ? w_pairs_total / w_secs : 0.0, bad))
 		return 1;
 	if (bad) {
