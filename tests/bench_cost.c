@@ -187,10 +187,11 @@ static bool tags_are(const char *p, uint64_t t)
  * up to 50 us after the last message before it polls: ufpager's default),
  * UFFDIO_COPY of h_src with DONTWAKE (timed), UFFDIO_WAKE. h_install_ns is
  * stored (release) before the wake; the faulting thread loads it (acquire)
- * after its access returns. h_kick (eventfd) re-reads h_spin / h_quit. */
+ * after its access returns. h_kick (eventfd) makes it re-read h_spin. The
+ * thread lives until the process exits. */
 
 static pthread_t h_thread;
-static atomic_bool h_spin, h_quit;
+static atomic_bool h_spin;
 static _Atomic uint64_t h_install_ns;
 static int h_kick;
 static char *h_src;
@@ -201,7 +202,7 @@ static void *handler_main(void *arg)
 				{ .fd = h_kick, .events = POLLIN } };
 
 	(void)arg;
-	while (!atomic_load(&h_quit)) {
+	for (;;) {
 		struct uffd_msg m;
 		ssize_t r = -1;
 
