@@ -84,6 +84,17 @@ target_include_directories(bench_proto PRIVATE tools/ufpagerctl tools/ufpagerctl
 target_link_libraries(bench_proto PRIVATE ufpager_internal m)
 add_test(NAME bench_proto_smoke COMMAND bench_proto --quick)
 set_tests_properties(bench_proto_smoke PROPERTIES LABELS bench TIMEOUT 300)
+# The cost of each step of one swap-in fault and one eviction (delivery,
+# decompress or read, COPY vs refault+MOVE install, hash, MOVE out,
+# DONTNEED, compress, PAGEMAP_SCAN), alone and beside an mmap_lock writer:
+# standalone (plain syscalls; src/ only for uffd_compat.h). The smoke
+# fails (1) when an install read back through the arena has the wrong
+# content; 77 without userfaultfd.
+add_executable(bench_cost tests/bench_cost.c tools/ufpagerctl/json.c)
+target_include_directories(bench_cost PRIVATE src tools/ufpagerctl)
+target_link_libraries(bench_cost PRIVATE PkgConfig::LZ4 PkgConfig::XXHASH Threads::Threads m)
+add_test(NAME bench_cost_smoke COMMAND bench_cost --quick)
+set_tests_properties(bench_cost_smoke PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
 # The soak, briefly: every operation, fork and injected fault kind of the
 # soak for 6 seconds. Label "soak", not in the default suite (it needs the
 # machine's CPUs and swap-file I/O for itself; see the README's Soak
