@@ -48,6 +48,31 @@ static const char zero_buf[ZERO_BUF_PAGES * UFP_PAGE_SIZE]
  * Zero fill.
  * ====================================================================== */
 
+/*
+ * With a parked ring, a page this thread brought back from swap is not
+ * referenced yet: reclaim parks it first (the kernel puts such pages on
+ * its inactive list), and only a fault on it while parked makes it a
+ * resident one (PTE_REF). Without a ring a fault is the reference. The owner's ring,
+ * no shared line: a signal handler nested here overwrites a hint at worst.
+ */
+static uint64_t fault_ref(struct ufp_pager *p)
+{
+	return p->park.pages ? 0 : PTE_REF;
+}
+
+static void probation_push(struct ufp_pager *p, struct ufp_tstats *ts, size_t i)
+{
+	uint32_t h;
+
+	if (!p->park.pages || ts->shared)
+		return;
+	h = atomic_load_explicit(&ts->prob_head, memory_order_relaxed);
+	atomic_store_explicit(&ts->prob[h % UFP_PROBATION], (uint64_t)i + 1,
+			      memory_order_relaxed);
+	/* release: pairs with the acquire in reclaim.c's probation_take */
+	atomic_store_explicit(&ts->prob_head, h + 1, memory_order_release);
+}
+
 static int64_t mark_present(struct ufp_pager *p, uintptr_t start, size_t len)
 {
 	int64_t newly = 0;
@@ -107,6 +132,10 @@ static int zero_fill(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_regi
 				     handler_wakes(p));
 	if (ret < 0)
 		return ret == -EAGAIN ? -EAGAIN : (ret == -ENOENT || ret == -ESRCH) ? 0 : (int)ret;
+	/* referenced and not on probation: short-lived new memory (a buffer
+	 * written and unmapped) was parked and dropped again and again, each
+	 * park a move with its TLB shootdown (the headline's churn thread:
+	 * more parks than accesses); the hand takes a page that lives on */
 	newly = mark_present(p, page, (size_t)ret);
 	region_count(p, ts, r, RC_FAULTS);
 	STAT_INC(ts, faults);
@@ -302,8 +331,9 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		atomic_store_explicit(&p->chash[i], XXH3_64bits(bufs[k], UFP_PAGE_SIZE),
 				      memory_order_relaxed);
 		/* release: pairs with acquire readers of the entry (evict_claim) */
-		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | PTE_REF,
+		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | fault_ref(p),
 				      memory_order_release);
+		probation_push(p, ts, i);
 		STAT_INC(ts, swapins);
 		STAT_ADD(ts, resident_pages, 1);
 		if (swb_handle_is_file(c[k].handle))

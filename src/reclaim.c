@@ -523,24 +523,22 @@ static unsigned take_victims(struct ufp_pager *p, struct ufp_tstats *ts, unsigne
 }
 
 /*
- * Park one batch of the clock's victims: move them out of the arena into
- * the ring's head (one UFFDIO_MOVE per run, as for eviction), and publish
- * them PARKED while the region is still read-locked (a discard, which
- * write-locks it, then finds a parked entry). Nothing is copied, hashed
- * or written: a parked page still counts against the budget. Returns the
- * pages parked.
+ * Park n claimed victims of one region (its lock held by the caller; vs[]
+ * ascending): move them out of the arena into the ring's head (one
+ * UFFDIO_MOVE per run, as for eviction), and publish them PARKED while the
+ * region is still read-locked (a discard, which write-locks it, then finds
+ * a parked entry). Nothing is copied, hashed or written: a parked page
+ * still counts against the budget. Victims that find no slot or do not
+ * move go back. Returns the pages parked.
  */
-static unsigned park_batch(struct ufp_pager *p, struct ufp_tstats *ts, bool *wrapped,
-			   bool chance)
+static unsigned park_claimed(struct ufp_pager *p, struct ufp_tstats *ts, struct victim *vs,
+			     unsigned n)
 {
-	struct victim vs[UFP_PARK_BATCH];
-	struct fault_lock fl;
-	unsigned n, parked = 0;
+	unsigned parked = 0;
 	uint32_t first = 0, room;
 
-	n = claim_victims(p, ts, vs, UFP_PARK_BATCH, &fl, wrapped, NULL, 0, chance);
 	if (!n)
-		goto out;
+		return 0;
 	park_lock(p);
 	room = park_reserve(p, n, &first);
 	for (unsigned k = room; k < n; k++)
@@ -578,9 +576,110 @@ static unsigned park_batch(struct ufp_pager *p, struct ufp_tstats *ts, bool *wra
 	}
 	park_unlock(p);
 	STAT_ADD(ts, pages_parked, parked);
-out:
+	return parked;
+}
+
+/* Park one batch of the clock's victims (pages resident for a lap of the
+ * hand without a reference: the kernel's deactivation). */
+static unsigned park_batch(struct ufp_pager *p, struct ufp_tstats *ts, bool *wrapped,
+			   bool chance)
+{
+	struct victim vs[UFP_PARK_BATCH];
+	struct fault_lock fl;
+	unsigned n = claim_victims(p, ts, vs, UFP_PARK_BATCH, &fl, wrapped, NULL, 0, chance);
+	unsigned parked = park_claimed(p, ts, vs, n);
+
 	if (fl.kind != FLK_NONE)
 		fault_unlock_region(p, &fl);
+	return parked;
+}
+
+/*
+ * Take up to max pages from the threads' probation rings (fault.c's
+ * probation_push): page indices, oldest first per thread. A ring that ran
+ * over loses its oldest (they are hints: the clock finds those pages
+ * later). Normal context, no lock held.
+ */
+static unsigned probation_take(struct ufp_pager *p, size_t *idx, unsigned max)
+{
+	unsigned n = 0;
+
+	ufp_mutex_lock(&p->stats.lock, LL_STATS);
+	for (struct ufp_tstats *t = p->stats.blocks; t && n < max; t = t->next) {
+		uint32_t tail = atomic_load_explicit(&t->prob_tail, memory_order_relaxed);
+
+		for (;;) {
+			/* acquire: pairs with probation_push's release */
+			uint32_t head = atomic_load_explicit(&t->prob_head, memory_order_acquire);
+			uint32_t from = head - tail > UFP_PROBATION ? head - UFP_PROBATION : tail;
+			uint32_t take = head - from < max - n ? head - from : max - n;
+
+			if (head == tail)
+				break;
+			for (uint32_t k = 0; k < take; k++)
+				idx[n + k] = (size_t)atomic_load_explicit(
+					&t->prob[(from + k) % UFP_PROBATION], memory_order_relaxed) - 1;
+			/* relaxed: evictors share the tail; the entries are hints */
+			if (atomic_compare_exchange_strong_explicit(&t->prob_tail, &tail, from + take,
+					memory_order_relaxed, memory_order_relaxed)) {
+				n += take;
+				break;
+			}
+		}
+	}
+	ufp_mutex_unlock(&p->stats.lock, LL_STATS);
+	return n;
+}
+
+/*
+ * Park the pages brought in since the last look (probation_take), region
+ * by region under its fault lock: a page still present, unreferenced and
+ * in a writable region is claimed and parked. Returns the pages parked.
+ */
+static unsigned park_probation(struct ufp_pager *p, struct ufp_tstats *ts)
+{
+	size_t idx[UFP_PARK_BATCH];
+	struct victim vs[UFP_PARK_BATCH];
+	unsigned n = probation_take(p, idx, UFP_PARK_BATCH), parked = 0;
+
+	for (unsigned k = 1; k < n; k++)        /* ascending: runs, one lock per region */
+		for (unsigned j = k; j > 0 && idx[j - 1] > idx[j]; j--) {
+			size_t t = idx[j];
+
+			idx[j] = idx[j - 1];
+			idx[j - 1] = t;
+		}
+	for (unsigned k = 0; k < n;) {
+		uintptr_t a = p->arena_base + (idx[k] << UFP_PAGE_SHIFT);
+		struct fault_lock fl;
+		struct ufp_region *r;
+		unsigned m = 0;
+		uintptr_t end;
+		bool w;
+
+		if (idx[k] >= p->npages || !(r = fault_lock_region(p, a, ts, true, &fl))) {
+			k++;
+			continue;
+		}
+		end = region_end(r);
+		w = (region_prot(r) & UFP_PROT_WRITE) != 0;   /* MOVE needs it (claim_victims) */
+		for (; k < n && idx[k] < p->npages &&
+		       p->arena_base + (idx[k] << UFP_PAGE_SHIFT) < end; k++) {
+			size_t i = idx[k];
+			uint64_t v = atomic_load_explicit(&p->pte[i], memory_order_relaxed);
+
+			if (!w || (m && vs[m - 1].idx == i) ||
+			    (v & (PTE_PRESENT | PTE_INFLIGHT | PTE_POISON | PTE_REF)) != PTE_PRESENT ||
+			    !pte_claim(p, i, &v, &vs[m].handle))
+				continue;
+			vs[m].idx = i;
+			vs[m].v = v;
+			vs[m].keep = false;
+			m++;
+		}
+		parked += park_claimed(p, ts, vs, m);
+		fault_unlock_region(p, &fl);
+	}
 	return parked;
 }
 
@@ -716,7 +815,7 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		 * whenever one step came back empty kept the ring nearly
 		 * empty (test_park saw 0 to 32 of 128 slots used). */
 		if (park_room(p) >= UFP_PARK_BATCH &&
-		    (park_batch(p, ts, wrapped, chance) || !*wrapped))
+		    (park_probation(p, ts) || park_batch(p, ts, wrapped, chance) || !*wrapped))
 			return 0;
 		m = drain_claim(p, ts, set, vs, max, &used);
 	} else {

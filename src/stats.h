@@ -62,6 +62,7 @@ struct ufp_rc_slot {
 };
 
 struct swb_ctx;
+#define UFP_PROBATION 64                /* pages per thread awaiting their park */
 struct ufp_tstats {
 	_Atomic int64_t c[UFP_C_NR];   /* gauges may go below 0 per thread */
 	struct ufp_hist h[UFP_L_NR];
@@ -70,6 +71,15 @@ struct ufp_tstats {
 	struct ufp_tstats *next;       /* pager's list, under stats_lock */
 	bool shared;                   /* the fallback block: atomic adds */
 	int64_t throttle_mark;         /* reclaim_throttle: resident_pages last told */
+	/* Pages this thread brought in (swap-in, zero fill) with a parked
+	 * ring on: reclaim parks them first, so that only a page referenced
+	 * again while parked takes a place among the resident ones (the
+	 * kernel's inactive list for new pages). Written by the owner only
+	 * (page index + 1; prob_head release); evictors take them by
+	 * advancing prob_tail (CAS), on a line of its own. */
+	_Atomic uint64_t prob[UFP_PROBATION];
+	_Atomic uint32_t prob_head;
+	_Atomic uint32_t prob_tail ufp_cacheline_aligned;
 } ufp_cacheline_aligned;
 
 struct ufp_pager;
