@@ -284,6 +284,40 @@ int kb_cgroup_create(uint64_t limit, char *dir, size_t dlen)
 	return 0;
 }
 
+/* The cgroup's own file of v1 (name1) or v2 (name2) at dir. */
+static void cg_file(const char *dir, const char *name1, const char *name2, char *path,
+		    size_t len)
+{
+	snprintf(path, len, "%s/%s", dir, strstr(dir, "/memory/") ? name1 : name2);
+}
+
+int kb_cgroup_set_limit(const char *dir, uint64_t limit)
+{
+	char path[320], val[64];
+
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)limit);
+	cg_file(dir, "memory.limit_in_bytes", "memory.max", path, sizeof(path));
+	return write_str(path, val);
+}
+
+int kb_cgroup_usage(const char *dir, uint64_t *bytes)
+{
+	char path[320];
+	unsigned long long v;
+	FILE *f;
+	int n;
+
+	cg_file(dir, "memory.usage_in_bytes", "memory.current", path, sizeof(path));
+	if (!(f = fopen(path, "r")))
+		return -errno;
+	n = fscanf(f, "%llu", &v);
+	fclose(f);
+	if (n != 1)
+		return -EIO;
+	*bytes = v;
+	return 0;
+}
+
 int kb_cgroup_enter(const char *dir)
 {
 	char path[320], val[32];

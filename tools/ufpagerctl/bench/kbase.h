@@ -240,6 +240,11 @@ const char *kb_pattern_name(enum kb_pattern p);
 int kb_cgroup_create(uint64_t limit, char *dir, size_t dlen);
 /* Move the calling process into the cgroup at dir. 0 or -errno. */
 int kb_cgroup_enter(const char *dir);
+/* Change the cgroup's limit (the kernel reclaims down to it at once), and
+ * read what it is charged now (v1 usage_in_bytes, v2 memory.current).
+ * 0 or -errno. */
+int kb_cgroup_set_limit(const char *dir, uint64_t limit);
+int kb_cgroup_usage(const char *dir, uint64_t *bytes);
 
 /* ======================================================================
  * mmap_lock churn: threads of this process looping mmap / mprotect /
