@@ -240,6 +240,15 @@ const char *kb_pattern_name(enum kb_pattern p);
 int kb_cgroup_create(uint64_t limit, char *dir, size_t dlen);
 /* Move the calling process into the cgroup at dir. 0 or -errno. */
 int kb_cgroup_enter(const char *dir);
+/* A counter of the cgroup at dir from its memory.stat: the cgroup's own
+ * line (v1 also prints total_*, the hierarchy's). What exists differs:
+ * v1 has workingset_refault_anon and rss but no pswpin; v2 has anon,
+ * workingset_refault_anon and, on recent kernels, pswpin. 0, -ENOENT (no
+ * such line) or another -errno. */
+int kb_cgroup_stat(const char *dir, const char *name, uint64_t *val);
+/* Remove the cgroup kb_cgroup_create() made in process pid (v1 or v2),
+ * once no process is left in it. 0 or -errno (-ENOENT: none there). */
+int kb_cgroup_remove(int pid);
 
 /* ======================================================================
  * mmap_lock churn: threads of this process looping mmap / mprotect /
