@@ -616,6 +616,10 @@ int bench_swap(struct bench_opts *o)
 
 	if (o->backend && !strcmp(o->backend, "nbd"))
 		return bench_swap_nbd(o, pages);
+	if (o->swap_only && !strcmp(o->swap_only, "policy")) {
+		bench_policy(o, pages);
+		return 0;
+	}
 
 	printf("\n== swap: refault after eviction; working set %zu MiB, ufpager budget 1/4 of it;\n"
 	       "   everything pushed out first (PAGEOUT / MADV_PAGEOUT); first access timed\n",
@@ -675,6 +679,7 @@ int bench_swap(struct bench_opts *o)
 				       r[SW_UFP_LZ4].pages_s / r[SW_ZRAM].pages_s);
 		}
 	kb_swap_teardown_all();
-	bench_policy(o, pages);
+	if (!o->swap_only)
+		bench_policy(o, pages);
 	return 0;
 }
