@@ -42,6 +42,7 @@ expect 2 "--writer-mb: '0' is out of range" bench --writer-mb 0
 expect 2 "--minutes: 'nan' is not a number" bench --minutes nan
 expect 2 "--threads: '0'" bench --threads 0
 expect 2 "--delivery: 'x'" bench --delivery x
+expect 2 "--only: 'x' is not refault or policy" bench swap --only x
 expect 2 "unknown suite 'nope'" bench nope
 expect 2 "--app: 'nope' is not one of" bench apps --app nope
 expect 2 "no PROGRAM given" run --budget 4M

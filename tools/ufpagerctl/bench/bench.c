@@ -665,6 +665,8 @@ static void bench_usage(FILE *f)
 		"  --backend B        swap: file (default: the suite above) or nbd (swap over\n"
 		"                     NBD; starts nbdkit, Debian package nbdkit)\n"
 		"  --swap URI         swap --backend nbd: also time this NBD server of yours\n"
+		"  --only PART        swap: only the refault table (refault) or only the\n"
+		"                     victim-policy table with its kernel row (policy)\n"
 		"  --json FILE        also write every row as JSON (and the summary)\n"
 		"  --plot DIR         write plot data and DIR/plots.gp there, and draw PNGs with\n"
 		"                     gnuplot when it is installed: headline-cdf.png,\n"
@@ -711,7 +713,7 @@ int cmd_bench(int argc, char **argv)
 		{ "delivery", required_argument, 0, 'd' }, { "writer-mb", required_argument, 0, 'm' },
 		{ "plot", required_argument, 0, 'P' }, { "minutes", required_argument, 0, 'M' },
 		{ "inject", required_argument, 0, 'I' }, { "backend", required_argument, 0, 'B' },
-		{ "swap", required_argument, 0, 'S' },
+		{ "swap", required_argument, 0, 'S' }, { "only", required_argument, 0, 'O' },
 		{ "apps-full", no_argument, 0, 'F' }, { "app", required_argument, 0, 'A' },
 		{ "no-cgroup", no_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
@@ -748,6 +750,14 @@ int cmd_bench(int argc, char **argv)
 			o.backend = optarg;
 			break;
 		case 'S': o.swap_uri = optarg; break;
+		case 'O':
+			if (strcmp(optarg, "refault") && strcmp(optarg, "policy")) {
+				fprintf(stderr, "ufpagerctl bench: --only: '%s' is not refault or "
+					"policy\n", optarg);
+				return 2;
+			}
+			o.swap_only = optarg;
+			break;
 		case 'F': o.apps_full = true; break;
 		case 'A': o.apps_only = optarg; break;
 		case 'C': o.apps_no_cgroup = true; break;

@@ -56,6 +56,7 @@ struct bench_opts {
 	const char *soak_inject;  /* soak: --inject SPEC ("" or "off": none) */
 	const char *backend;      /* swap: --backend file (default) | nbd */
 	const char *swap_uri;     /* swap --backend nbd: --swap URI, a server of the user's */
+	const char *swap_only;    /* swap: --only refault | policy (NULL: both tables) */
 	bool apps_full;           /* apps: --apps-full sizes */
 	const char *apps_only;    /* apps: --app NAME (NULL: every program) */
 	bool apps_no_cgroup;      /* apps: --no-cgroup (no kernel-cgroup column) */

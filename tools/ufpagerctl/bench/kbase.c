@@ -327,6 +327,42 @@ int kb_cgroup_enter(const char *dir)
 	return write_str(path, val);
 }
 
+int kb_cgroup_stat(const char *dir, const char *name, uint64_t *val)
+{
+	char path[320], line[256];
+	size_t nl = strlen(name);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, name, nl) && line[nl] == ' ') {
+			*val = strtoull(line + nl + 1, NULL, 10);
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -ENOENT;
+}
+
+int kb_cgroup_remove(int pid)
+{
+	static const char *const roots[2] = { "/sys/fs/cgroup/memory", "/sys/fs/cgroup" };
+	char dir[96];
+
+	for (int i = 0; i < 2; i++) {   /* v1's hierarchy first, as kb_cgroup_create */
+		snprintf(dir, sizeof(dir), "%s/ufpager-bench-%d", roots[i], pid);
+		if (!rmdir(dir))
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+	}
+	return -ENOENT;
+}
+
 int kb_swap_active(char *buf, size_t len)
 {
 	char line[512], name[PATH_MAX];

@@ -245,6 +245,15 @@ int kb_cgroup_enter(const char *dir);
  * 0 or -errno. */
 int kb_cgroup_set_limit(const char *dir, uint64_t limit);
 int kb_cgroup_usage(const char *dir, uint64_t *bytes);
+/* A counter of the cgroup at dir from its memory.stat: the cgroup's own
+ * line (v1 also prints total_*, the hierarchy's). What exists differs:
+ * v1 has workingset_refault_anon and rss but no pswpin; v2 has anon,
+ * workingset_refault_anon and, on recent kernels, pswpin. 0, -ENOENT (no
+ * such line) or another -errno. */
+int kb_cgroup_stat(const char *dir, const char *name, uint64_t *val);
+/* Remove the cgroup kb_cgroup_create() made in process pid (v1 or v2),
+ * once no process is left in it. 0 or -errno (-ENOENT: none there). */
+int kb_cgroup_remove(int pid);
 
 /* ======================================================================
  * mmap_lock churn: threads of this process looping mmap / mprotect /
