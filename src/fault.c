@@ -327,8 +327,10 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 				result = -EAGAIN;
 			continue;
 		}
-		/* the copy stays valid while the page is clean */
-		atomic_store_explicit(&p->chash[i], XXH3_64bits(bufs[k], UFP_PAGE_SIZE),
+		/* the copy stays valid while the page is clean; its hash is the
+		 * one the backend kept from the store and just verified (no
+		 * second XXH3 of the page here) */
+		atomic_store_explicit(&p->chash[i], swb_csum(p->swb, c[k].handle, bufs[k]),
 				      memory_order_relaxed);
 		/* release: pairs with acquire readers of the entry (evict_claim) */
 		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | fault_ref(p),

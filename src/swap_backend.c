@@ -227,6 +227,17 @@ static void swb_load_check(struct swb_ctx *c, const uint64_t handles[], unsigned
 	}
 }
 
+uint64_t swb_csum(struct swb *s, uint64_t h, const void *page)
+{
+	uint64_t i = h & H_INDEX_MASK;
+
+	if (swb_handle_is_file(h))
+		return s->sl.csum[i];
+	if (swb_handle_is_ztier(h) && i < s->z.nent)
+		return s->z.ent[i].csum;
+	return XXH3_64bits(page, PAGE);
+}
+
 int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *const dst[],
 	     uint64_t *failed)
 {

@@ -151,6 +151,13 @@ int swb_store(struct swb_ctx *c, const void *const pages[], unsigned n, uint64_t
  */
 int swb_load(struct swb_ctx *c, const uint64_t handles[], unsigned n, void *const dst[],
 	     uint64_t *failed);
+/*
+ * XXH3_64bits of the content stored under handle h, as swb_load verified
+ * it: kept from the store for file and tier copies (no second hash on the
+ * install path); a same-filled copy's is computed from page, the loaded
+ * content. The caller owns h (not released meanwhile). Async-signal-safe.
+ */
+uint64_t swb_csum(struct swb *s, uint64_t h, const void *page);
 
 /*
  * Release a stored copy; handle 0 is ignored, a second release of the same
