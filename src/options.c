@@ -56,7 +56,7 @@ static const struct opt_desc opts[] = {
 	BOOL_OPT(dirty_track, 1,
 		 "track writes with UFFD WP_ASYNC + PAGEMAP_SCAN where the kernel has them (0/1)"),
 	BOOL_OPT(second_chance, 1, "CLOCK second chance for referenced pages (0: FIFO sweep)"),
-	{ "park_pct", OK_UINT, OFF(park_pct), 25, 0, 75, 0,
+	{ "park_pct", OK_UINT, OFF(park_pct), 10, 0, 75, 0,
 	  "share of the budget, percent, kept parked (soft inactive list; 0: none)" },
 	BOOL_OPT(verbose, 0,
 		 "print warnings on stderr (the library is silent otherwise; process-wide)"),

@@ -249,21 +249,14 @@ static int hl_cgroup_enter(uint64_t limit, char *dir, size_t dlen)
 	return err ? err : kb_cgroup_enter(dir);
 }
 
-/* Bytes of the accessing threads' data in RAM (mincore: mapped or in the
- * swap cache). */
+/* Bytes of the accessing threads' data in RAM. */
 static uint64_t hl_data_resident(const struct hl_thread *t, unsigned nt)
 {
 	uint64_t in = 0;
 
-	for (unsigned i = 0; i < nt; i++) {
-		unsigned char *v = malloc(t[i].pages);
-
-		if (v && !mincore(t[i].base, t[i].pages * BENCH_PAGE, v))
-			for (size_t k = 0; k < t[i].pages; k++)
-				in += v[k] & 1;
-		free(v);
-	}
-	return in * BENCH_PAGE;
+	for (unsigned i = 0; i < nt; i++)
+		in += kb_resident_bytes(t[i].base, t[i].pages * BENCH_PAGE);
+	return in;
 }
 
 static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uint64_t limit,
@@ -326,13 +319,14 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 	err = crew_run_for(&crew, o->seconds / 2);
 	crew_destroy(&crew);
 	if (!err) {
-		uint64_t used = 0, data = hl_data_resident(t, nt), budget = limit - (4ull << 20);
+		/* the threads' sets are one mapping each: the other charge is
+		 * usage minus all of them in RAM */
+		uint64_t used = 0, over;
 
 		if (!kb_cgroup_usage(dir, &used)) {
-			uint64_t over = used > data ? used - data : 0;
-
+			over = used > hl_data_resident(t, nt) ? used - hl_data_resident(t, nt) : 0;
 			r.over_mib = (double)over / (1 << 20);
-			kb_cgroup_set_limit(dir, budget + over);
+			kb_cgroup_set_limit(dir, limit - (4ull << 20) + over);
 		}
 		err = crew_init(&crew, nt);
 	}

@@ -212,11 +212,13 @@ static int sw_kernel(bool zram, enum kb_pattern pat, bool compr, size_t pages,
  * Victim policy: a zipf hot set (theta 0.99) over a working set 4x the
  * budget, 8 accesses per page, one in four a write, after a warm-up pass.
  * Side by side: FIFO sweep (no second chance), CLOCK with references seen
- * at fault time, and CLOCK with writes seen by WP_ASYNC + PAGEMAP_SCAN.
+ * at fault time, and CLOCK with writes seen by WP_ASYNC + PAGEMAP_SCAN,
+ * each with the parked ring (its default size); and CLOCK without the
+ * ring (UFPAGER_PARK_PCT=0), the policy before it.
  * What decides is the miss ratio: swap-ins per 1000 accesses.
  */
-enum { POL_FIFO, POL_CLOCK, POL_CLOCK_WP, POL_NR };
-static const char *pol_name[POL_NR] = { "fifo", "clock", "clock+wp-scan" };
+enum { POL_FIFO, POL_CLOCK, POL_CLOCK_WP, POL_CLOCK_NOPARK, POL_NR };
+static const char *pol_name[POL_NR] = { "fifo", "clock", "clock+wp-scan", "clock, no ring" };
 
 struct pol_res {
 	bool ran, ok;
@@ -257,10 +259,14 @@ static void pol_run(int pol, size_t pages, struct pol_res *res)
 	}
 	setenv("UFPAGER_SECOND_CHANCE", pol == POL_FIFO ? "0" : "1", 1);
 	setenv("UFPAGER_DIRTY_TRACK", pol == POL_CLOCK_WP ? "1" : "0", 1);
+	if (pol == POL_CLOCK_NOPARK)
+		setenv("UFPAGER_PARK_PCT", "0", 1);
 	int err = ufp_pager_create(&pr, &p);
 
 	unsetenv("UFPAGER_SECOND_CHANCE");
 	unsetenv("UFPAGER_DIRTY_TRACK");
+	if (pol == POL_CLOCK_NOPARK)
+		unsetenv("UFPAGER_PARK_PCT");
 	if (err) {
 		res->why = "ufp_pager_create failed (see ufpagerctl check)";
 		free(order);
@@ -332,6 +338,7 @@ struct pol_kernel {
 	bool ran, ok;
 	double acc_s, miss_per_k, written_per_k, vmstat_in_per_k;
 	double resident_mib;     /* the cgroup's anon memory after the timed loop */
+	double over_mib;         /* its measured charge besides the data (-1: none) */
 	uint64_t p99;
 	int src;                 /* POL_SRC_* */
 	char why[256];
@@ -455,6 +462,18 @@ static void pol_kernel_child(size_t pages, uint64_t limit, int out)
 	}
 	for (size_t k = 0; k < n / 4; k++)         /* warm-up, as pol_run */
 		bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+	/* Equal memory for the data: the headroom held working-set pages
+	 * (19.5 MiB of them against a 16 MiB budget); now the budget plus
+	 * what the cgroup measures it is charged for besides them, as the
+	 * headline does, and the warm-up again under that limit */
+	{
+		int64_t over = kb_cgroup_fit_data(dir, limit - POL_KERNEL_HEADROOM, m,
+						  pages * BENCH_PAGE);
+
+		r.over_mib = over >= 0 ? (double)over / (1 << 20) : -1;
+		for (size_t k = 0; k < n / 4; k++)
+			bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+	}
 	pol_misses_read(dir, r.src, &m0);
 	kb_vmstat("pswpin", &in0);
 	kb_vmstat("pswpout", &out0);
@@ -565,9 +584,10 @@ static void bench_policy(struct bench_opts *o, size_t pages)
 
 	printf("\n== swap: victim policy; zipf 0.99 over %zu MiB, budget 1/4, 8 accesses per page,\n"
 	       "   1 in 4 a write; misses = swap-ins per 1000 accesses. kernel: the same\n"
-	       "   accesses on anonymous memory (THP off) in a child in a memory cgroup of\n"
-	       "   budget + %llu MiB (the headline's headroom: page tables, stack), on kernel\n"
-	       "   swap (zram-lz4, else a swap file); misses = the cgroup's swap-ins\n",
+	       "   accesses on anonymous memory (THP off) in a child in a memory cgroup:\n"
+	       "   budget + %llu MiB for the fill, then, after the warm-up, the budget plus\n"
+	       "   its measured charge besides the data (equal memory for the data), on\n"
+	       "   kernel swap (zram-lz4, else a swap file); misses = the cgroup's swap-ins\n",
 	       pages * BENCH_PAGE >> 20, POL_KERNEL_HEADROOM >> 20);
 	printf("%-14s %12s %10s %14s %14s %9s\n", "policy", "accesses/s", "misses/k",
 	       "page writes/k", "clean drops/k", "p99");
@@ -609,6 +629,9 @@ static void bench_policy(struct bench_opts *o, size_t pages)
 			       kr.oom_kills > 1 ? "s" : "");
 		printf("%-14s misses: %s; /proc/vmstat pswpin %.1f/k; page writes: /proc/vmstat"
 		       " pswpout\n", "", pol_src_name[kr.src], kr.vmstat_in_per_k);
+		if (kr.over_mib >= 0)
+			printf("%-14s limit: budget + %.1f MiB measured besides the data\n", "",
+			       kr.over_mib);
 		if (kr.zram_why[0])
 			printf("%-14s swap file, not zram: %s\n", "", kr.zram_why);
 		json_row_begin(o, "policy");
@@ -631,6 +654,10 @@ static void bench_policy(struct bench_opts *o, size_t pages)
 	if (r[POL_FIFO].ran && r[POL_CLOCK].ran && r[POL_CLOCK].miss_per_k > 0)
 		summary_add(o, "policy.fifo_misses_over_clock", "victim policy: fifo misses / "
 			    "clock misses (zipf)", r[POL_FIFO].miss_per_k, r[POL_CLOCK].miss_per_k);
+	if (r[POL_CLOCK_NOPARK].ran && r[POL_CLOCK].ran && r[POL_CLOCK].miss_per_k > 0)
+		summary_add(o, "policy.clock_no_ring_misses_over_clock", "victim policy: clock "
+			    "without the parked ring / with it, misses (zipf)",
+			    r[POL_CLOCK_NOPARK].miss_per_k, r[POL_CLOCK].miss_per_k);
 	if (r[POL_CLOCK_WP].ran && r[POL_CLOCK].ran && r[POL_CLOCK_WP].miss_per_k > 0)
 		summary_add(o, "policy.clock_misses_over_clock_wp", "victim policy: clock misses / "
 			    "clock+wp-scan misses (zipf)", r[POL_CLOCK].miss_per_k,

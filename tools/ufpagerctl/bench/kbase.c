@@ -318,6 +318,31 @@ int kb_cgroup_usage(const char *dir, uint64_t *bytes)
 	return 0;
 }
 
+uint64_t kb_resident_bytes(const void *addr, size_t len)
+{
+	size_t n = (len + 4095) / 4096;
+	unsigned char *v = malloc(n ? n : 1);
+	uint64_t in = 0;
+
+	if (v && !mincore((void *)addr, len, v))
+		for (size_t k = 0; k < n; k++)
+			in += v[k] & 1;
+	free(v);
+	return in * 4096;
+}
+
+int64_t kb_cgroup_fit_data(const char *dir, uint64_t budget, const void *data, size_t len)
+{
+	uint64_t used = 0, in = kb_resident_bytes(data, len), over;
+	int err = kb_cgroup_usage(dir, &used);
+
+	if (err)
+		return err;
+	over = used > in ? used - in : 0;
+	err = kb_cgroup_set_limit(dir, budget + over);
+	return err ? err : (int64_t)over;
+}
+
 int kb_cgroup_enter(const char *dir)
 {
 	char path[320], val[32];
