@@ -379,8 +379,9 @@ struct ufp_latency {
 #define UFP_STAT_COUNTERS_V4(X) \
 	X(faults_parked,       C, "faults served by moving a parked page back (a reference)") \
 	X(pages_parked,        C, "pages parked: moved out of the arena, still in RAM") \
-	X(parked_evictions,    C, "parked pages evicted after a whole pass of the ring")
-#define UFP_STAT_V4_COUNT 3
+	X(parked_evictions,    C, "parked pages evicted after a whole pass of the ring") \
+	X(faults_handed_off,   C, "faults needing a read a busy handler passed to another")
+#define UFP_STAT_V4_COUNT 4
 #define UFP_STATS_FIRST_V4 faults_parked   /* the first field after version 3 */
 
 #define UFP_STAT_COUNTERS(X) UFP_STAT_COUNTERS_V2(X) UFP_STAT_COUNTERS_V3(X) \

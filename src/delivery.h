@@ -31,12 +31,17 @@ struct ufp_handler {
 };
 
 /* uffd_loop.c's part of the pager */
+#define UFP_HANDOFF_SLOTS 32
 struct pager_service {
 	struct ufp_handler *handlers;
 	unsigned nhandlers;
 	int wake_fd;                    /* eventfd: stop the handlers */
+	int kick_fd;                    /* eventfd: a fault was handed off */
 	_Atomic bool stopping;
 	_Atomic bool spinner;           /* a handler is spinning (at most one) */
+	/* faults that need a read, handed off by a handler that has one of
+	 * its own to wait for: page address | 1 if a write; 0 = free */
+	_Atomic uint64_t handoff[UFP_HANDOFF_SLOTS];
 };
 
 struct ufp_event {                  /* a foreign event for the event worker */

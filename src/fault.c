@@ -421,6 +421,18 @@ static int unpark(struct ufp_pager *p, struct ufp_tstats *ts, struct ufp_region 
  * Entry.
  * ====================================================================== */
 
+bool fault_needs_read(struct ufp_pager *p, uintptr_t addr)
+{
+	size_t i;
+
+	if (!p->swb || !pager_owns(p, addr))
+		return false;
+	i = pte_index(p, addr);
+	/* relaxed: a hint for ordering a handler's batch; fault_serve decides */
+	return (atomic_load_explicit(&p->pte[i], memory_order_relaxed) & PTE_SWAPPED) &&
+	       swb_handle_is_file(atomic_load_explicit(&p->slots[i], memory_order_relaxed));
+}
+
 int fault_serve(struct ufp_pager *p, struct ufp_tstats *ts, uintptr_t addr,
 		    bool write, bool rcu_ok)
 {

@@ -108,6 +108,7 @@ UFP_API int ufp_pager_create(const struct ufp_params *params, ufp_pager **out)
 	p->pagemap_fd = -1;
 	p->reclaim.staging_uffd = -1;
 	p->svc.wake_fd = -1;
+	p->svc.kick_fd = -1;
 	p->slot = UFP_MAX_PAGERS;
 	err = options_resolve(params, &p->opt);
 	/* a bad UFPAGER_INJECT fails here, like any bad option (process-wide:
@@ -615,6 +616,7 @@ struct ufp_pager *pager_alloc_bare(uintptr_t base, size_t size, enum ufp_lock_mo
 	p->uffd = -1;
 	p->pagemap_fd = -1;
 	p->svc.wake_fd = -1;
+	p->svc.kick_fd = -1;
 	p->stats.shared.shared = true;
 	pthread_mutex_init(&p->stats.lock, NULL);
 	p->id = atomic_fetch_add(&next_pager_id, 1);

@@ -251,6 +251,10 @@ static int add_arg_rules(scmp_filter_ctx f, struct ufp_pager *p, enum sandbox_ro
 	RULE(SCMP_SYS(mprotect), 1, ARG_MASKED_EQ(2, PROT_EXEC, 0));
 	if (role == SB_HANDLER || role == SB_EVENT_READER)
 		RULE(SCMP_SYS(read), 1, ARG32_EQ(0, (uint32_t)p->uffd));
+	if (role == SB_HANDLER && p->svc.kick_fd >= 0) {   /* handed-off faults */
+		RULE(SCMP_SYS(read), 1, ARG32_EQ(0, (uint32_t)p->svc.kick_fd));
+		RULE(SCMP_SYS(write), 1, ARG32_EQ(0, (uint32_t)p->svc.kick_fd));
+	}
 	if (role == SB_EVENT_WORKER)   /* a thread, never a process */
 		RULE(SCMP_SYS(clone), 1, ARG_MASKED_EQ(0, CLONE_THREAD | CLONE_VM,
 						       CLONE_THREAD | CLONE_VM));

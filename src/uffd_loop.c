@@ -80,6 +80,107 @@ static void serve_msg(struct ufp_pager *p, struct ufp_tstats *ts, const struct u
 	stats_hist_record(ts, UFP_L_fault_lat, ufp_now_ns() - t0);
 }
 
+/*
+ * A handler does not keep faults waiting behind its own read. Of the
+ * faults one read() returned, those served from RAM (zero fill, the tier,
+ * the parked ring) go first; of those that need a read from the swap
+ * file or NBD export, the handler keeps one and hands the others to the
+ * pool (handoff slots, and a kick on kick_fd that wakes a blocked
+ * handler). Before: every fault of the batch waited for each read before
+ * it, while other handlers slept.
+ */
+static bool handoff_push(struct ufp_pager *p, uintptr_t addr, bool write)
+{
+	uint64_t v = (addr & UFP_PAGE_MASK) | (write ? 1 : 0) | 2;
+
+	for (unsigned k = 0; k < UFP_HANDOFF_SLOTS; k++) {
+		uint64_t z = 0;
+
+		/* release: pairs with handoff_pop's acquire exchange */
+		if (atomic_compare_exchange_strong_explicit(&p->svc.handoff[k], &z, v,
+				memory_order_release, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+static bool handoff_pop(struct ufp_pager *p, struct uffd_msg *m)
+{
+	for (unsigned k = 0; k < UFP_HANDOFF_SLOTS; k++) {
+		/* relaxed peek, then an acquire exchange (pairs with the push) */
+		uint64_t v = atomic_load_explicit(&p->svc.handoff[k], memory_order_relaxed);
+
+		if (v && (v = atomic_exchange_explicit(&p->svc.handoff[k], 0,
+						       memory_order_acquire))) {
+			memset(m, 0, sizeof(*m));
+			m->event = UFFD_EVENT_PAGEFAULT;
+			m->arg.pagefault.address = v & UFP_PAGE_MASK;
+			m->arg.pagefault.flags = (v & 1) ? UFFD_PAGEFAULT_FLAG_WRITE : 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void handoff_kick(struct ufp_pager *p)
+{
+	uint64_t one = 1;
+
+	if (p->svc.kick_fd >= 0 && write(p->svc.kick_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is already huge, readers are awake */
+	}
+}
+
+/* Serve the faults of one read: RAM first, then reads (see above). */
+static void serve_batch(struct ufp_pager *p, struct ufp_handler *h, struct ufp_tstats *ts,
+			const struct uffd_msg *msgs, size_t n, struct pending_fault *retry,
+			unsigned *nretry)
+{
+	bool io[MSG_BATCH], kept = false, pushed = false;
+
+	for (size_t i = 0; i < n; i++) {
+		io[i] = msgs[i].event == UFFD_EVENT_PAGEFAULT &&
+			fault_needs_read(p, (uintptr_t)msgs[i].arg.pagefault.address);
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT && !io[i]) {
+			wd_beat(&h->wd);
+			serve_msg(p, ts, &msgs[i], retry, nretry);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!io[i])
+			continue;
+		if (kept && handoff_push(p, (uintptr_t)msgs[i].arg.pagefault.address,
+					 msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE)) {
+			STAT_INC(ts, faults_handed_off);
+			io[i] = false;          /* another handler's now */
+			pushed = true;
+			continue;
+		}
+		kept = true;
+	}
+	if (pushed)
+		handoff_kick(p);
+	for (size_t i = 0; i < n; i++)
+		if (io[i]) {
+			wd_beat(&h->wd);
+			serve_msg(p, ts, &msgs[i], retry, nretry);
+		}
+}
+
+/* Serve what other handlers handed off; returns whether there was any. */
+static bool serve_handoffs(struct ufp_pager *p, struct ufp_tstats *ts,
+			   struct pending_fault *retry, unsigned *nretry)
+{
+	struct uffd_msg m;
+	bool any = false;
+
+	while (handoff_pop(p, &m)) {
+		serve_msg(p, ts, &m, retry, nretry);
+		any = true;
+	}
+	return any;
+}
+
 static void *handler_main(void *arg)
 {
 	struct ufp_handler *h = arg;
@@ -102,6 +203,8 @@ static void *handler_main(void *arg)
 		/* injected death, holding no consumed message */
 		if (ufp_unlikely(inject_on()) && !nretry && inject_kill(INJ_T_HANDLER))
 			break;
+		if (serve_handoffs(p, ts, retry, &nretry))
+			continue;
 		/* seq_cst: the section is open before the read dequeues */
 		atomic_fetch_add(&h->section, 1);
 		n = read(p->uffd, msgs, sizeof(msgs));
@@ -150,14 +253,22 @@ static void *handler_main(void *arg)
 					continue;
 				}
 			}
-			struct pollfd pfd[2] = {
+			struct pollfd pfd[3] = {
 				{ .fd = p->uffd, .events = POLLIN },
 				{ .fd = p->svc.wake_fd, .events = POLLIN },
+				{ .fd = p->svc.kick_fd, .events = POLLIN },
 			};
 			STAT_INC(ts, handler_blocks);
 			wd_idle(&h->wd, true);
-			poll(pfd, 2, -1);
+			poll(pfd, 3, -1);
 			wd_idle(&h->wd, false);
+			if (pfd[2].revents & POLLIN) {
+				uint64_t k;
+
+				if (read(p->svc.kick_fd, &k, sizeof(k)) < 0) {
+					/* EAGAIN: another handler took the kick */
+				}
+			}
 			continue;
 		}
 		/* events first, then the section ends (remap.c ordering) */
@@ -166,11 +277,7 @@ static void *handler_main(void *arg)
 				events_handle(p, &msgs[i]);
 		/* release: pairs with the acquire in remap_carry_before_unmap */
 		atomic_fetch_add_explicit(&h->section, 1, memory_order_release);
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
-			wd_beat(&h->wd);
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				serve_msg(p, ts, &msgs[i], retry, &nretry);
-		}
+		serve_batch(p, h, ts, msgs, (size_t)n / sizeof(msgs[0]), retry, &nretry);
 	}
 	thread_unmark_service();
 	return NULL;
@@ -236,6 +343,9 @@ int uffd_start_threads(struct ufp_pager *p)
 	p->svc.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->svc.wake_fd < 0)
 		return -errno;
+	if (p->delivery == UFP_DELIVERY_HANDLER &&
+	    (p->svc.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -errno;
 	p->svc.nhandlers = p->delivery == UFP_DELIVERY_SIGBUS ? 1 : (unsigned)p->opt.handler_threads;
 	p->svc.handlers = slab_calloc(p->svc.nhandlers, sizeof(*p->svc.handlers));
 	if (!p->svc.handlers)
@@ -277,5 +387,8 @@ void uffd_stop_threads(struct ufp_pager *p)
 	if (p->svc.wake_fd >= 0)
 		close(p->svc.wake_fd);
 	p->svc.wake_fd = -1;
+	if (p->svc.kick_fd >= 0)
+		close(p->svc.kick_fd);
+	p->svc.kick_fd = -1;
 }
 

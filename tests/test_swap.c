@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "ufp_test.h"
 #include "ufp_internal.h"
+#include "inject.h"
 #include "swap_backend.h"
 
 static const unsigned deliveries[2] = { UFP_DELIVERY_SIGBUS, UFP_DELIVERY_HANDLER };
@@ -651,6 +652,73 @@ START_TEST(exiting_threads_release_their_io_contexts)
 }
 END_TEST
 
+/*
+ * Handler delivery: a handler that read several faults at once waited for
+ * each one's read in turn while the other handlers slept. Four threads
+ * fault first and keep the four handlers in 100 ms reads (injected delay);
+ * eight more fault meanwhile, so their messages queue up, and the first
+ * handler back reads them all in one go. Handed off, the other handlers
+ * take seven of them (two rounds of reads, ~300 ms in all); kept, they
+ * were read one after another (~900 ms). Every page is checked.
+ */
+struct par_fault {
+	char *pg;
+	bool ok;
+};
+
+static void *par_fault_main(void *arg)
+{
+	struct par_fault *f = arg;
+
+	ufp_thread_register();
+	f->ok = ufp_check_rand(f->pg, 61);
+	return NULL;
+}
+
+START_TEST(faults_needing_reads_do_not_wait_behind_each_other)
+{
+	struct ufp_params pr = {
+		.size = sizeof(pr), .version = UFP_PARAMS_VERSION,
+		.delivery = UFP_DELIVERY_HANDLER, .handler_threads = 4, .budget = 1 << 20,
+		.swap_size = 64 << 20, .ztier_size = 4096, .flags = UFP_PF_NO_EXPORT,
+	};
+	struct par_fault f[12];
+	pthread_t th[12];
+	uint64_t t0, best = UINT64_MAX;
+	ufp_pager *p;
+	char *m;
+
+	ck_assert_int_eq(ufp_pager_create(&pr, &p), 0);
+	ck_assert_int_eq(ufp_map(p, NULL, 96 * PAGE, UFP_PROT_ALL, 0, (void **)&m), 0);
+	for (int round = 0; round < 3 && best > 600000000ull; round++) {
+		for (int i = 0; i < 96; i++)
+			ufp_fill_rand(m + (size_t)i * PAGE, 61);
+		ck_assert_int_eq(ufp_advise(p, m, 96 * PAGE, UFP_ADV_PAGEOUT), 0);
+		ck_assert_int_eq(inject_configure("delay_us=100000:1", NULL), 0);
+		/* pages 8 apart: no readahead joins two of them */
+		for (int i = 0; i < 12; i++)
+			f[i] = (struct par_fault){ m + (size_t)i * 8 * PAGE, false };
+		for (int i = 0; i < 4; i++)          /* the handlers' first reads */
+			ck_assert_int_eq(pthread_create(&th[i], NULL, par_fault_main, &f[i]), 0);
+		usleep(20000);
+		t0 = ufp_now_ns();
+		for (int i = 4; i < 12; i++)         /* queued behind them */
+			ck_assert_int_eq(pthread_create(&th[i], NULL, par_fault_main, &f[i]), 0);
+		for (int i = 0; i < 12; i++)
+			pthread_join(th[i], NULL);
+		if (ufp_now_ns() - t0 < best)
+			best = ufp_now_ns() - t0;
+		inject_disarm();
+		for (int i = 0; i < 12; i++)
+			ck_assert_msg(f[i].ok, "page %d read wrong", i * 8);
+	}
+	ck_assert_msg(best < 600000000ull, "8 faults queued behind 4 handlers' reads, 100 ms "
+		      "each: %.0f ms at best of 3 (handed off: %llu)", best / 1e6,
+		      (unsigned long long)ufp_test_stats(p).faults_handed_off);
+	ufp_pager_destroy(p);
+}
+END_TEST
+
 static Suite *swap_suite(void)
 {
 	Suite *s = suite_create("swap");
@@ -671,6 +739,7 @@ static Suite *swap_suite(void)
 	tcase_add_loop_test(tc, read_only_and_none_regions_stay_resident, 0, 2);
 	tcase_add_loop_test(tc, unevictable_pages_over_budget_do_not_throttle_faults, 0, 2);
 	tcase_add_test(tc, exiting_threads_release_their_io_contexts);
+	tcase_add_test(tc, faults_needing_reads_do_not_wait_behind_each_other);
 	suite_add_tcase(s, tc);
 	return s;
 }
