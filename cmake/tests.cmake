@@ -104,6 +104,13 @@ set_tests_properties(bench_soak_short PROPERTIES LABELS soak TIMEOUT 120 SKIP_RE
 
 # The README's quick start compiles against the installed-style public
 # header and the shared library, and runs.
+# A swap-in on every access, for perf (README "Per-fault costs on the real
+# path"); the smoke checks every page after a short run.
+add_executable(swapin_cost tools/perf/swapin_cost.c)
+target_link_libraries(swapin_cost PRIVATE ufpager)
+add_test(NAME swapin_cost_smoke COMMAND swapin_cost 20000)
+set_tests_properties(swapin_cost_smoke PROPERTIES LABELS bench SKIP_RETURN_CODE 77 TIMEOUT 120)
+
 add_executable(quickstart examples/quickstart.c)
 target_link_libraries(quickstart PRIVATE ufpager)
 add_test(NAME readme_quickstart COMMAND quickstart)

@@ -201,10 +201,28 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 		hl_fill_at(t[i].base, 0, t[i].pages);
 	}
 	ufp_advise(p, t[0].base, 1, UFP_ADV_NORMAL);
-	for (unsigned i = 0; i < nt; i++)
-		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
-	c = (struct hl_churn){ .p = p };
-	crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
+	/* the same warm-up as the kernel's child (half a run, not timed),
+	 * then the timed run */
+	for (int warm = 1; warm >= 0 && !err; warm--) {
+		if (!warm && (err = crew_init(&crew, nt + 1)))
+			break;
+		for (unsigned i = 0; i < nt; i++) {
+			t[i].m = (struct crew_member){ 0 };
+			t[i].faults = 0;
+			crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
+		}
+		c = (struct hl_churn){ .p = p };
+		crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
+		if (warm) {
+			err = crew_run_for(&crew, o->seconds / 2);
+			crew_destroy(&crew);
+		}
+	}
+	if (err) {
+		snprintf(r->why, sizeof(r->why), "cannot start its threads (%s)", strerror(-err));
+		ufp_pager_destroy(p);
+		goto out_writer;
+	}
 	wops = writer ? atomic_load(&w.ops) : 0;
 	ufp_stats_get(p, &s0);
 	err = crew_run_for(&crew, o->seconds * 2);
