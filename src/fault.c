@@ -335,7 +335,12 @@ static int swap_in(struct ufp_pager *p, struct ufp_tstats *ts, struct fault_lock
 		/* release: pairs with acquire readers of the entry (evict_claim) */
 		atomic_store_explicit(&p->pte[i], gen | PTE_PRESENT | PTE_CLEAN | fault_ref(p),
 				      memory_order_release);
-		probation_push(p, ts, i);
+		/* the faulting page only: a readahead page parked before its
+		 * first use came back with a parked fault each (sequential
+		 * refault from the tier took 1.6-1.9x as long); unreferenced,
+		 * the clock takes it if it stays unused */
+		if (k == 0)
+			probation_push(p, ts, i);
 		STAT_INC(ts, swapins);
 		STAT_ADD(ts, resident_pages, 1);
 		if (swb_handle_is_file(c[k].handle))
