@@ -122,9 +122,10 @@ uint32_t park_oldest(struct ufp_pager *p, uint32_t n, uint32_t *first)
 
 size_t park_slot_page(struct ufp_pager *p, uint32_t k)
 {
-	/* acquire: pairs with nothing stronger than the lock (writers hold
-	 * it) or park_restore's clear, after which the slot is a hole */
-	uint64_t e = atomic_load_explicit(&p->park.ring[k], memory_order_acquire);
+	/* relaxed: the writers of a slot's entry hold the lock we hold, but
+	 * park_restore's clear (no lock); a stale non-zero read is checked
+	 * against the entry and park.at by the caller */
+	uint64_t e = atomic_load_explicit(&p->park.ring[k], memory_order_relaxed);
 
 	UFP_ASSERT(lockdep_held(LL_PARK));
 	return e ? (size_t)(e - 1) : SIZE_MAX;
@@ -133,12 +134,15 @@ size_t park_slot_page(struct ufp_pager *p, uint32_t k)
 void park_forget(struct ufp_pager *p, uint32_t k)
 {
 	UFP_ASSERT(lockdep_held(LL_PARK));
+	/* relaxed: ring entries are read under the lock, and a hole moves
+	 * as nothing whatever a reader saw */
 	atomic_store_explicit(&p->park.ring[k], 0, memory_order_relaxed);
 }
 
 void park_advance_tail(struct ufp_pager *p, uint32_t n)
 {
 	UFP_ASSERT(lockdep_held(LL_PARK));
+	/* relaxed: under the lock (park_forget); `used` is a hint */
 	for (uint32_t j = 0; j < n; j++)
 		atomic_store_explicit(&p->park.ring[(p->park.tail + j) % p->park.pages], 0,
 				      memory_order_relaxed);

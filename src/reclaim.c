@@ -1319,6 +1319,8 @@ static void swapin_parked(struct ufp_pager *p, struct swapin_all_ctx *sa, size_t
 	if (err) {
 		if (!removes_covers(p, a))
 			sa->failed++;
+		/* parked as before; release: pairs with the acquire of a
+		 * fault that waited on INFLIGHT */
 		atomic_store_explicit(&p->pte[i], v, memory_order_release);
 	} else {
 		/* release: pairs with the acquire of fault paths */
