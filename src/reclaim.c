@@ -467,9 +467,45 @@ static enum put_back put_back(struct ufp_pager *p, struct ufp_tstats *ts, struct
 }
 
 /*
+ * Move the run of consecutive victims that starts at vs[k] (at most up to
+ * vs[n]) out of the arena to dst, with one UFFDIO_MOVE on the staging
+ * userfaultfd (the staging batches and the parked ring both live there):
+ * each call ends in one TLB shootdown, and per-page moves spent a quarter
+ * of a refault benchmark's time in those IPIs. No ALLOW_SRC_HOLES: a
+ * claimed page the kernel no longer has was zapped by the program's own
+ * DONTNEED whose REMOVE the worker has not applied yet. Moving the hole
+ * "succeeded" and left an empty staging page, which the hash then read: a
+ * fault on registered memory inside the library (SIGBUS on this thread,
+ * or a wait for a handler that never comes). Stopping at it (-ENOENT)
+ * leaves the entry present: a fault there fills zeros, and the worker
+ * discards it. A victim the move stopped at (that, or -EBUSY: shared with
+ * a fork child, pinned) is given back. Returns the pages moved, vs[k] on;
+ * *next is where the caller goes on.
+ */
+static unsigned move_run(struct ufp_pager *p, struct ufp_tstats *ts, struct victim *vs,
+			 unsigned k, unsigned n, uintptr_t dst, unsigned *next)
+{
+	unsigned e = k + 1, moved;
+	long r;
+
+	while (e < n && vs[e].idx == vs[e - 1].idx + 1)
+		e++;
+	r = uffd_move(p, ts, dst, p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT),
+		      (size_t)(e - k) * UFP_PAGE_SIZE, UFP_MOVE_TO_STAGING);
+	moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
+	*next = e;
+	if (moved < e - k) {
+		unclaim(p, &vs[k + moved], 0);      /* and try the rest of the run */
+		*next = k + moved + 1;
+	}
+	return moved;
+}
+
+/*
  * Take up to max victims away from the arena into the current batch of
- * staging set `set` (the clock's, or a PAGEOUT range's): claim, then move.
- * Returns the victims taken, vs[k].stg their staging pages.
+ * staging set `set` (the clock's, or a PAGEOUT range's): claim, then move;
+ * after the move the arena page is missing. Returns the victims taken,
+ * vs[k].stg their staging pages.
  */
 static unsigned take_victims(struct ufp_pager *p, struct ufp_tstats *ts, unsigned set,
 			     struct victim *vs, unsigned max, bool *wrapped, uintptr_t *range_hand,
@@ -479,43 +515,14 @@ static unsigned take_victims(struct ufp_pager *p, struct ufp_tstats *ts, unsigne
 	unsigned n, m = 0;
 
 	n = claim_victims(p, ts, vs, max, &fl, wrapped, range_hand, range_end, chance);
-	/*
-	 * Take the pages away: after the move the arena page is missing. One
-	 * UFFDIO_MOVE per run of consecutive victims: each call ends in one
-	 * TLB shootdown, and per-page moves spent a quarter of a refault
-	 * benchmark's time in those IPIs.
-	 */
-	for (unsigned k = 0; k < n;) {
-		uintptr_t a = p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT);
-		unsigned e = k + 1, moved;
-		long r;
+	for (unsigned k = 0, next; k < n; k = next) {
+		unsigned moved = move_run(p, ts, vs, k, n, staging_page(p, set, m), &next);
 
-		while (e < n && vs[e].idx == vs[e - 1].idx + 1)
-			e++;
-		/* No ALLOW_SRC_HOLES: a claimed page the kernel no longer has
-		 * was zapped by the program's own DONTNEED whose REMOVE the
-		 * worker has not applied yet. Moving the hole "succeeded" and
-		 * left an empty staging page, which the hash then read: a
-		 * fault on registered memory inside the library (SIGBUS on
-		 * this thread, or a wait for a handler that never comes).
-		 * Stopping at it (-ENOENT) leaves the entry present: a fault
-		 * there fills zeros, and the worker discards it. */
-		r = uffd_move(p, ts, staging_page(p, set, m), a, (size_t)(e - k) * UFP_PAGE_SIZE,
-			      UFP_MOVE_TO_STAGING);
-		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		for (unsigned j = 0; j < moved; j++) {
 			vs[m] = vs[k + j];
 			vs[m].stg = m;
 			m++;
 		}
-		if (moved < e - k) {
-			/* -EBUSY: shared with a fork child or pinned; -ENOENT:
-			 * zapped (above); keep it, and try the rest of the run */
-			unclaim(p, &vs[k + moved], 0);
-			k += moved + 1;
-			continue;
-		}
-		k = e;
 	}
 	if (fl.kind != FLK_NONE)
 		fault_unlock_region(p, &fl);
@@ -544,18 +551,11 @@ static unsigned park_claimed(struct ufp_pager *p, struct ufp_tstats *ts, struct 
 	for (unsigned k = room; k < n; k++)
 		unclaim(p, &vs[k], 0);          /* the ring filled up meanwhile */
 	n = room;
-	for (unsigned k = 0; k < n;) {
-		uintptr_t a = p->arena_base + (vs[k].idx << UFP_PAGE_SHIFT);
-		unsigned e = k + 1, moved;
-		long r;
+	/* victim k goes to slot first + k (a slot whose move failed stays
+	 * empty) */
+	for (unsigned k = 0, next; k < n; k = next) {
+		unsigned moved = move_run(p, ts, vs, k, n, park_slot_addr(p, first + k), &next);
 
-		while (e < n && vs[e].idx == vs[e - 1].idx + 1)
-			e++;
-		/* no ALLOW_SRC_HOLES, as in take_victims; victim k goes to
-		 * slot first + k (a slot whose move failed stays empty) */
-		r = uffd_move(p, ts, park_slot_addr(p, first + k), a,
-			      (size_t)(e - k) * UFP_PAGE_SIZE, UFP_MOVE_TO_STAGING);
-		moved = r > 0 ? (unsigned)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		for (unsigned j = k; j < k + moved; j++) {
 			park_record(p, first + j, vs[j].idx);
 			/* release: pairs with the acquire loads of fault_serve
@@ -567,12 +567,6 @@ static unsigned park_claimed(struct ufp_pager *p, struct ufp_tstats *ts, struct 
 			pte_wake(p, vs[j].idx);
 			parked++;
 		}
-		if (moved < e - k) {
-			unclaim(p, &vs[k + moved], 0);
-			k += moved + 1;
-			continue;
-		}
-		k = e;
 	}
 	park_unlock(p);
 	STAT_ADD(ts, pages_parked, parked);
@@ -696,7 +690,7 @@ static unsigned park_probation(struct ufp_pager *p, struct ufp_tstats *ts)
  * Returns the victims taken, vs[k].stg their staging pages.
  */
 static unsigned drain_claim(struct ufp_pager *p, struct ufp_tstats *ts, unsigned set,
-			    struct victim *vs, unsigned max, bool *used)
+			    struct victim *vs, unsigned max)
 {
 	uint32_t first, n, len, moved = 0;
 	unsigned m = 0, kept = 0;
@@ -735,7 +729,6 @@ static unsigned drain_claim(struct ufp_pager *p, struct ufp_tstats *ts, unsigned
 
 		moved = r > 0 ? (uint32_t)((size_t)r >> UFP_PAGE_SHIFT) : 0;
 		park_advance_tail(p, moved);
-		*used = moved > 0;       /* stale copies may sit in the batch now */
 	}
 	park_unlock(p);
 	for (unsigned k = 0; k < m; k++) {
@@ -746,6 +739,8 @@ static unsigned drain_claim(struct ufp_pager *p, struct ufp_tstats *ts, unsigned
 		unclaim(p, &vs[k], 0);      /* not moved (-EBUSY): stays parked */
 	}
 	STAT_ADD(ts, parked_evictions, kept);
+	if (!kept && moved)
+		staging_next(p, set);   /* only stale copies in the batch: not empty */
 	return kept;
 }
 
@@ -804,7 +799,6 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 {
 	struct victim vs[UFP_STAGING_BATCH];
 	unsigned m = 0, max = swb_ctx_nbufs(ctx);
-	bool used = false;
 
 	if (max > UFP_STAGING_BATCH)
 		max = UFP_STAGING_BATCH;
@@ -817,14 +811,9 @@ static unsigned evict_batch(struct ufp_pager *p, struct ufp_tstats *ts, struct s
 		if (park_room(p) >= UFP_PARK_BATCH &&
 		    (park_probation(p, ts) || park_batch(p, ts, wrapped, chance) || !*wrapped))
 			return 0;
-		m = drain_claim(p, ts, set, vs, max, &used);
+		m = drain_claim(p, ts, set, vs, max);
 	} else {
 		m = take_victims(p, ts, set, vs, max, wrapped, range_hand, range_end, chance);
-	}
-	if (!m) {
-		if (used)     /* only stale copies moved: the batch is not empty */
-			staging_next(p, set);
-		return 0;
 	}
 	return evict_store(p, ts, ctx, set, vs, m);
 }

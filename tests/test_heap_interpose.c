@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "ufpager.h"
+#include "../tools/preload/ldso_text.h"
 
 void *__libc_malloc(size_t n);
 void *__libc_calloc(size_t n, size_t s);
@@ -55,24 +56,9 @@ static size_t (*libc_usable)(void *);
  * blocks) stay glibc's: the SIGBUS handler reads TLS of other libraries
  * (liburcu's reader state) through the DTV, so the DTV must never be
  * pager memory that could be missing when a fault is being served. A
- * preload must do the same. [ldso_lo, ldso_hi): ld.so's text.
+ * preload must do the same. `ldso`: ld.so's text.
  */
-static uintptr_t ldso_lo, ldso_hi;
-
-static int find_ldso(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	if (!info->dlpi_name || !strstr(info->dlpi_name, "ld-linux"))
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			ldso_lo = info->dlpi_addr + ph->p_vaddr;
-			ldso_hi = ldso_lo + ph->p_memsz;
-		}
-	}
-	return 1;
-}
+static struct ldso_text ldso;
 
 /* The heap to use, or NULL (glibc): before the switch, for ld.so's
  * allocations, and on re-entry. */
@@ -82,7 +68,7 @@ static ufp_heap *heap_for(void *caller)
 	/* acquire: pairs with the release store that publishes the heap */
 	ufp_heap *h = atomic_load_explicit(&live, memory_order_acquire);
 
-	if ((uintptr_t)caller >= ldso_lo && (uintptr_t)caller < ldso_hi)
+	if (ldso_text_has(&ldso, caller))
 		return NULL;
 	if (h && in_heap) {
 		/* where from (the first few): the library allocated inside a heap call */
@@ -345,8 +331,7 @@ int main(int argc, char **argv)
 	pid_t pid;
 
 	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-	dl_iterate_phdr(find_ldso, NULL);
-	if (!ldso_hi)
+	if (!ldso_text_get(&ldso))
 		return printf("FAIL: cannot find ld.so's text\n"), 1;
 	{
 		void *bt[4];

@@ -61,6 +61,8 @@
 #include <unistd.h>
 #include <ufpager.h>
 
+#include "ldso_text.h"
+
 #define PAGE 4096ul
 
 /* glibc's allocator under its own names (exported by libc.so.6). */
@@ -99,26 +101,11 @@ static _Atomic size_t child_bytes;   /* relaxed: a threshold, nothing published 
  * may be pager memory (README "Link the heap", the rule test_heap_interpose
  * found). A call whose return address is in ld.so's text is one of them.
  */
-static uintptr_t ldso_lo, ldso_hi;   /* written once by the constructor */
-
-static int find_ldso(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	if (!info->dlpi_name || !strstr(info->dlpi_name, "/ld-linux"))
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			ldso_lo = info->dlpi_addr + ph->p_vaddr;
-			ldso_hi = ldso_lo + ph->p_memsz;
-		}
-	}
-	return 1;
-}
+static struct ldso_text ldso;   /* written once by the constructor */
 
 static bool from_ldso(const void *ra)
 {
-	return (uintptr_t)ra >= ldso_lo && (uintptr_t)ra < ldso_hi;
+	return ldso_text_has(&ldso, ra);
 }
 
 static ufp_heap *cur_heap(void)
@@ -1032,7 +1019,7 @@ __attribute__((constructor)) static void preload_init(void)
 	s = getenv("UFPAGER_PRELOAD");
 	if (s && !strcmp(s, "0"))
 		atomic_store_explicit(&state, ST_OFF, memory_order_release);
-	dl_iterate_phdr(find_ldso, NULL);
+	ldso_text_get(&ldso);
 	inited = true;
 }
 

@@ -109,6 +109,22 @@ static void *hl_ufp_churn(void *arg)
 	return NULL;
 }
 
+/* Start the accessing threads t[0, nt) on the crew, their counts reset,
+ * and with c the structural thread on pager p. */
+static void hl_spawn(struct bench_crew *crew, struct hl_thread *t, unsigned nt,
+		     struct hl_churn *c, ufp_pager *p)
+{
+	for (unsigned i = 0; i < nt; i++) {
+		t[i].m = (struct crew_member){ 0 };
+		t[i].faults = 0;
+		crew_spawn(crew, &t[i].m, hl_access, &t[i]);
+	}
+	if (c) {
+		*c = (struct hl_churn){ .p = p };
+		crew_spawn(crew, &c->m, hl_ufp_churn, c);
+	}
+}
+
 /* Fill pages [first, first + n) of a set, m pointing at page first. */
 static void hl_fill_at(char *m, size_t first, size_t n)
 {
@@ -203,21 +219,11 @@ static int hl_ufpager(struct bench_opts *o, unsigned mode, size_t pages, unsigne
 	ufp_advise(p, t[0].base, 1, UFP_ADV_NORMAL);
 	/* the same warm-up as the kernel's child (half a run, not timed),
 	 * then the timed run */
-	for (int warm = 1; warm >= 0 && !err; warm--) {
-		if (!warm && (err = crew_init(&crew, nt + 1)))
-			break;
-		for (unsigned i = 0; i < nt; i++) {
-			t[i].m = (struct crew_member){ 0 };
-			t[i].faults = 0;
-			crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
-		}
-		c = (struct hl_churn){ .p = p };
-		crew_spawn(&crew, &c.m, hl_ufp_churn, &c);
-		if (warm) {
-			err = crew_run_for(&crew, o->seconds / 2);
-			crew_destroy(&crew);
-		}
-	}
+	hl_spawn(&crew, t, nt, &c, p);
+	err = crew_run_for(&crew, o->seconds / 2);
+	crew_destroy(&crew);
+	if (!err && !(err = crew_init(&crew, nt + 1)))
+		hl_spawn(&crew, t, nt, &c, p);
 	if (err) {
 		snprintf(r->why, sizeof(r->why), "cannot start its threads (%s)", strerror(-err));
 		ufp_pager_destroy(p);
@@ -332,30 +338,22 @@ static void hl_kernel_child(struct bench_opts *o, size_t pages, unsigned nt, uin
 	 * the churn, the allocator) and limit it to the budget plus that.
 	 */
 	kb_churn_start(&churn, 1, 64 * BENCH_PAGE);
-	for (unsigned i = 0; i < nt; i++)
-		crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
+	hl_spawn(&crew, t, nt, NULL, NULL);
 	err = crew_run_for(&crew, o->seconds / 2);
 	crew_destroy(&crew);
 	if (!err) {
 		/* the threads' sets are one mapping each: the other charge is
 		 * usage minus all of them in RAM */
-		uint64_t used = 0, over;
+		int64_t over = kb_cgroup_fit(dir, limit - (4ull << 20), hl_data_resident(t, nt));
 
-		if (!kb_cgroup_usage(dir, &used)) {
-			over = used > hl_data_resident(t, nt) ? used - hl_data_resident(t, nt) : 0;
+		if (over >= 0)
 			r.over_mib = (double)over / (1 << 20);
-			kb_cgroup_set_limit(dir, limit - (4ull << 20) + over);
-		}
 		err = crew_init(&crew, nt);
 	}
 	if (!err) {
-		for (unsigned i = 0; i < nt; i++) {
-			t[i].m = (struct crew_member){ 0 };
-			t[i].faults = 0;
-			crew_spawn(&crew, &t[i].m, hl_access, &t[i]);
-		}
 		uint64_t maj0 = 0, maj1 = 0;
 
+		hl_spawn(&crew, t, nt, NULL, NULL);
 		wops = writer ? atomic_load(&w.ops) : 0;
 		kb_cgroup_stat(dir, "pgmajfault", &maj0);
 		err = crew_run_for(&crew, o->seconds * 2);

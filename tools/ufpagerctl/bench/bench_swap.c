@@ -236,6 +236,35 @@ static bool machine_has_wp_async(void)
 	return !ufp_probe_machine(&pr) && (pr.uffd_features & (1ull << 15));
 }
 
+/* The table's accesses, the same for ufpager and the kernel row: read
+ * the first n pages of order (the warm-up), and the timed pass, each
+ * access timed into lat, one in four a write (word 0 is the tag, checked
+ * by the reads). Return the pages that read wrong. */
+static uint64_t pol_warm(const char *m, const size_t *order, size_t n)
+{
+	uint64_t bad = 0;
+
+	for (size_t k = 0; k < n; k++)
+		bad += *(const volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+	return bad;
+}
+
+static uint64_t pol_access(char *m, const size_t *order, size_t n, struct kb_hist *lat)
+{
+	uint64_t bad = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		uint64_t *w = (uint64_t *)(m + order[k] * BENCH_PAGE), a = now_ns();
+
+		if (k % 4 == 3)
+			w[1 + k % 500] = k;
+		else
+			bad += *(volatile uint64_t *)w != order[k];
+		kb_hist_record(lat, now_ns() - a);
+	}
+	return bad;
+}
+
 static void pol_run(int pol, size_t pages, struct pol_res *res)
 {
 	struct ufp_params pr = {
@@ -283,19 +312,10 @@ static void pol_run(int pol, size_t pages, struct pol_res *res)
 	for (size_t i = 0; i < pages; i++)
 		sw_fill((uint64_t *)(m + i * BENCH_PAGE), i, false);
 	sw_order(KB_ZIPF, pages, order, n);
-	for (size_t k = 0; k < n / 4; k++)           /* warm-up: settle the resident set */
-		bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+	bad += pol_warm(m, order, n / 4);   /* settle the resident set */
 	ufp_stats_get(p, &s0);
 	t0 = now_s();
-	for (size_t k = 0; k < n; k++) {
-		uint64_t *w = (uint64_t *)(m + order[k] * BENCH_PAGE), a = now_ns();
-
-		if (k % 4 == 3)
-			w[1 + k % 500] = k;                    /* a write (word 0 is the tag) */
-		else
-			bad += *(volatile uint64_t *)w != order[k];
-		kb_hist_record(&lat, now_ns() - a);
-	}
+	bad += pol_access(m, order, n, &lat);
 	el = now_s() - t0;
 	ufp_stats_get(p, &s1);
 	for (size_t i = 0; i < pages; i++)
@@ -460,33 +480,23 @@ static void pol_kernel_child(size_t pages, uint64_t limit, int out)
 			sw_fill((uint64_t *)(m + i * BENCH_PAGE), i, false);
 		madvise(m + at * BENCH_PAGE, np * BENCH_PAGE, MADV_PAGEOUT);
 	}
-	for (size_t k = 0; k < n / 4; k++)         /* warm-up, as pol_run */
-		bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+	bad += pol_warm(m, order, n / 4);
 	/* Equal memory for the data: the headroom held working-set pages
 	 * (19.5 MiB of them against a 16 MiB budget); now the budget plus
 	 * what the cgroup measures it is charged for besides them, as the
 	 * headline does, and the warm-up again under that limit */
 	{
-		int64_t over = kb_cgroup_fit_data(dir, limit - POL_KERNEL_HEADROOM, m,
-						  pages * BENCH_PAGE);
+		int64_t over = kb_cgroup_fit(dir, limit - POL_KERNEL_HEADROOM,
+					     kb_resident_bytes(m, pages * BENCH_PAGE));
 
 		r.over_mib = over >= 0 ? (double)over / (1 << 20) : -1;
-		for (size_t k = 0; k < n / 4; k++)
-			bad += *(volatile uint64_t *)(m + order[k] * BENCH_PAGE) != order[k];
+		bad += pol_warm(m, order, n / 4);
 	}
 	pol_misses_read(dir, r.src, &m0);
 	kb_vmstat("pswpin", &in0);
 	kb_vmstat("pswpout", &out0);
 	t0 = now_s();
-	for (size_t k = 0; k < n; k++) {             /* timed: as pol_run */
-		uint64_t *w = (uint64_t *)(m + order[k] * BENCH_PAGE), a = now_ns();
-
-		if (k % 4 == 3)
-			w[1 + k % 500] = k;                    /* a write (word 0 is the tag) */
-		else
-			bad += *(volatile uint64_t *)w != order[k];
-		kb_hist_record(&lat, now_ns() - a);
-	}
+	bad += pol_access(m, order, n, &lat);
 	el = now_s() - t0;
 	m1 = m0;
 	pol_misses_read(dir, r.src, &m1);

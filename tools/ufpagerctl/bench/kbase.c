@@ -227,23 +227,30 @@ static int write_text(const char *path, const char *s)
 	return ret;
 }
 
-int kb_vmstat(const char *name, uint64_t *val)
+/* The value of "name value" line `name` of a file such as /proc/vmstat or
+ * a cgroup's memory.stat. 0, -ENOENT (no such line) or -errno. */
+static int kv_file_get(const char *path, const char *name, uint64_t *val)
 {
 	char line[256];
 	size_t nl = strlen(name);
-	FILE *f = fopen("/proc/vmstat", "re");
+	FILE *f = fopen(path, "re");
+	int err = -ENOENT;
 
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
+	while (fgets(line, sizeof(line), f))
 		if (!strncmp(line, name, nl) && line[nl] == ' ') {
 			*val = strtoull(line + nl + 1, NULL, 10);
-			fclose(f);
-			return 0;
+			err = 0;
+			break;
 		}
-	}
 	fclose(f);
-	return -ENOENT;
+	return err;
+}
+
+int kb_vmstat(const char *name, uint64_t *val)
+{
+	return kv_file_get("/proc/vmstat", name, val);
 }
 
 /* ---- memory cgroups ------------------------------------------------------ */
@@ -331,14 +338,14 @@ uint64_t kb_resident_bytes(const void *addr, size_t len)
 	return in * 4096;
 }
 
-int64_t kb_cgroup_fit_data(const char *dir, uint64_t budget, const void *data, size_t len)
+int64_t kb_cgroup_fit(const char *dir, uint64_t budget, uint64_t data_in_ram)
 {
-	uint64_t used = 0, in = kb_resident_bytes(data, len), over;
+	uint64_t used = 0, over;
 	int err = kb_cgroup_usage(dir, &used);
 
 	if (err)
 		return err;
-	over = used > in ? used - in : 0;
+	over = used > data_in_ram ? used - data_in_ram : 0;
 	err = kb_cgroup_set_limit(dir, budget + over);
 	return err ? err : (int64_t)over;
 }
@@ -354,23 +361,10 @@ int kb_cgroup_enter(const char *dir)
 
 int kb_cgroup_stat(const char *dir, const char *name, uint64_t *val)
 {
-	char path[320], line[256];
-	size_t nl = strlen(name);
-	FILE *f;
+	char path[320];
 
 	snprintf(path, sizeof(path), "%s/memory.stat", dir);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, name, nl) && line[nl] == ' ') {
-			*val = strtoull(line + nl + 1, NULL, 10);
-			fclose(f);
-			return 0;
-		}
-	}
-	fclose(f);
-	return -ENOENT;
+	return kv_file_get(path, name, val);
 }
 
 int kb_cgroup_remove(int pid)

@@ -249,12 +249,12 @@ int kb_cgroup_usage(const char *dir, uint64_t *bytes);
 uint64_t kb_resident_bytes(const void *addr, size_t len);
 /*
  * Equal memory for the data: lower the cgroup's limit to budget plus what
- * it is charged for besides the working set [data, data+len) (page tables,
- * stacks, the allocator: usage minus kb_resident_bytes), measured now,
- * after a warm-up under a looser limit. Returns that charge in bytes, or
- * -errno cast (the limit unchanged).
+ * it is charged for besides the working set (page tables, stacks, the
+ * allocator: its usage minus data_in_ram, the working set's bytes in RAM
+ * by kb_resident_bytes), measured now, after a warm-up under a looser
+ * limit. Returns that charge in bytes, or -errno (the limit unchanged).
  */
-int64_t kb_cgroup_fit_data(const char *dir, uint64_t budget, const void *data, size_t len);
+int64_t kb_cgroup_fit(const char *dir, uint64_t budget, uint64_t data_in_ram);
 /* A counter of the cgroup at dir from its memory.stat: the cgroup's own
  * line (v1 also prints total_*, the hierarchy's). What exists differs:
  * v1 has workingset_refault_anon and rss but no pswpin; v2 has anon,
